@@ -1,0 +1,75 @@
+"""Entry points that build the video networks from keyword arguments, a preset, or a config."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from .presets import get_preset
+from .s3dg import S3DG, VideoClassifier
+
+_HEAD_KEYS = ("dropout", "pool_size")
+
+
+def build_video_backbone(variant: str = "s3dg", *, preset: Optional[str] = None, **kwargs: Any) -> S3DG:
+    """An ``S3DG`` backbone.
+
+    Args:
+        variant (str): one of ``s3d_det.modeling.VARIANTS``.
+        preset (str, optional): ``"torchvision"``, ``"milnce"`` or ``"tfslim"``: the architecture details
+            of that checkpoint family (see ``s3d_det.modeling.presets``); ``kwargs`` override them.
+        **kwargs: keyword arguments of ``S3DG``.
+
+    Input (B, 3, T, H, W); output a dict of ``out_features``.
+    """
+    arch = dict(get_preset(preset).backbone) if preset else {}
+    arch.update(kwargs)
+    return S3DG(variant, **arch)
+
+
+def build_video_classifier(
+    variant: str = "s3dg", num_classes: int = 400, *, preset: Optional[str] = None, **kwargs: Any
+) -> VideoClassifier:
+    """A clip classifier: backbone up to ``mixed_5c``, then average pool, dropout, 1x1x1 conv, mean.
+
+    Args:
+        variant (str): one of ``s3d_det.modeling.VARIANTS``.
+        num_classes (int): K.
+        preset (str, optional): as in ``build_video_backbone``; also sets the head's pooling and dropout.
+        **kwargs: ``dropout`` and ``pool_size`` go to the head, the rest to ``S3DG``.
+
+    Input (B, 3, T, H, W); output logits (B, K).
+    """
+    head = dict(get_preset(preset).head) if preset else {}
+    head.update({k: kwargs.pop(k) for k in _HEAD_KEYS if k in kwargs})
+    if "out_features" in kwargs:
+        raise ValueError("build_video_classifier reads mixed_5c; use build_video_backbone for other out_features")
+    backbone = build_video_backbone(variant, preset=preset, **kwargs)
+    return VideoClassifier(backbone, num_classes, **head)
+
+
+# Config keys of MODEL.BACKBONE_3D -> S3DG keyword arguments; a None value leaves the preset's or the
+# network's default in place.
+_BACKBONE_KEYS = {
+    "WIDTH": "width",
+    "MIN_CHANNELS": "min_channels",
+    "FIRST_TEMPORAL_KERNEL": "first_temporal_kernel",
+    "STEM_STYLE": "stem_style",
+    "SPLIT_AT": "split_at",
+    "SAME_PADDING": "same_padding",
+    "BN_EPS": "bn_eps",
+    "BN_MOMENTUM": "bn_momentum",
+    "FROZEN_STAGES": "frozen_stages",
+    "OUT_FEATURES": "out_features",
+}
+
+
+def video_backbone_kwargs(cfg) -> dict:
+    """``build_video_backbone`` keyword arguments (variant and preset included) from ``cfg.MODEL.BACKBONE_3D``."""
+    node = cfg.MODEL.BACKBONE_3D
+    kwargs = {arg: node[key] for key, arg in _BACKBONE_KEYS.items() if node[key] is not None}
+    kwargs["out_features"] = tuple(kwargs["out_features"])
+    return dict(variant=node.VARIANT, preset=node.PRESET or None, **kwargs)
+
+
+def build_video_backbone_from_cfg(cfg) -> S3DG:
+    """The backbone that ``cfg.MODEL.BACKBONE_3D`` describes."""
+    return build_video_backbone(**video_backbone_kwargs(cfg))
