@@ -485,6 +485,11 @@ class S3DG(nn.Module):
             raise ValueError(f"unknown stem_style {stem_style!r}; expected one of {', '.join(STEM_STYLES)}")
         if width <= 0:
             raise ValueError(f"width must be positive, got {width}")
+        if temporal_kernel % 2 == 0 and not same_padding:
+            raise ValueError(
+                f"temporal_kernel={temporal_kernel} is even: with symmetric padding the Inception branches "
+                "would shorten T unequally; use an odd kernel or same_padding=True"
+            )
         if not 0 <= frozen_stages <= len(STAGES):
             raise ValueError(f"frozen_stages must be in 0..{len(STAGES)}, got {frozen_stages}")
         out_features = (out_features,) if isinstance(out_features, str) else tuple(out_features)
