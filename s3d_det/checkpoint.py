@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
@@ -34,6 +33,7 @@ import torch
 from torch import nn
 
 from .modeling import PRESETS, build_video_classifier
+from .utils.io import atomic_write
 
 __all__ = [
     "SOURCES",
@@ -366,17 +366,8 @@ def save_converted(converted: ConvertedCheckpoint, path: str) -> None:
     preset = _PRESET_OF_SOURCE[converted.source]
     meta = {"source": converted.source, "preset": preset, "variant": PRESETS[preset].variant,
             "has_head": converted.has_head}
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".pth")
-    os.close(fd)
-    try:
+    with atomic_write(path, ".pth") as tmp:
         torch.save({"state_dict": converted.state_dict, "meta": meta}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def load_converted(path: str) -> Tuple[Dict[str, Tensor], Dict[str, object]]:

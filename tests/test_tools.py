@@ -1,5 +1,4 @@
 """The command-line tools, run as a user runs them (subprocess), on files the tests make."""
-import json
 import os
 import subprocess
 import sys

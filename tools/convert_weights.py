@@ -16,14 +16,13 @@ and writes every variable to an ``.npz`` keyed by its TF name, the input of ``tf
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from typing import List, Optional
 
 import numpy as np
 
 from s3d_det.checkpoint import SOURCES, convert_checkpoint, load_state_dict_file, save_converted
+from s3d_det.utils.io import atomic_write
 
 
 def tf_to_npz(checkpoint: str, out: str) -> int:
@@ -37,15 +36,8 @@ def tf_to_npz(checkpoint: str, out: str) -> int:
     except Exception as e:  # noqa: BLE001 - report which file failed
         raise SystemExit(f"cannot read TensorFlow checkpoint {checkpoint}: {e}")
     arrays = {name: reader.get_tensor(name) for name in sorted(reader.get_variable_to_shape_map())}
-    folder = os.path.dirname(os.path.abspath(out))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".npz")
-    os.close(fd)
-    try:
+    with atomic_write(out, ".npz") as tmp:
         np.savez(tmp, **arrays)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return len(arrays)
 
 

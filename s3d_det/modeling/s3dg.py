@@ -455,6 +455,9 @@ class S3DG(nn.Module):
         frozen_stages (int): stages 1..k (see ``STAGES``) get no gradient and keep BN in eval mode.
         out_features (sequence of str): layers whose outputs ``forward`` returns; the forward stops
             after the last of them.
+        channels_last (bool): run in ``torch.channels_last_3d`` memory format (the input is converted
+            once; outputs keep that format). The same values, and much faster convolutions on CPU
+            (oneDNN) and with cuDNN.
 
     Input: clip (B, 3, T, H, W), float. Output: dict layer name -> (B, C, T', H', W');
     ``feature_info[name]`` gives C and the stride of each layer.
@@ -478,6 +481,7 @@ class S3DG(nn.Module):
         bn_momentum: float = 1e-3,
         frozen_stages: int = 0,
         out_features: Sequence[str] = ("mixed_5c",),
+        channels_last: bool = True,
     ):
         super().__init__()
         kinds = conv_kinds(variant, split_at)
@@ -497,6 +501,7 @@ class S3DG(nn.Module):
         if not out_features or unknown:
             raise ValueError(f"out_features {list(out_features)} must be layers among {', '.join(LAYERS)}")
         self.variant = variant
+        self.channels_last = channels_last
         self.out_features = out_features
         self.frozen_stages = frozen_stages
         self.stem_style = stem_style
@@ -511,8 +516,8 @@ class S3DG(nn.Module):
 
         # Stage 1: the 7x7 stem.
         stem_kind = kinds["conv_1a"]
-        if stem_kind != "2d" and stem_style != "separable":
-            stem_kind = "3d"
+        if stem_kind != "2d":  # a temporal stem is built as stem_style says
+            stem_kind = "separable" if stem_style == "separable" else "3d"
         if stem_style == "space_to_depth":
             if kinds["conv_1a"] == "2d" or t_stride != 2:
                 raise ValueError(f"stem_style='space_to_depth' needs a temporal stem; variant {variant!r} has a 2D one")
@@ -652,6 +657,8 @@ class S3DG(nn.Module):
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         self.check_input(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
         outputs = {}
         for name, module in self.layers(last=LAYERS[self._last_layer]):
             x = module(x)
