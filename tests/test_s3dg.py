@@ -804,3 +804,30 @@ def test_gradients_reach_every_trainable_parameter():
         assert torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, name
     assert n_frozen == 3  # conv weight, BN weight and bias
+
+
+# ------------------------------------------------------------------------------------------------
+# Memory format and stem style
+# ------------------------------------------------------------------------------------------------
+def test_channels_last_gives_the_same_features():
+    torch.manual_seed(0)
+    fast = S3DG("s3dg", width=0.25, out_features=("mixed_4f", "mixed_5c")).eval()
+    plain = S3DG("s3dg", width=0.25, out_features=("mixed_4f", "mixed_5c"), channels_last=False).eval()
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 3, 8, 64, 64)
+    with torch.no_grad():
+        a, b = fast(x), plain(x)
+    assert a["mixed_5c"].is_contiguous(memory_format=torch.channels_last_3d)
+    assert b["mixed_5c"].is_contiguous()
+    for name in a:
+        assert torch.allclose(a[name], b[name], atol=1e-5, rtol=1e-4)
+
+
+def test_stem_style_applies_to_every_temporal_stem():
+    i3d = S3DG("i3d", width=0.25, stem_style="separable", first_temporal_kernel=5)
+    assert i3d.conv_1a.conv.kernel_size == (1, 7, 7)
+    assert i3d.conv_1a.conv_t.kernel_size == (5, 1, 1)
+    s3d = S3DG("s3d", width=0.25, stem_style="full", first_temporal_kernel=5)
+    assert s3d.conv_1a.conv.kernel_size == (5, 7, 7) and s3d.conv_1a.conv_t is None
+    top = S3DG("top_heavy_i3d", width=0.25, stem_style="separable")  # 2D stem: the style has nothing to split
+    assert top.conv_1a.conv.kernel_size == (1, 7, 7) and top.conv_1a.conv_t is None
