@@ -243,7 +243,8 @@ def _as_tensor(value, key: str) -> Tensor:
 
 
 def _source_keys(layout: _Layout, key: str) -> Tuple[List[str], str, Optional[str]]:
-    """Source keys for one of our keys, the transform kind, and the field (None for head-less keys)."""
+    """For one of our keys: the source keys it is made of (three for a fused ``reduce`` tensor, None
+    where the layout has no such tensor), the transform kind (conv, bn, gate, head) and the field."""
     m = _KEY.match(key)
     if m is None:
         raise ValueError(f"no rule converts our key {key!r}")
@@ -295,8 +296,8 @@ def convert_checkpoint(
     if source not in _LAYOUTS:
         raise ValueError(f"unknown checkpoint source {source!r}; expected one of {', '.join(SOURCES)}")
     layout = _LAYOUTS[source]
-    dropped = sorted(k for k in state_dict if k.startswith(layout.dropped_prefixes)) if layout.dropped_prefixes else []
-    src = {k: _as_tensor(v, k) for k, v in state_dict.items() if k not in set(dropped)}
+    dropped = sorted(k for k in state_dict if layout.dropped_prefixes and k.startswith(layout.dropped_prefixes))
+    src = {k: _as_tensor(v, k) for k, v in state_dict.items() if k not in dropped}
     if model is None:
         model, has_head = _target_model(layout, src)
     else:
