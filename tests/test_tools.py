@@ -85,3 +85,51 @@ def test_config_yaml_inherits_base(tmp_path):
     assert cfg.MODEL.BACKBONE_3D.WIDTH == 0.25
     with pytest.raises((KeyError, AssertionError), match="NOT_A_KEY"):
         cfg.merge_from_list(["MODEL.BACKBONE_3D.NOT_A_KEY", 1])
+
+
+def _load_tool(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "tools", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tf_to_npz_with_a_stand_in_tensorflow(tmp_path, monkeypatch):
+    """tf-to-npz writes every variable under its TF name (TensorFlow itself is replaced by a stand-in
+    that serves two variables, as tf.train.load_checkpoint's reader does)."""
+    import types
+
+    import numpy as np
+
+    variables = {
+        "InceptionV1/Conv2d_1a_7x7/weights": np.arange(6, dtype=np.float32).reshape(1, 1, 1, 2, 3),
+        "global_step": np.array(7, dtype=np.int64),
+    }
+
+    class Reader:
+        def get_variable_to_shape_map(self):
+            return {k: list(v.shape) for k, v in variables.items()}
+
+        def get_tensor(self, name):
+            return variables[name]
+
+    opened = []
+    fake_tf = types.SimpleNamespace(train=types.SimpleNamespace(load_checkpoint=lambda p: opened.append(p) or Reader()))
+    monkeypatch.setitem(sys.modules, "tensorflow", fake_tf)
+    tool = _load_tool("convert_weights")
+    out = tmp_path / "vars.npz"
+    assert tool.main(["tf-to-npz", "model.ckpt-1000", str(out)]) == 0
+    assert opened == ["model.ckpt-1000"]
+    with np.load(out, allow_pickle=False) as data:
+        assert sorted(data.files) == sorted(variables)
+        assert np.array_equal(data["InceptionV1/Conv2d_1a_7x7/weights"], variables["InceptionV1/Conv2d_1a_7x7/weights"])
+
+
+def test_tf_to_npz_without_tensorflow_says_so(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow", None)  # import fails as if not installed
+    tool = _load_tool("convert_weights")
+    with pytest.raises(SystemExit, match="needs TensorFlow"):
+        tool.main(["tf-to-npz", "model.ckpt", str(tmp_path / "out.npz")])
+    assert not (tmp_path / "out.npz").exists()
