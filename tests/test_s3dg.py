@@ -817,8 +817,9 @@ def test_channels_last_gives_the_same_features():
     x = torch.randn(2, 3, 8, 64, 64)
     with torch.no_grad():
         a, b = fast(x), plain(x)
-    assert a["mixed_5c"].is_contiguous(memory_format=torch.channels_last_3d)
-    assert b["mixed_5c"].is_contiguous()
+    # every layer stays in the memory format (mixed_4f is 2x4x4 here, so the two formats differ)
+    assert a["mixed_4f"].is_contiguous(memory_format=torch.channels_last_3d) and not a["mixed_4f"].is_contiguous()
+    assert b["mixed_4f"].is_contiguous()
     for name in a:
         assert torch.allclose(a[name], b[name], atol=1e-5, rtol=1e-4)
 

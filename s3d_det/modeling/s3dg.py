@@ -455,9 +455,9 @@ class S3DG(nn.Module):
         frozen_stages (int): stages 1..k (see ``STAGES``) get no gradient and keep BN in eval mode.
         out_features (sequence of str): layers whose outputs ``forward`` returns; the forward stops
             after the last of them.
-        channels_last (bool): run in ``torch.channels_last_3d`` memory format (the input is converted
-            once; outputs keep that format). The same values, and much faster convolutions on CPU
-            (oneDNN) and with cuDNN.
+        channels_last (bool): run in ``torch.channels_last_3d`` memory format: conv weights are stored
+            in it and the input is converted once, so every layer and every output stays in it. The
+            same values, and much faster convolutions on CPU (oneDNN) and with cuDNN.
 
     Input: clip (B, 3, T, H, W), float. Output: dict layer name -> (B, C, T', H', W');
     ``feature_info[name]`` gives C and the stride of each layer.
@@ -559,6 +559,8 @@ class S3DG(nn.Module):
         self.feature_info = self._feature_info()
         self._last_layer = max(LAYERS.index(name) for name in out_features)
         self._init_weights()
+        if channels_last:
+            self.to(memory_format=torch.channels_last_3d)  # conv weights too, so every layer stays in it
         self._freeze()
 
     # -- structure ---------------------------------------------------------------------------
