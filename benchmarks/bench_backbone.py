@@ -173,8 +173,8 @@ def gpu_throughput(variant: str, batch: int, size: Sequence[int], iters: int, de
     warm-up batches then ``iters`` timed ones. ``device`` other than CUDA only for smoke tests (no
     peak memory then)."""
     device = torch.device(device)
-    model = build_video_classifier(variant, 400).eval().to(device, memory_format=torch.channels_last_3d)
-    clip = clip_input(size, batch).to(device).contiguous(memory_format=torch.channels_last_3d)
+    model = build_video_classifier(variant, 400).eval().to(device)  # runs in channels_last_3d itself
+    clip = clip_input(size, batch).to(device)
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)

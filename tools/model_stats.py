@@ -80,11 +80,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def build_model(variant: str, num_classes: int, preset: Optional[str]) -> nn.Module:
-    """The classifier of ``variant`` in eval mode. ValueError when ``preset`` cannot build it."""
-    return build_video_classifier(variant, num_classes, preset=preset).eval()
-
-
 def median_latency_ms(model: nn.Module, clip: torch.Tensor, repeats: int) -> float:
     """Median wall time of ``repeats`` forwards of ``clip``, in ms, after one warm-up forward."""
     times = []
@@ -100,7 +95,7 @@ def median_latency_ms(model: nn.Module, clip: torch.Tensor, repeats: int) -> flo
 def measure_variant(variant: str, args: argparse.Namespace) -> Optional[dict]:
     """Params, GFLOPs, latency and skipped operators of one variant; None if the preset does not apply."""
     try:
-        model = build_model(variant, args.num_classes, args.preset)
+        model = build_video_classifier(variant, args.num_classes, preset=args.preset).eval()
     except ValueError as err:
         print(f"[model_stats] {variant}: skipped, preset {args.preset!r} does not apply ({err})", file=sys.stderr)
         return None

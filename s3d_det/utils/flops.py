@@ -41,7 +41,7 @@ with warnings.catch_warnings():
         matmul_flop_jit,
     )
 
-__all__ = ["COUNTED_OPS", "FlopCount", "clip_input", "count_flops", "count_params", "flop_analysis"]
+__all__ = ["COUNTED_OPS", "FlopCount", "clip_input", "count_flops", "count_params"]
 
 # The only operators counted, with fvcore's multiply-add handles. fvcore's other defaults (batch_norm,
 # group/layer/instance norm, upsampling, adaptive pooling, grid_sample) are dropped, so that they show
@@ -63,32 +63,16 @@ class FlopCount:
 
     Attributes:
         total (int): multiply-adds of one forward pass over the given inputs (the whole batch).
-        by_operator (Counter): multiply-adds per counted operator kind (``"conv"``, ``"linear"``, ...).
-        by_module (dict): multiply-adds per submodule name (``""`` is the whole model).
         skipped (Counter): operators met in the trace and not counted -> number of calls.
     """
 
     total: int
-    by_operator: Counter = field(default_factory=Counter)
-    by_module: Dict[str, int] = field(default_factory=dict)
     skipped: Counter = field(default_factory=Counter)
 
     @property
     def gflops(self) -> float:
         """``total`` in units of 1e9 multiply-adds."""
         return self.total / 1e9
-
-
-def flop_analysis(model: nn.Module, inputs: Union[torch.Tensor, Tuple[torch.Tensor, ...]]) -> FlopCountAnalysis:
-    """An fvcore ``FlopCountAnalysis`` set up with our counting rules and silenced warnings (lazy:
-    nothing is traced until a result is asked for)."""
-    analysis = FlopCountAnalysis(model, inputs)
-    analysis.clear_op_handles()
-    analysis.set_op_handle(**COUNTED_OPS)
-    analysis.unsupported_ops_warnings(False)
-    analysis.uncalled_modules_warnings(False)
-    analysis.tracer_warnings("none")
-    return analysis
 
 
 def count_flops(model: nn.Module, inputs: Union[torch.Tensor, Tuple[torch.Tensor, ...]]) -> FlopCount:
@@ -103,16 +87,19 @@ def count_flops(model: nn.Module, inputs: Union[torch.Tensor, Tuple[torch.Tensor
     """
     if isinstance(inputs, torch.Tensor):
         inputs = (inputs,)
-    analysis = flop_analysis(model, inputs)
+    analysis = FlopCountAnalysis(model, inputs)
+    analysis.clear_op_handles()
+    analysis.set_op_handle(**COUNTED_OPS)
+    analysis.unsupported_ops_warnings(False)
+    analysis.uncalled_modules_warnings(False)
+    analysis.tracer_warnings("none")
     with warnings.catch_warnings():
         # fvcore calls torch.jit APIs that newer torch releases mark as deprecated.
         warnings.simplefilter("ignore")
         with torch.no_grad():
             total = analysis.total()
-            by_operator = Counter(analysis.by_operator())
-            by_module = dict(analysis.by_module())
             skipped = Counter(analysis.unsupported_ops())
-    return FlopCount(int(total), by_operator, by_module, skipped)
+    return FlopCount(int(total), skipped)
 
 
 def count_params(model: nn.Module) -> int:
