@@ -1,0 +1,28 @@
+"""Ground truth, frame sources, clip sampling, datasets and the synthetic benchmark."""
+from .annotations import (
+    drop_duplicate_tubes,
+    duplicate_tubes,
+    GT_KEYS,
+    UnsafePickleError,
+    keyframe_boxes,
+    load_gt,
+    make_gt,
+    safe_pickle_load,
+    save_gt,
+    split_videos,
+    validate_gt,
+)
+
+__all__ = [
+    "drop_duplicate_tubes",
+    "duplicate_tubes",
+    "GT_KEYS",
+    "UnsafePickleError",
+    "keyframe_boxes",
+    "load_gt",
+    "make_gt",
+    "safe_pickle_load",
+    "save_gt",
+    "split_videos",
+    "validate_gt",
+]

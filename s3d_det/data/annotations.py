@@ -1,0 +1,358 @@
+"""Ground truth in the ACT-detector schema: safe loading, saving, validation and small accessors.
+
+The schema (the community's ``JHMDB-GT.pkl`` and ``UCF101v2-GT.pkl`` load as they are)::
+
+    {
+      "labels":       list[str],                   # class names; a label index is a position in it
+      "train_videos": list[list[str]],             # one list of video names per split
+      "test_videos":  list[list[str]],
+      "nframes":      {video: int},                # frames are numbered 1..nframes
+      "resolution":   {video: (h, w)},             # pixels
+      "gttubes":      {video: {label: [tube, ...]}},
+    }
+
+A video name is ``"<class>/<video>"``. A tube is an array (n, 5): ``frame (1-based), x1, y1, x2, y2`` in pixels
+of the original frame, one row per frame, frames consecutive.
+
+Pickles from the internet are untrusted. :func:`safe_pickle_load` admits only dicts, lists, tuples, numbers,
+strings and numpy arrays; a pickle asking for anything else (a function, a class, ``os.system``) is refused
+before anything in it runs.
+"""
+from __future__ import annotations
+
+import io
+import os
+import pickle
+from typing import Dict, List, Mapping, Sequence, Tuple
+
+import numpy as np
+
+from s3d_det.utils.io import atomic_write
+
+__all__ = [
+    "GT_KEYS",
+    "UnsafePickleError",
+    "safe_pickle_load",
+    "load_gt",
+    "save_gt",
+    "make_gt",
+    "validate_gt",
+    "split_videos",
+    "keyframe_boxes",
+    "duplicate_tubes",
+    "drop_duplicate_tubes",
+]
+
+GT_KEYS = ("labels", "train_videos", "test_videos", "nframes", "resolution", "gttubes")
+
+# The only globals a GT pickle may name: what numpy needs to rebuild arrays, dtypes and scalars (under their
+# numpy 1 and numpy 2 module names), and OrderedDict, which is a dict.
+_NUMPY_GLOBALS = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+    _NUMPY_GLOBALS[(_module, "_reconstruct")] = np._core.multiarray._reconstruct
+    _NUMPY_GLOBALS[(_module, "scalar")] = np._core.multiarray.scalar
+for _module in ("numpy.core.numeric", "numpy._core.numeric"):
+    _NUMPY_GLOBALS[(_module, "_frombuffer")] = np._core.numeric._frombuffer
+
+
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """What Python 3 writes for ``bytes`` in protocol-2 pickles (``_codecs.encode(text, "latin1")``, e.g. the
+    buffer of a numpy array); any other codec is refused."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise UnsafePickleError(f"refusing _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+_SAFE_GLOBALS = dict(_NUMPY_GLOBALS)
+_SAFE_GLOBALS[("collections", "OrderedDict")] = dict
+_SAFE_GLOBALS[("_codecs", "encode")] = _latin1_bytes
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle asked for a global outside the allowed set; nothing in it was run."""
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, file, source: str):
+        super().__init__(file, encoding="latin1")  # Python 2 pickles: str -> latin1, as numpy requires
+        self._source = source
+
+    def find_class(self, module: str, name: str):
+        try:
+            return _SAFE_GLOBALS[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(
+                f"{self._source}: refusing to load: the pickle asks for {module}.{name}; only dicts, lists, "
+                "tuples, numbers, strings and numpy arrays are allowed"
+            ) from None
+
+    def persistent_load(self, pid):
+        raise UnsafePickleError(f"{self._source}: refusing to load: the pickle uses persistent ids")
+
+
+def safe_pickle_load(path: str):
+    """Loads a pickle that may hold only dicts, lists, tuples, numbers, strings and numpy arrays.
+
+    Python 2 pickles load (their byte strings are decoded as latin1). Raises :class:`UnsafePickleError` naming
+    the file for anything else, before it runs.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return _RestrictedUnpickler(io.BytesIO(data), source=path).load()
+    except UnsafePickleError:
+        raise
+    except Exception as e:  # truncated or not a pickle at all
+        raise ValueError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
+
+
+def load_gt(path: str) -> dict:
+    """Loads a ground-truth pickle in the ACT schema with :func:`safe_pickle_load` and checks its structure
+    (keys, types, tube shapes); errors name the file and the key. Content problems (frames out of range,
+    boxes outside the frame, ...) are reported by :func:`validate_gt`."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"ground truth file not found: {path}")
+    gt = safe_pickle_load(path)
+    _check_structure(gt, path)
+    return gt
+
+
+def save_gt(gt: Mapping, path: str) -> None:
+    """Writes ``gt`` (checked like :func:`load_gt` does) as a pickle, atomically."""
+    _check_structure(gt, path)
+    payload = {key: gt[key] for key in GT_KEYS}
+    with atomic_write(path, ".pkl") as tmp:
+        with open(tmp, "wb") as f:
+            pickle.dump(payload, f, protocol=4)
+
+
+def make_gt(
+    *,
+    labels: Sequence[str],
+    nframes: Mapping[str, int],
+    resolution: Mapping[str, Tuple[int, int]],
+    gttubes: Mapping[str, Mapping[int, Sequence]],
+    train_videos: Sequence,
+    test_videos: Sequence,
+) -> dict:
+    """Builds a GT dict in the schema with normalised types: tubes become float32 arrays (n, 5), frame counts
+    ints, resolutions (h, w) tuples of ints, label keys ints. ``train_videos`` / ``test_videos`` are either one
+    list of names (a single split) or a list of such lists (one per split)."""
+
+    def splits(videos: Sequence, key: str) -> List[List[str]]:
+        videos = list(videos)
+        if all(isinstance(v, str) for v in videos):
+            return [videos]
+        if all(isinstance(v, (list, tuple)) for v in videos):
+            return [list(v) for v in videos]
+        raise ValueError(f"{key}: expected a list of video names or a list of such lists (one per split)")
+
+    gt = {
+        "labels": [str(label) for label in labels],
+        "train_videos": splits(train_videos, "train_videos"),
+        "test_videos": splits(test_videos, "test_videos"),
+        "nframes": {v: int(n) for v, n in nframes.items()},
+        "resolution": {v: (int(r[0]), int(r[1])) for v, r in resolution.items()},
+        "gttubes": {
+            v: {int(label): [np.asarray(t, dtype=np.float32).reshape(-1, 5) for t in tubes]
+                for label, tubes in per_label.items()}
+            for v, per_label in gttubes.items()
+        },
+    }
+    _check_structure(gt, "make_gt")
+    return gt
+
+
+def _check_structure(gt, source: str) -> None:
+    def fail(key: str, expected: str):
+        raise ValueError(f"{source}: ground truth key {key!r}: expected {expected}")
+
+    if not isinstance(gt, Mapping):
+        raise ValueError(f"{source}: expected a dict with keys {list(GT_KEYS)}, got {type(gt).__name__}")
+    missing = [k for k in GT_KEYS if k not in gt]
+    if missing:
+        raise ValueError(f"{source}: not a ground truth in the ACT schema: missing keys {missing}")
+    if not isinstance(gt["labels"], (list, tuple)) or not all(isinstance(x, str) for x in gt["labels"]):
+        fail("labels", "a list of class names")
+    for key in ("train_videos", "test_videos"):
+        value = gt[key]
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(split, (list, tuple)) and all(isinstance(v, str) for v in split) for split in value
+        ):
+            fail(key, "a list with one list of video names per split")
+    for key in ("nframes", "resolution", "gttubes"):
+        if not isinstance(gt[key], Mapping):
+            fail(key, "a dict keyed by video name")
+    for video, n in gt["nframes"].items():
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
+            fail(f"nframes/{video}", f"an integer frame count, got {n!r}")
+    for video, res in gt["resolution"].items():
+        if not (isinstance(res, (tuple, list)) and len(res) == 2):
+            fail(f"resolution/{video}", f"(height, width), got {res!r}")
+    for video, per_label in gt["gttubes"].items():
+        if not isinstance(per_label, Mapping):
+            fail(f"gttubes/{video}", "a dict label -> list of tubes")
+        for label, tubes in per_label.items():
+            if not isinstance(label, (int, np.integer)):
+                fail(f"gttubes/{video}/{label!r}", "an integer label index as key")
+            if not isinstance(tubes, (list, tuple)):
+                fail(f"gttubes/{video}/{label}", "a list of tube arrays")
+            for i, tube in enumerate(tubes):
+                if not (isinstance(tube, np.ndarray) and tube.ndim == 2 and tube.shape[1] == 5):
+                    shape = getattr(tube, "shape", type(tube).__name__)
+                    fail(f"gttubes/{video}/{label}[{i}]", f"an array (n, 5) frame,x1,y1,x2,y2, got {shape}")
+
+
+def split_videos(gt: Mapping, split: int = 1, subset: str = "test") -> List[str]:
+    """The video names of one split (1-based, as in the dataset papers); ``subset`` is "train" or "test"."""
+    if subset not in ("train", "test"):
+        raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
+    lists = gt[f"{subset}_videos"]
+    if not 1 <= split <= len(lists):
+        raise ValueError(f"split {split} does not exist: this ground truth has splits 1..{len(lists)}")
+    return list(lists[split - 1])
+
+
+def keyframe_boxes(gt: Mapping, video: str) -> Dict[int, Tuple[np.ndarray, np.ndarray]]:
+    """All annotated frames of ``video``: frame (1-based) -> (boxes (n,4) float32 x1,y1,x2,y2 in original
+    pixels, labels (n,) int64 0-based), boxes in the order of ``gttubes[video]`` (label, then tube)."""
+    if video not in gt["gttubes"]:
+        raise KeyError(f"video {video!r} has no entry in gttubes")
+    frames: Dict[int, Tuple[list, list]] = {}
+    for label, tubes in gt["gttubes"][video].items():
+        for tube in tubes:
+            for row in np.asarray(tube):
+                boxes, labels = frames.setdefault(int(row[0]), ([], []))
+                boxes.append(row[1:5])
+                labels.append(int(label))
+    return {
+        frame: (np.asarray(boxes, dtype=np.float32).reshape(-1, 4), np.asarray(labels, dtype=np.int64))
+        for frame, (boxes, labels) in sorted(frames.items())
+    }
+
+
+def duplicate_tubes(gt: Mapping) -> List[Tuple[str, int, int, int]]:
+    """Tubes that repeat an earlier tube of the same video and label exactly (same frames, same boxes):
+    a list of ``(video, label, index, index of the earlier tube)``. UCF101-24's corrected annotations hold two
+    (``CliffDiving/v_CliffDiving_g13_c02``, ``CricketBowling/v_CricketBowling_g02_c04``); under the ``voc`` and ``yowo`` protocols such a copy can never
+    be matched, so even perfect detections score below 100 on its class."""
+    found = []
+    for video, per_label in gt["gttubes"].items():
+        for label, tubes in per_label.items():
+            for j, tube in enumerate(tubes):
+                for i in range(j):
+                    if np.array_equal(np.asarray(tubes[i]), np.asarray(tube)):
+                        found.append((video, int(label), j, i))
+                        break
+    return found
+
+
+def drop_duplicate_tubes(gt: Mapping) -> Tuple[dict, List[Tuple[str, int, int, int]]]:
+    """A copy of ``gt`` without the tubes :func:`duplicate_tubes` finds, and the list of what was dropped."""
+    dropped = duplicate_tubes(gt)
+    skip = {(video, label, j) for video, label, j, _ in dropped}
+    gttubes = {
+        video: {label: [t for j, t in enumerate(tubes) if (video, int(label), j) not in skip]
+                for label, tubes in per_label.items()}
+        for video, per_label in gt["gttubes"].items()
+    }
+    return {**{key: gt[key] for key in GT_KEYS}, "gttubes": gttubes}, dropped
+
+
+def _ranges(frames: np.ndarray) -> str:
+    """'3-7, 12' for frames [3,4,5,6,7,12]; long lists are cut after 8 ranges."""
+    frames = np.unique(frames.astype(np.int64))
+    breaks = np.flatnonzero(np.diff(frames) != 1) + 1
+    parts = [f"{r[0]}" if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in np.split(frames, breaks)]
+    return ", ".join(parts[:8]) + (f", ... ({len(parts) - 8} more ranges)" if len(parts) > 8 else "")
+
+
+def _frame_numbers_on_disk(folder: str) -> set:
+    numbers = set()
+    for name in os.listdir(folder):
+        stem, ext = os.path.splitext(name)
+        if ext.lower() in (".jpg", ".jpeg", ".png") and stem.isdigit():
+            numbers.add(int(stem))
+    return numbers
+
+
+def validate_gt(gt: Mapping, frames_root: str | None = None) -> List[str]:
+    """Every problem in ``gt``, one line each, naming the video (and the frames): split lists naming unknown
+    videos or a video in both train and test of a split, unknown label indices, tube frames outside
+    1..nframes or not consecutive, x2 < x1 or y2 < y1, non-finite values, boxes outside the frame, tubes that
+    repeat another exactly, and, with
+    ``frames_root``, frames missing from ``<frames_root>/Frames/<video>/``. An empty list means clean."""
+    problems: List[str] = []
+    labels = gt["labels"]
+    if len(set(labels)) != len(labels):
+        problems.append(f"labels: duplicate class names {sorted({x for x in labels if labels.count(x) > 1})}")
+    for video in gt["gttubes"]:
+        for key in ("nframes", "resolution"):
+            if video not in gt[key]:
+                problems.append(f"{video}: annotated in gttubes but has no {key} entry")
+    for subset in ("train", "test"):
+        for k, videos in enumerate(gt[f"{subset}_videos"], start=1):
+            for video in videos:
+                if video not in gt["nframes"]:
+                    problems.append(f"{video}: listed in {subset}_videos of split {k} but has no nframes entry")
+    for k, (train, test) in enumerate(zip(gt["train_videos"], gt["test_videos"]), start=1):
+        for video in sorted(set(train) & set(test)):
+            problems.append(f"{video}: in both train_videos and test_videos of split {k}")
+
+    for video, per_label in gt["gttubes"].items():
+        nframes = gt["nframes"].get(video)
+        height, width = gt["resolution"].get(video, (None, None))
+        for label, tubes in per_label.items():
+            if not 0 <= int(label) < len(labels):
+                problems.append(f"{video}: label index {label} outside 0..{len(labels) - 1}")
+            for i, tube in enumerate(tubes):
+                where = f"{video}: tube {i} of label {label}"
+                tube = np.asarray(tube, dtype=np.float64)
+                if len(tube) == 0:
+                    problems.append(f"{where} is empty")
+                    continue
+                frame, x1, y1, x2, y2 = tube.T
+                bad = ~np.isfinite(tube).all(axis=1)
+                if bad.any():
+                    problems.append(f"{where}: non-finite values at rows {np.flatnonzero(bad)[:8].tolist()}")
+                    continue
+                if nframes is not None:
+                    outside = (frame < 1) | (frame > nframes) | (frame != np.round(frame))
+                    if outside.any():
+                        problems.append(f"{where}: frames {_ranges(frame[outside])} outside 1..{nframes}")
+                if len(frame) > 1 and not (np.diff(frame) == 1).all():
+                    jumps = np.flatnonzero(np.diff(frame) != 1)
+                    pairs = ", ".join(f"{frame[j]:g}->{frame[j + 1]:g}" for j in jumps[:8])
+                    problems.append(f"{where}: frames not consecutive ({pairs})")
+                for name, bad in (("x2 < x1", x2 < x1), ("y2 < y1", y2 < y1)):
+                    if bad.any():
+                        problems.append(f"{where}: {name} at frames {_ranges(frame[bad])}")
+                if height is not None:
+                    out = (x1 < 0) | (y1 < 0) | (x2 > width) | (y2 > height)
+                    if out.any():
+                        problems.append(
+                            f"{where}: box outside the {width}x{height} frame at frames {_ranges(frame[out])}"
+                        )
+    for video, label, j, i in duplicate_tubes(gt):
+        problems.append(f"{video}: tube {j} of label {label} repeats tube {i} exactly")
+    if frames_root is not None:
+        problems += _missing_frames(gt, frames_root)
+    return problems
+
+
+def _missing_frames(gt: Mapping, frames_root: str) -> List[str]:
+    problems = []
+    videos = sorted(set(gt["nframes"]) | set(gt["gttubes"]))
+    for video in videos:
+        folder = os.path.join(frames_root, "Frames", video)
+        if not os.path.isdir(folder):
+            problems.append(f"{video}: frame folder missing: {folder}")
+            continue
+        expected = set(range(1, int(gt["nframes"].get(video, 0)) + 1))
+        missing = expected - _frame_numbers_on_disk(folder)
+        if missing:
+            problems.append(f"{video}: frames {_ranges(np.array(sorted(missing)))} missing in {folder}")
+    return problems

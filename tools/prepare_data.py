@@ -1,0 +1,117 @@
+#!/usr/bin/env python
+"""Builds and checks ground-truth pickles (ACT schema) and frame folders from the original releases.
+
+    python tools/prepare_data.py check GT.pkl [--frames ROOT]
+    python tools/prepare_data.py ucf24 finalAnnots.mat --testlist testlist01.txt --out UCF101v2-GT.pkl
+    python tools/prepare_data.py jhmdb JHMDB_RELEASE_ROOT --out JHMDB-GT.pkl
+    python tools/prepare_data.py yowo-labels groundtruths_jhmdb.zip --dataset jhmdb [--testlist F] --out GT.pkl
+    python tools/prepare_data.py frames VIDEOS_ROOT --out FRAMES_ROOT
+
+``check`` prints every problem ``validate_gt`` finds (with ``--frames``, also frames missing under
+``ROOT/Frames/<video>/``) and a summary per split; it exits with 1 when there are problems. The converters
+(see ``s3d_det.data.converters``) write the pickle atomically and print one line: videos, tubes, boxes.
+``frames`` decodes ``VIDEOS_ROOT/<class>/<video>.avi|.mp4`` into ``FRAMES_ROOT/Frames/<class>/<video>/``,
+skipping videos already complete. Bad input exits with 2 and names the file, video or line.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Mapping, Optional
+
+import numpy as np
+
+from s3d_det.data.annotations import UnsafePickleError, load_gt, save_gt, validate_gt
+from s3d_det.data.converters import extract_frames, from_yowo_labels, jhmdb_from_release, ucf24_from_annotations
+from s3d_det.utils.table import format_table
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    check = commands.add_parser("check", help="validate a GT pickle and summarise it")
+    check.add_argument("gt", help="ground-truth pickle in the ACT schema")
+    check.add_argument("--frames", metavar="ROOT", help="also check that ROOT/Frames/<video>/ holds every frame")
+
+    ucf = commands.add_parser("ucf24", help="UCF101-24 from finalAnnots.mat or pyannot*.pkl")
+    ucf.add_argument("annotations", help="finalAnnots.mat or pyannot.pkl / pyannot_with_class_names.pkl")
+    ucf.add_argument("--testlist", required=True, help="the split's test videos (testlist01.txt)")
+    ucf.add_argument("--out", required=True, help="GT pickle to write")
+
+    jhmdb = commands.add_parser("jhmdb", help="JHMDB-21 from the release (puppet_mask/, splits/)")
+    jhmdb.add_argument("root", help="release folder holding puppet_mask/ and splits/")
+    jhmdb.add_argument("--out", required=True, help="GT pickle to write")
+
+    yowo = commands.add_parser("yowo-labels", help="from YOWO's per-frame label files (folder or .zip)")
+    yowo.add_argument("labels", help="folder or .zip of <class>_<video>_<frame>.txt files")
+    yowo.add_argument("--dataset", required=True, choices=("jhmdb", "ucf24"), help="class names to match")
+    yowo.add_argument("--testlist", default=None, help="test videos (class/video a line); default: all are test")
+    yowo.add_argument("--out", required=True, help="GT pickle to write")
+
+    frames = commands.add_parser("frames", help="extract JPEG frames from videos with OpenCV")
+    frames.add_argument("videos_root", help="folder of <class>/<video>.avi|.mp4")
+    frames.add_argument("--out", required=True, help="frames root: frames go to OUT/Frames/<class>/<video>/")
+    return parser.parse_args(argv)
+
+
+def count_boxes(gt: Mapping, videos) -> dict:
+    """Tubes, boxes and frames (all, and with >= 1 box) of ``videos``."""
+    tubes = boxes = annotated = 0
+    for video in videos:
+        per_label = gt["gttubes"].get(video, {})
+        rows = [np.asarray(t) for ts in per_label.values() for t in ts]
+        tubes += len(rows)
+        boxes += sum(len(r) for r in rows)
+        annotated += len({int(f) for r in rows for f in r[:, 0]})
+    frames = sum(int(gt["nframes"].get(v, 0)) for v in videos)
+    return {"videos": len(videos), "tubes": tubes, "frames": frames, "annotated frames": annotated, "boxes": boxes}
+
+
+def summary_table(gt: Mapping) -> str:
+    rows = [["all", *count_boxes(gt, list(gt["nframes"])).values()]]
+    for k, (train, test) in enumerate(zip(gt["train_videos"], gt["test_videos"]), start=1):
+        rows.append([f"split {k} train", *count_boxes(gt, train).values()])
+        rows.append([f"split {k} test", *count_boxes(gt, test).values()])
+    header = ["subset", "videos", "tubes", "frames", "annotated frames", "boxes"]
+    return format_table(header, rows)
+
+
+def one_line(gt: Mapping) -> str:
+    counts = count_boxes(gt, list(gt["nframes"]))
+    return (f"{counts['videos']} videos, {counts['tubes']} tubes, {counts['boxes']} boxes, "
+            f"{len(gt['labels'])} classes")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.command == "check":
+            gt = load_gt(args.gt)
+            problems = validate_gt(gt, frames_root=args.frames)
+            print(summary_table(gt))
+            for problem in problems:
+                print(problem)
+            print(f"{len(problems)} problems in {args.gt}")
+            return 1 if problems else 0
+        if args.command == "frames":
+            counts = extract_frames(args.videos_root, args.out)
+            print(f"{counts['videos']} videos ({counts['extracted']} extracted, {counts['skipped']} already "
+                  f"complete), {counts['frames']} frames in {args.out}/Frames")
+            return 0
+        if args.command == "ucf24":
+            gt = ucf24_from_annotations(args.annotations, args.testlist)
+        elif args.command == "jhmdb":
+            gt = jhmdb_from_release(args.root)
+        else:
+            gt = from_yowo_labels(args.labels, dataset=args.dataset, testlist=args.testlist)
+    except (FileNotFoundError, ValueError, UnsafePickleError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    save_gt(gt, args.out)
+    print(f"{args.command}: {one_line(gt)} -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
