@@ -1,0 +1,217 @@
+"""Torch Datasets of keyframe-centred clips, and their collate function.
+
+A sample is a dict::
+
+    clip       (3,T,H,W) float32   the clip, normalised for the 3D branch (``norm_3d``)
+    keyframe   (3,H,W) float32     the clip's frame at index T // 2, normalised for the 2D branch (``norm_2d``)
+    boxes      (N,4) float32       x1,y1,x2,y2 in pixels of the resized (and flipped) keyframe
+    labels     (N,) int64          0-based class indices
+    video      str                 "<class>/<video>"
+    frame      int                 the keyframe, 1-based
+    orig_size  (h, w)              the video's frame size
+    scale      (sy, sx)            resized / original size: original pixels = resized pixels / scale
+    flipped    bool                mirrored left-right (then un-flip with x -> W - x before un-scaling)
+
+Frame sources are opened on first use in each process (at most ``max_open_sources`` kept), and dropped
+when the Dataset is pickled, so it works with DataLoader workers under any start method.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, get_worker_info
+
+from .annotations import keyframe_boxes, split_videos
+from .clips import IMAGENET, ClipTransform, Normalize, clip_frames, read_clip
+from .frames import FrameSource, find_frames, open_frames
+
+__all__ = ["ClipDataset", "TrainClipDataset", "TestClipDataset", "collate"]
+
+_NO_BOXES = (np.zeros((0, 4), np.float32), np.zeros((0,), np.int64))
+
+
+class ClipDataset(Dataset):
+    """Samples (video, keyframe) pairs of ``samples``; the subclasses choose the pairs.
+
+    Args:
+        gt: ground truth in the ACT schema (``s3d_det.data.annotations``).
+        frames_root: folder holding ``Frames/<video>/{:05d}.jpg|png`` or ``Videos/<video>.avi|mp4``.
+        videos: the videos it may read; each must be in ``gt`` and have frames on disk.
+        clip_length, clip_stride, boundary: the clip around each keyframe (``clips.clip_frames``).
+        transform: resize/flip/jitter (``clips.ClipTransform``); its random choices for sample i come
+            from ``np.random.default_rng([seed, epoch, i])``, so they are the same in any worker.
+        norm_2d: normalisation of the keyframe (default ImageNet mean/std on [0, 1]).
+        norm_3d: normalisation of the clip (e.g. ``Normalize.from_preset("tfslim")`` for [-1, 1]).
+        seed: base seed of every random choice.
+        max_open_sources: frame sources kept open per process (least recently used closed first).
+    """
+
+    def __init__(self, *, gt: Mapping, frames_root: str, videos: Sequence[str], clip_length: int = 16,
+                 clip_stride: int = 1, boundary: str = "repeat", transform: ClipTransform = ClipTransform(),
+                 norm_2d: Normalize = IMAGENET, norm_3d: Normalize = Normalize(), seed: int = 0,
+                 max_open_sources: int = 16):
+        self.frames_root = frames_root
+        self.videos = list(videos)
+        self.clip_length, self.clip_stride, self.boundary = clip_length, clip_stride, boundary
+        self.transform, self.norm_2d, self.norm_3d = transform, norm_2d, norm_3d
+        self.seed, self.epoch = seed, 0
+        self.max_open_sources = max_open_sources
+        clip_frames(1, 1, clip_length, clip_stride, boundary)  # checks the clip arguments now
+        self.nframes: Dict[str, int] = {}
+        self.resolution: Dict[str, Tuple[int, int]] = {}
+        self.annotations: Dict[str, Dict[int, Tuple[np.ndarray, np.ndarray]]] = {}
+        for video in self.videos:
+            for key in ("nframes", "resolution", "gttubes"):
+                if video not in gt[key]:
+                    raise ValueError(f"video {video!r} has no entry in the ground truth's {key!r}")
+            path, tried = find_frames(frames_root, video)
+            if path is None:
+                raise FileNotFoundError(f"frames of video {video!r} are missing: looked for {' and '.join(tried)}")
+            self.nframes[video] = int(gt["nframes"][video])
+            self.resolution[video] = (int(gt["resolution"][video][0]), int(gt["resolution"][video][1]))
+            self.annotations[video] = keyframe_boxes(gt, video)
+        self.samples: List[Tuple[str, int]] = []
+        self._sources: Optional[OrderedDict] = None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Makes the random choices of epoch ``epoch`` (call before iterating a DataLoader over it; its
+        workers, unless persistent, copy the dataset at the start of each iteration)."""
+        self.epoch = int(epoch)
+
+    def source(self, video: str) -> FrameSource:
+        """The frame source of ``video`` in this process, opened (and checked against the GT) on first use."""
+        if self._sources is None:
+            self._sources = OrderedDict()
+        src = self._sources.get(video)
+        if src is None:
+            src = open_frames(self.frames_root, video)
+            # more frames on disk than annotated is common (extractions differ by a frame or two) and harmless;
+            # fewer means frames the ground truth refers to are missing
+            if src.num_frames < self.nframes[video]:
+                raise ValueError(f"video {video!r}: {src.path} has {src.num_frames} frames, the ground truth "
+                                 f"needs {self.nframes[video]}")
+            self._sources[video] = src
+            while len(self._sources) > self.max_open_sources:
+                self._sources.popitem(last=False)[1].close()
+        self._sources.move_to_end(video)
+        return src
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_sources"] = None
+        return state
+
+    def __getitem__(self, index: int) -> dict:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"sample {index} out of range for a dataset of {len(self)}")
+        index %= len(self)
+        video, frame = self.samples[index]
+        frames = clip_frames(frame, self.nframes[video], self.clip_length, self.clip_stride, self.boundary)
+        clip = read_clip(self.source(video), frames)
+        if clip.shape[1:3] != self.resolution[video]:
+            raise ValueError(f"video {video!r}: frames are {clip.shape[1]}x{clip.shape[2]} (h x w), the ground "
+                             f"truth's resolution is {self.resolution[video][0]}x{self.resolution[video][1]}")
+        boxes, labels = self.annotations[video].get(frame, _NO_BOXES)
+        rng = np.random.default_rng([self.seed, self.epoch, index]) if self.transform.is_random else None
+        out = self.transform(clip, boxes, rng)
+        return {
+            "clip": self.norm_3d(out.clip),
+            "keyframe": self.norm_2d(out.clip[self.clip_length // 2]),
+            "boxes": torch.from_numpy(out.boxes),
+            "labels": torch.from_numpy(labels.copy()),
+            "video": video,
+            "frame": frame,
+            "orig_size": self.resolution[video],
+            "scale": out.scale,
+            "flipped": out.flipped,
+        }
+
+
+class TrainClipDataset(ClipDataset):
+    """One sample per annotated keyframe (a frame with at least one box) of the train videos of ``split``.
+
+    With ``keyframes_per_video=K``, each video gives instead min(K, its annotated frames) keyframes, drawn
+    without replacement anew for each epoch from ``np.random.default_rng([seed, epoch])``
+    (``set_epoch``). Other keyword arguments: see ``ClipDataset``.
+    """
+
+    def __init__(self, *, gt: Mapping, frames_root: str, split: int = 1,
+                 keyframes_per_video: Optional[int] = None, **kwargs):
+        super().__init__(gt=gt, frames_root=frames_root, videos=split_videos(gt, split, "train"), **kwargs)
+        if keyframes_per_video is not None and keyframes_per_video < 1:
+            raise ValueError(f"keyframes_per_video must be at least 1 or None, got {keyframes_per_video}")
+        self.keyframes_per_video = keyframes_per_video
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        k = self.keyframes_per_video
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.samples = []
+        for video in self.videos:
+            frames = list(self.annotations[video])
+            if k is not None and k < len(frames):
+                frames = sorted(int(f) for f in rng.choice(frames, size=k, replace=False))
+            self.samples.extend((video, f) for f in frames)
+
+
+class TestClipDataset(ClipDataset):
+    """Every frame of every test video of ``split``, in order, with that frame's boxes (or none).
+    Keyword arguments: see ``ClipDataset`` (the transform should not be random here)."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, *, gt: Mapping, frames_root: str, split: int = 1, **kwargs):
+        super().__init__(gt=gt, frames_root=frames_root, videos=split_videos(gt, split, "test"), **kwargs)
+        self.samples = [(video, f) for video in self.videos for f in range(1, self.nframes[video] + 1)]
+
+
+def _stack_padded(tensors: Sequence[torch.Tensor], sizes: Sequence[Tuple[int, int]], h: int, w: int) -> torch.Tensor:
+    """(B, *lead, h, w): each tensor (*lead, h_i, w_i) at the top left, zeros around it. Written once; in a
+    DataLoader worker straight into shared memory, as torch's default_collate does (saves a copy)."""
+    shape = (len(tensors), *tensors[0].shape[:-2], h, w)
+    if get_worker_info() is not None:
+        storage = tensors[0]._typed_storage()._new_shared(math.prod(shape), device=tensors[0].device)
+        out = tensors[0].new(storage).view(shape)
+    else:
+        out = tensors[0].new_empty(shape)
+    for i, (t, (th, tw)) in enumerate(zip(tensors, sizes)):
+        out[i, ..., :th, :tw] = t
+        out[i, ..., th:, :] = 0
+        out[i, ..., :th, tw:] = 0
+    return out
+
+
+def collate(samples: Sequence[dict], size_divisible: int = 1) -> dict:
+    """Batches samples of ``ClipDataset``.
+
+    ``clip`` -> (B,3,T,H,W) and ``keyframe`` -> (B,3,H,W), zero-padded at the bottom and right to the
+    largest H, W of the batch rounded up to a multiple of ``size_divisible``; ``image_sizes`` lists each
+    sample's true (h, w). Every other key becomes a list (boxes and labels stay per-sample tensors).
+    Use ``functools.partial(collate, size_divisible=32)`` for a DataLoader.
+    """
+    if not samples:
+        raise ValueError("collate got an empty batch")
+    lengths = {s["clip"].shape[1] for s in samples}
+    if len(lengths) > 1:
+        raise ValueError(f"clips of different lengths in one batch: {sorted(lengths)}")
+    sizes = [tuple(s["keyframe"].shape[1:]) for s in samples]
+
+    def round_up(x: int) -> int:
+        return -(-x // size_divisible) * size_divisible
+
+    h, w = round_up(max(s[0] for s in sizes)), round_up(max(s[1] for s in sizes))
+    clip = _stack_padded([s["clip"] for s in samples], sizes, h, w)
+    keyframe = _stack_padded([s["keyframe"] for s in samples], sizes, h, w)
+    batch = {"clip": clip, "keyframe": keyframe, "image_sizes": sizes}
+    for key in samples[0]:
+        if key not in batch:
+            batch[key] = [s[key] for s in samples]
+    return batch

@@ -1,0 +1,244 @@
+"""Frame sources: a folder of numbered images or a video file, read with OpenCV.
+
+Both give ``num_frames``, ``size`` (h, w) and ``read(frames) -> {frame: (H,W,3) uint8 RGB}`` with frame
+numbers from 1 (the GT schema's). Sources open nothing until first used and drop OpenCV handles when
+pickled, so a Dataset can hold them and still go to DataLoader workers.
+
+Counters, for tests and benchmarks: ``decode_count`` (frames the decoder produced: image files read, or
+video frames grabbed, including those stepped over) and ``decode_seconds`` (time spent inside OpenCV
+reading and decoding them).
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from typing import Dict, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+__all__ = ["FrameSource", "ImageFolderSource", "VideoFileSource", "open_frames", "find_frames",
+           "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS"]
+
+IMAGE_EXTENSIONS = ("jpg", "png")
+VIDEO_EXTENSIONS = ("avi", "mp4")
+_FRAME_NAME = re.compile(r"^(\d{5,})\.(jpg|png)$")
+
+
+class FrameSource:
+    """Common interface. Subclasses set ``path`` and implement ``num_frames`` and ``_decode``."""
+
+    path: str
+
+    def __init__(self) -> None:
+        self.decode_count = 0
+        self.decode_seconds = 0.0
+        self._size: Optional[Tuple[int, int]] = None
+
+    @property
+    def num_frames(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def size(self) -> Tuple[int, int]:
+        """(h, w) in pixels; an image folder decodes frame 1 to learn it (counted in ``decode_count``)."""
+        if self._size is None:
+            self._size = self.read([1])[1].shape[:2]
+        return self._size
+
+    def read(self, frames: Sequence[int]) -> Dict[int, np.ndarray]:
+        """Decodes each distinct frame of ``frames`` once, in increasing order.
+
+        Args:
+            frames: frame numbers, 1..num_frames; repeats allowed (they share one decode).
+        Returns:
+            {frame: (H,W,3) uint8 RGB array}, one entry per distinct frame.
+        """
+        wanted = sorted({int(f) for f in frames})
+        n = self.num_frames
+        bad = [f for f in wanted if not 1 <= f <= n]
+        if bad:
+            raise ValueError(f"{self.path}: frame {bad[0]} out of range; this source has frames 1..{n}")
+        out = self._decode(wanted)
+        first = next(iter(out.values()), None)
+        if first is not None and self._size is None:
+            self._size = first.shape[:2]
+        return out
+
+    def _decode(self, wanted: Sequence[int]) -> Dict[int, np.ndarray]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Releases any open file handle (a later read reopens it)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path!r})"
+
+
+class ImageFolderSource(FrameSource):
+    """``<folder>/{:05d}.jpg`` (or ``.png``), frames numbered 1..n without gaps.
+
+    The folder is listed on first use: the extension is detected (a folder holding both is refused) and
+    the numbers must run 1..n; files not named like a frame are ignored.
+    """
+
+    def __init__(self, folder: str):
+        super().__init__()
+        self.path = folder
+        self._ext: Optional[str] = None
+        self._count = 0
+
+    def _scan(self) -> None:
+        if not os.path.isdir(self.path):
+            raise FileNotFoundError(f"frame folder {self.path} does not exist")
+        numbers: Dict[str, list] = {ext: [] for ext in IMAGE_EXTENSIONS}
+        for name in os.listdir(self.path):
+            m = _FRAME_NAME.match(name)
+            if m:
+                numbers[m.group(2)].append(int(m.group(1)))
+        found = [ext for ext in IMAGE_EXTENSIONS if numbers[ext]]
+        if not found:
+            raise FileNotFoundError(f"frame folder {self.path} holds no frames named like 00001.jpg or 00001.png")
+        if len(found) > 1:
+            raise ValueError(f"frame folder {self.path} mixes .jpg and .png frames; expected one extension")
+        ext = found[0]
+        got = sorted(numbers[ext])
+        for expected, number in enumerate(got, start=1):
+            if number != expected:
+                raise ValueError(f"frame folder {self.path}: frame {expected:05d}.{ext} is missing "
+                                 f"(frames must run 1..n without gaps; next found is {number:05d}.{ext})")
+        self._ext, self._count = ext, len(got)
+
+    @property
+    def num_frames(self) -> int:
+        if self._ext is None:
+            self._scan()
+        return self._count
+
+    def frame_path(self, frame: int) -> str:
+        if self._ext is None:
+            self._scan()
+        return os.path.join(self.path, f"{frame:05d}.{self._ext}")
+
+    def _decode(self, wanted: Sequence[int]) -> Dict[int, np.ndarray]:
+        out = {}
+        for frame in wanted:
+            path = self.frame_path(frame)
+            start = time.perf_counter()
+            bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise ValueError(f"cannot decode image {path} (frame {frame})")
+            out[frame] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            self.decode_seconds += time.perf_counter() - start
+            self.decode_count += 1
+        return out
+
+
+class VideoFileSource(FrameSource):
+    """A video file (.avi, .mp4) read with ``cv2.VideoCapture``; frame k is the k-th decoded frame.
+
+    Frames are decoded in order. Between two wanted frames the decoder steps forward with ``grab()``
+    (each grab decodes a frame and counts in ``decode_count``); a gap larger than ``seek_threshold``
+    frames, or a wanted frame behind the current position, is reached with a seek
+    (``CAP_PROP_POS_FRAMES``). ``num_frames`` is the container's frame count (``CAP_PROP_FRAME_COUNT``).
+    """
+
+    def __init__(self, path: str, seek_threshold: int = 32):
+        super().__init__()
+        self.path = path
+        self.seek_threshold = seek_threshold
+        self._cap: Optional[cv2.VideoCapture] = None
+        self._next = 1  # frame number the next grab() returns
+        self._count: Optional[int] = None
+
+    def _open(self) -> cv2.VideoCapture:
+        if self._cap is None:
+            if not os.path.isfile(self.path):
+                raise FileNotFoundError(f"video file {self.path} does not exist")
+            cap = cv2.VideoCapture(self.path)
+            if not cap.isOpened():
+                raise ValueError(f"OpenCV cannot open video file {self.path}")
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            if count < 1:
+                cap.release()
+                raise ValueError(f"video file {self.path} reports {count} frames; expected at least 1")
+            self._cap, self._next, self._count = cap, 1, count
+        return self._cap
+
+    @property
+    def num_frames(self) -> int:
+        if self._count is None:
+            self._open()
+        return self._count
+
+    @property
+    def size(self) -> Tuple[int, int]:
+        """(h, w) in pixels, from the container header (no decode)."""
+        if self._size is None:
+            cap = self._open()
+            self._size = (int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)))
+        return self._size
+
+    def _seek(self, cap: cv2.VideoCapture, frame: int) -> None:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, frame - 1)
+        pos = int(cap.get(cv2.CAP_PROP_POS_FRAMES))
+        if pos != frame - 1:
+            raise ValueError(f"cannot seek to frame {frame} of video file {self.path} (landed at frame {pos + 1})")
+        self._next = frame
+
+    def _decode(self, wanted: Sequence[int]) -> Dict[int, np.ndarray]:
+        cap = self._open()
+        out = {}
+        for frame in wanted:
+            if frame < self._next or frame - self._next > self.seek_threshold:
+                self._seek(cap, frame)
+            start = time.perf_counter()
+            while self._next <= frame:
+                ok = cap.grab()
+                if not ok:
+                    raise ValueError(f"cannot decode frame {self._next} of video file {self.path} "
+                                     f"(it reports {self._count} frames)")
+                self._next += 1
+                self.decode_count += 1
+            ok, bgr = cap.retrieve()
+            if not ok or bgr is None:
+                raise ValueError(f"cannot decode frame {frame} of video file {self.path}")
+            out[frame] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            self.decode_seconds += time.perf_counter() - start
+        return out
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_cap"] = None
+        state["_next"] = 1
+        return state
+
+
+def find_frames(frames_root: str, video: str) -> Tuple[Optional[str], list]:
+    """Where the frames of ``video`` live: ``<root>/Frames/<video>`` if that folder exists, else the
+    first existing ``<root>/Videos/<video>.avi|.mp4``. Returns (path or None, every path looked at)."""
+    folder = os.path.join(frames_root, "Frames", video)
+    tried = [folder]
+    if os.path.isdir(folder):
+        return folder, tried
+    for ext in VIDEO_EXTENSIONS:
+        path = os.path.join(frames_root, "Videos", f"{video}.{ext}")
+        tried.append(path)
+        if os.path.isfile(path):
+            return path, tried
+    return None, tried
+
+
+def open_frames(frames_root: str, video: str) -> FrameSource:
+    """The frame source of ``video`` (``"<class>/<video>"``) under ``frames_root`` (see ``find_frames``).
+    Opens no file yet; FileNotFoundError naming every path looked at when there is none."""
+    path, tried = find_frames(frames_root, video)
+    if path is None:
+        raise FileNotFoundError(f"no frames for video {video!r}: looked for {' and '.join(tried)}")
+    return ImageFolderSource(path) if os.path.isdir(path) else VideoFileSource(path)

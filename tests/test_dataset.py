@@ -1,0 +1,163 @@
+"""Datasets and collate on a tiny on-disk dataset: JPEG folders and one MJPG .avi, 32x24 frames."""
+import functools
+import pickle
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from s3d_det.data.annotations import make_gt
+from s3d_det.data.clips import ClipTransform, Normalize
+from s3d_det.data.dataset import TestClipDataset, TrainClipDataset, collate
+
+H, W, N = 24, 32, 6
+VIDEOS = {"run/a": "jpg", "run/b": "jpg", "jump/c": "avi"}  # a, b train; c test
+
+
+def pixel(video: str, frame: int) -> tuple:
+    """RGB of every pixel of ``frame`` of ``video``: R the frame, G the video."""
+    return (20 * frame, 80 * list(VIDEOS).index(video), 128)
+
+
+def write_video(root, video, kind):
+    frames = [np.full((H, W, 3), pixel(video, k)[::-1], np.uint8) for k in range(1, N + 1)]  # BGR
+    if kind == "avi":
+        path = root / "Videos" / f"{video}.avi"
+        path.parent.mkdir(parents=True)
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (W, H))
+        for f in frames:
+            writer.write(f)
+        writer.release()
+    else:
+        folder = root / "Frames" / video
+        folder.mkdir(parents=True)
+        for k, f in enumerate(frames, start=1):
+            cv2.imwrite(str(folder / f"{k:05d}.jpg"), f)
+
+
+def tube(first, last, box):
+    return np.array([[f, *box] for f in range(first, last + 1)], np.float32)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("frames")
+    for video, kind in VIDEOS.items():
+        write_video(root, video, kind)
+    gt = make_gt(
+        labels=["jump", "run"],
+        nframes={v: N for v in VIDEOS},
+        resolution={v: (H, W) for v in VIDEOS},
+        gttubes={"run/a": {1: [tube(2, 4, (2, 4, 10, 12))]},
+                 "run/b": {1: [tube(1, 6, (0, 0, 16, 24)), tube(3, 3, (20, 2, 30, 20))]},
+                 "jump/c": {0: [tube(5, 6, (8, 6, 24, 18))]}},
+        train_videos=["run/a", "run/b"],
+        test_videos=["jump/c"],
+    )
+    return gt, str(root)
+
+
+def test_train_sample(data):
+    gt, root = data
+    ds = TrainClipDataset(gt=gt, frames_root=root, clip_length=4, clip_stride=2,
+                          transform=ClipTransform(short_side=12, hflip_prob=1.0), norm_2d=Normalize(), seed=3)
+    assert len(ds) == 3 + 6  # run/a frames 2-4, run/b frames 1-6
+    s = ds[0]
+    assert set(s) == {"clip", "keyframe", "boxes", "labels", "video", "frame", "orig_size", "scale", "flipped"}
+    assert (s["video"], s["frame"], s["orig_size"], s["scale"], s["flipped"]) == ("run/a", 2, (H, W), (0.5, 0.5), True)
+    assert s["clip"].shape == (3, 4, 12, 16) and s["clip"].dtype == torch.float32
+    assert s["keyframe"].shape == (3, 12, 16)
+    # clip frames of keyframe 2, T=4, stride 2: [-2, 0, 2, 4] -> [1, 1, 2, 4]; R channel = 20 * frame / 255
+    np.testing.assert_allclose(s["clip"][0, :, 6, 8] * 255, [20, 20, 40, 80], atol=3)
+    np.testing.assert_allclose(s["keyframe"][0, 6, 8] * 255, 40, atol=3)  # Normalize(): [0, 1], no mean/std
+    # box (2, 4, 10, 12) halved -> (1, 2, 5, 6), flipped in W = 16 -> (11, 2, 15, 6)
+    np.testing.assert_allclose(s["boxes"], [[11, 2, 15, 6]])
+    assert s["labels"].dtype == torch.int64 and s["labels"].tolist() == [1]
+    two = ds[5]  # run/b frame 3 has two boxes
+    assert (two["video"], two["frame"], two["boxes"].shape, two["labels"].tolist()) == ("run/b", 3, (2, 4), [1, 1])
+    src = ds.source("run/a")
+    before = src.decode_count
+    ds[1]  # keyframe 3: frames [-1, 1, 3, 5] -> [1, 1, 3, 5]: 3 decodes
+    assert src.decode_count - before == 3
+
+
+def test_keyframes_per_video_resampled_each_epoch(data):
+    gt, root = data
+    kwargs = dict(gt=gt, frames_root=root, clip_length=2, keyframes_per_video=2, seed=7)
+    ds = TrainClipDataset(**kwargs)
+    epochs = []
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        assert len(ds) == 4
+        assert [v for v, _ in ds.samples] == ["run/a", "run/a", "run/b", "run/b"]
+        epochs.append(list(ds.samples))
+    assert len({tuple(e) for e in epochs}) > 1  # new keyframes across epochs
+    twin = TrainClipDataset(**kwargs)
+    twin.set_epoch(4)
+    assert twin.samples == epochs[4]  # deterministic given seed and epoch
+    with pytest.raises(ValueError, match="keyframes_per_video must be at least 1"):
+        TrainClipDataset(**{**kwargs, "keyframes_per_video": 0})
+
+
+def test_test_dataset_reads_the_video_file(data):
+    gt, root = data
+    ds = TestClipDataset(gt=gt, frames_root=root, clip_length=3, transform=ClipTransform(short_side=24))
+    assert [(v, f) for v, f in ds.samples] == [("jump/c", k) for k in range(1, N + 1)]
+    empty, boxed = ds[0], ds[5]
+    assert empty["boxes"].shape == (0, 4) and empty["labels"].shape == (0,)
+    np.testing.assert_allclose(boxed["boxes"], [[8, 6, 24, 18]])
+    assert boxed["labels"].tolist() == [0] and boxed["scale"] == (1.0, 1.0)
+    # keyframe 6 of 6, T=3: [5, 6, 6]; pixel (20 * frame, 160, 128), compared before ImageNet normalisation
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    rgb = (boxed["keyframe"][:, 12, 16] * std + mean) * 255
+    np.testing.assert_allclose(rgb, pixel("jump/c", 6), atol=4)
+    np.testing.assert_allclose(boxed["clip"][0, :, 12, 16] * 255, [100, 120, 120], atol=4)
+    clone = pickle.loads(pickle.dumps(ds))  # the open VideoCapture stays behind
+    assert clone._sources is None and clone[5]["frame"] == 6
+
+
+def test_collate_pads_to_the_largest_frame():
+    def sample(h, w, value):
+        return {"clip": torch.full((3, 2, h, w), value), "keyframe": torch.full((3, h, w), value),
+                "boxes": torch.zeros((0, 4)), "labels": torch.zeros((0,), dtype=torch.int64),
+                "video": f"v{value}", "frame": value}
+
+    batch = collate([sample(4, 6, 1.0), sample(5, 3, 2.0)])
+    assert batch["clip"].shape == (2, 3, 2, 5, 6) and batch["keyframe"].shape == (2, 3, 5, 6)
+    assert batch["image_sizes"] == [(4, 6), (5, 3)]
+    assert batch["clip"][0, :, :, :4, :6].eq(1).all() and batch["clip"][0, :, :, 4:].eq(0).all()
+    assert batch["keyframe"][1, :, :5, :3].eq(2).all() and batch["keyframe"][1, :, :, 3:].eq(0).all()
+    assert batch["video"] == ["v1.0", "v2.0"] and len(batch["boxes"]) == 2
+    assert collate([sample(4, 6, 1.0)], size_divisible=8)["clip"].shape[-2:] == (8, 8)
+    with pytest.raises(ValueError, match="different lengths"):
+        collate([sample(4, 6, 1.0), {**sample(4, 6, 1.0), "clip": torch.zeros(3, 3, 4, 6)}])
+
+
+def test_dataloader_with_a_worker(data):
+    gt, root = data
+    ds = TrainClipDataset(gt=gt, frames_root=root, clip_length=4,
+                          transform=ClipTransform(short_side=(12, 24), hflip_prob=0.5, brightness=0.3), seed=1)
+    ds[0]  # opens a source in the main process: it must not travel to the worker
+    loader = functools.partial(DataLoader, ds, batch_size=4, collate_fn=collate)
+    main = list(loader(num_workers=0))
+    worker = list(loader(num_workers=1))
+    assert len(worker) == 3 and worker[0]["clip"].shape[:3] == (4, 3, 4)
+    for a, b in zip(main, worker):
+        torch.testing.assert_close(a["clip"], b["clip"])
+        assert a["frame"] == b["frame"] and a["flipped"] == b["flipped"]
+
+
+def test_errors_name_the_video(data, tmp_path):
+    gt, root = data
+    with pytest.raises(FileNotFoundError, match=r"'run/a' are missing: looked for .*Frames/run/a and .*run/a\.avi"):
+        TrainClipDataset(gt=gt, frames_root=str(tmp_path))
+    wrong = {**gt, "nframes": {**gt["nframes"], "run/a": N + 1}}
+    with pytest.raises(ValueError, match=r"'run/a': .*Frames/run/a has 6 frames, the ground truth needs 7"):
+        TrainClipDataset(gt=wrong, frames_root=root, clip_length=2)[0]
+    small = {**gt, "resolution": {**gt["resolution"], "jump/c": (12, 16)}}
+    with pytest.raises(ValueError, match=r"'jump/c': frames are 24x32 .* resolution is 12x16"):
+        TestClipDataset(gt=small, frames_root=root, clip_length=2)[0]
+    with pytest.raises(IndexError):
+        TestClipDataset(gt=gt, frames_root=root, clip_length=2)[N]

@@ -1,0 +1,119 @@
+"""Frame sources: image folders and video files, frame numbers from 1, RGB, one decode per frame."""
+import pickle
+
+import cv2
+import numpy as np
+import pytest
+
+from s3d_det.data.frames import ImageFolderSource, VideoFileSource, find_frames, open_frames
+
+H, W = 24, 32
+
+
+def colour(frame: int) -> tuple:
+    """RGB of frame ``frame``: R encodes the frame number, G and B are fixed (so a BGR/RGB swap shows)."""
+    return (10 * frame, 60, 200)
+
+
+def write_folder(folder, n, ext="jpg"):
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(1, n + 1):
+        rgb = np.full((H, W, 3), colour(k), np.uint8)
+        assert cv2.imwrite(str(folder / f"{k:05d}.{ext}"), rgb[..., ::-1])
+    return folder
+
+
+def write_avi(path, n):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25, (W, H))
+    assert writer.isOpened()
+    for k in range(1, n + 1):
+        writer.write(np.full((H, W, 3), colour(k)[::-1], np.uint8))
+    writer.release()
+    return path
+
+
+def assert_colours(frames: dict):
+    for k, img in frames.items():
+        assert img.shape == (H, W, 3) and img.dtype == np.uint8
+        np.testing.assert_allclose(img.reshape(-1, 3).mean(0), colour(k), atol=3, err_msg=f"frame {k}")
+
+
+def test_image_folder_reads_rgb_frames_once(tmp_path):
+    src = ImageFolderSource(str(write_folder(tmp_path / "v", 6)))
+    assert src.num_frames == 6 and src.decode_count == 0  # listing decodes nothing
+    frames = src.read([5, 2, 2, 5, 3])
+    assert sorted(frames) == [2, 3, 5]
+    assert src.decode_count == 3
+    assert_colours(frames)
+    assert src.size == (H, W) and src.decode_count == 3  # known from the read
+
+
+def test_image_folder_png(tmp_path):
+    src = ImageFolderSource(str(write_folder(tmp_path / "v", 3, ext="png")))
+    assert src.num_frames == 3
+    np.testing.assert_array_equal(src.read([3])[3][0, 0], colour(3))  # png is lossless
+
+
+def test_image_folder_errors_name_the_file(tmp_path):
+    gap = write_folder(tmp_path / "gap", 4)
+    (gap / "00002.jpg").unlink()
+    with pytest.raises(ValueError, match=r"gap.*00002\.jpg is missing"):
+        ImageFolderSource(str(gap)).num_frames
+    mixed = write_folder(tmp_path / "mixed", 2)
+    write_folder(mixed, 1, ext="png")
+    with pytest.raises(ValueError, match="mixes .jpg and .png"):
+        ImageFolderSource(str(mixed)).num_frames
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="empty holds no frames"):
+        ImageFolderSource(str(tmp_path / "empty")).num_frames
+    with pytest.raises(FileNotFoundError, match="nowhere does not exist"):
+        ImageFolderSource(str(tmp_path / "nowhere")).read([1])
+    bad = write_folder(tmp_path / "bad", 3)
+    (bad / "00003.jpg").write_bytes(b"not a jpeg")
+    src = ImageFolderSource(str(bad))
+    with pytest.raises(ValueError, match=r"cannot decode image .*bad/00003\.jpg \(frame 3\)"):
+        src.read([1, 3])
+    with pytest.raises(ValueError, match=r"bad: frame 4 out of range.*1\.\.3"):
+        src.read([4])
+
+
+def test_video_file_forward_backward_and_seek(tmp_path):
+    src = VideoFileSource(str(write_avi(tmp_path / "v.avi", 12)), seek_threshold=2)
+    assert src.num_frames == 12 and src.size == (H, W)
+    first = src.read([1, 3, 3])  # grabs 1, 2, 3 (2 is stepped over: gap 1 <= threshold)
+    assert sorted(first) == [1, 3] and src.decode_count == 3
+    assert_colours(first)
+    later = src.read([9, 10])  # gap 9 - 4 = 5 > threshold: seek, then decode 9 and 10
+    assert src.decode_count == 5
+    assert_colours(later)
+    back = src.read([2])  # behind the position: seek back
+    assert src.decode_count == 6
+    assert_colours(back)
+    clone = pickle.loads(pickle.dumps(src))  # no VideoCapture travels
+    assert_colours(clone.read([12]))
+    src.close()
+
+
+def test_video_file_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"missing\.avi does not exist"):
+        VideoFileSource(str(tmp_path / "missing.avi")).num_frames
+    junk = tmp_path / "junk.avi"
+    junk.write_bytes(b"\0" * 100)
+    with pytest.raises(ValueError, match=r"junk\.avi"):
+        VideoFileSource(str(junk)).read([1])
+    src = VideoFileSource(str(write_avi(tmp_path / "v.avi", 3)))
+    with pytest.raises(ValueError, match=r"v\.avi: frame 0 out of range"):
+        src.read([0])
+
+
+def test_open_frames_prefers_the_folder(tmp_path):
+    write_folder(tmp_path / "Frames" / "cls" / "a", 2)
+    write_avi(tmp_path / "Videos" / "cls" / "a.avi", 3)
+    write_avi(tmp_path / "Videos" / "cls" / "b.avi", 3)
+    assert isinstance(open_frames(str(tmp_path), "cls/a"), ImageFolderSource)
+    b = open_frames(str(tmp_path), "cls/b")
+    assert isinstance(b, VideoFileSource) and b.num_frames == 3
+    assert find_frames(str(tmp_path), "cls/c")[0] is None
+    with pytest.raises(FileNotFoundError, match=r"'cls/c'.*Frames/cls/c and .*Videos/cls/c\.avi and .*c\.mp4"):
+        open_frames(str(tmp_path), "cls/c")
