@@ -155,3 +155,10 @@ def check_detections(dets: Detections, gt: Optional[Mapping] = None, source: str
             if row is not None:
                 video = dets.videos[int(d[row, 0])]
                 fail("frame_dets", row, f"frame {d[row, 1]:g} past the end of {video!r} ({gt['nframes'][video]} frames)")
+        if dets.tubes is not None and len(dets.tube_boxes):
+            video_of_row = dets.tubes[dets.tube_boxes[:, 0].astype(np.int64), 0].astype(np.int64)
+            row = _first_bad_row(dets.tube_boxes[:, 1] > nframes[video_of_row])
+            if row is not None:
+                video = dets.videos[int(video_of_row[row])]
+                fail("tube_boxes", row, f"frame {dets.tube_boxes[row, 1]:g} past the end of {video!r} "
+                     f"({gt['nframes'][video]} frames)")

@@ -33,7 +33,7 @@ import numpy as np
 
 from .detections import Detections, check_detections
 
-__all__ = ["PROTOCOLS", "FrameAPResult", "frame_ap", "iou2d"]
+__all__ = ["PROTOCOLS", "FrameAPResult", "act_pr_ap", "frame_ap", "iou2d"]
 
 PROTOCOLS = ("act", "voc", "yowo")
 
@@ -173,7 +173,7 @@ def _match(dets, order, gt_key, gt_box, det_key, protocol, threshold) -> np.ndar
     return tp
 
 
-def _ap_act(tp_ranked: np.ndarray, num_gt: int):
+def act_pr_ap(tp_ranked: np.ndarray, num_gt: int):
     """ACT's PR table (float32, from (recall 0, precision 1)) and its trapezoid AP (float32)."""
     n = len(tp_ranked)
     pr = np.empty((n + 1, 2), dtype=np.float32)
@@ -270,7 +270,7 @@ def frame_ap(
         else:
             order = np.argsort(-cdets[:, 3])
         tp = _match(cdets, order, g_key[in_class], g_box[in_class], d_key[rows], protocol, iou)
-        p, r, value = {"act": _ap_act, "voc": _ap_voc, "yowo": _ap_yowo}[protocol](tp[order], n_gt)
+        p, r, value = {"act": act_pr_ap, "voc": _ap_voc, "yowo": _ap_yowo}[protocol](tp[order], n_gt)
         classes.append(name)
         precision[name], recall[name] = p, r
         num_gt[name], num_dets[name] = n_gt, len(rows)
