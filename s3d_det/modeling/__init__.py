@@ -1,5 +1,6 @@
-"""Networks: the S3D-G backbone family and its clip classifier."""
+"""Networks: the S3D-G backbone family, its clip classifier, and the action detector."""
 from .build import build_video_backbone, build_video_backbone_from_cfg, build_video_classifier, video_backbone_kwargs
+from .detector import ActionDetector, build_action_detector, detections_to_rows
 from .presets import PRESETS, Preset, get_preset
 from .s3dg import (
     INCEPTION_V1_CHANNELS,
@@ -16,8 +17,14 @@ from .s3dg import (
     VideoClassifier,
     conv_kinds,
 )
+from .roi_head import TubeRoIAlign, TubeRoIHead
 
 __all__ = [
+    "ActionDetector",
+    "build_action_detector",
+    "detections_to_rows",
+    "TubeRoIAlign",
+    "TubeRoIHead",
     "build_video_backbone",
     "build_video_classifier",
     "build_video_backbone_from_cfg",

@@ -1,0 +1,341 @@
+"""ActionDetector: people proposed on the keyframe by a 2D Faster R-CNN RPN, actions named by a 3D RoI head.
+
+::
+
+    clip (B,3,T,H,W) ──► S3D-G up to mixed_4f ─────────────────────────┐
+    keyframe (B,3,H,W) ─► ResNet (C4 or FPN) ─► RPN ─► person proposals ┴─► TubeRoIHead ─► actions + boxes
+
+The detection parts are torchvision's (backbones, ``AnchorGenerator``, ``RPNHead``, ``RegionProposalNetwork``,
+``ImageList``); the 3D network's stage 5 is the head's box head (``roi_head.TubeRoIHead``). The dataset has
+already resized and normalised the frames, so torchvision's ``GeneralizedRCNNTransform`` is not used.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.models import resnet
+from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+from torchvision.ops import FrozenBatchNorm2d, clip_boxes_to_image
+
+from .build import build_video_backbone
+from .roi_head import TubeRoIHead
+from .s3dg import LAYERS, S3DG
+
+__all__ = ["PROPOSAL_SOURCES", "RESNETS_2D", "ResNetC4", "build_backbone_2d", "ActionDetector",
+           "build_action_detector", "boxes_to_original", "detections_to_rows"]
+
+PROPOSAL_SOURCES = ("rpn", "gt", "given")
+RESNETS_2D = ("resnet18", "resnet34", "resnet50", "resnet101")
+
+
+class ResNetC4(nn.Module):
+    """A torchvision ResNet up to ``layer3`` (stride 16): keyframe (B, 3, H, W) -> {"0": (B, out_channels, H/16,
+    W/16)}. ``out_channels`` is 256 x the block expansion (1024 for ResNet-50, 256 for ResNet-18/34)."""
+
+    def __init__(self, net: resnet.ResNet):
+        super().__init__()
+        self.body = IntermediateLayerGetter(net, return_layers={"layer3": "0"})
+        self.out_channels = 256 * type(net.layer3[-1]).expansion
+
+    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        return self.body(x)
+
+
+def build_backbone_2d(name: str = "resnet50", *, fpn: bool = False, trainable_layers: int = 3,
+                      frozen_bn: bool = True) -> nn.Module:
+    """The keyframe backbone, randomly initialised (``weights=None``: nothing is downloaded).
+
+    Args:
+        name (str): one of ``RESNETS_2D``.
+        fpn (bool): torchvision's ResNet-FPN (``resnet_fpn_backbone``; levels "0"-"3" and "pool", strides 4-64,
+            256 channels) instead of ``ResNetC4``.
+        trainable_layers (int): 0-5, torchvision's rule: the top ``trainable_layers`` of (layer4, layer3, layer2,
+            layer1, conv1) train, the rest is frozen; the C4 backbone has no layer4, so a value freezes the same
+            parameters in both.
+        frozen_bn (bool): ``FrozenBatchNorm2d`` (as torchvision for pretrained backbones) instead of BatchNorm2d.
+
+    Returns a module with ``out_channels`` mapping (B, 3, H, W) to an OrderedDict of feature maps.
+    """
+    if name not in RESNETS_2D:
+        raise ValueError(f"unknown 2D backbone {name!r}; expected one of {', '.join(RESNETS_2D)}")
+    if not 0 <= trainable_layers <= 5:
+        raise ValueError(f"trainable_layers must be in 0..5, got {trainable_layers}")
+    norm_layer = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
+    if fpn:
+        return resnet_fpn_backbone(backbone_name=name, weights=None, norm_layer=norm_layer,
+                                   trainable_layers=trainable_layers)
+    net = getattr(resnet, name)(weights=None, norm_layer=norm_layer)
+    train = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
+    train += ["bn1"] if trainable_layers == 5 else []
+    for param_name, param in net.named_parameters():
+        if not param_name.startswith(tuple(train)):
+            param.requires_grad_(False)
+    return ResNetC4(net)
+
+
+def boxes_to_original(boxes: torch.Tensor, *, image_size: Tuple[int, int], scale: Tuple[float, float],
+                      flipped: bool, orig_size: Tuple[int, int]) -> torch.Tensor:
+    """Boxes (K, 4) x1, y1, x2, y2 in pixels of the resized (and maybe flipped) keyframe of size ``image_size``
+    (h, w) -> pixels of the original frame: un-flipped (x -> w - x), divided by ``scale`` (sy, sx), clipped to
+    ``orig_size`` (h, w)."""
+    if flipped:
+        boxes = torch.stack([image_size[1] - boxes[:, 2], boxes[:, 1], image_size[1] - boxes[:, 0], boxes[:, 3]], 1)
+    sy, sx = scale
+    boxes = boxes / boxes.new_tensor([sx, sy, sx, sy])
+    return clip_boxes_to_image(boxes, tuple(int(v) for v in orig_size))
+
+
+class ActionDetector(nn.Module):
+    """Keyframe person proposals + 3D tube RoI head.
+
+    Args:
+        backbone_3d (S3DG): returns exactly one layer (``out_features``, e.g. ``("mixed_4f",)``); its forward
+            must not run the head's stage-5 modules.
+        roi_head (TubeRoIHead): its stage-5 modules are usually the backbone's own (shared, registered under
+            both ``backbone_3d`` and ``roi_head``: ``parameters()`` lists each once, ``state_dict()`` names each
+            under both prefixes).
+        backbone_2d (nn.Module, optional): keyframe (B, 3, H, W) -> OrderedDict of feature maps; for "rpn".
+        rpn (RegionProposalNetwork, optional): class-agnostic person proposals; for "rpn".
+        proposals (str): where the head's RoIs come from: ``"rpn"``; ``"gt"``, the batch's GT boxes (oracle
+            boxes; in training the head's own appending of the GT boxes gives exactly them); ``"given"``,
+            ``batch["proposals"]`` (list of (R_b, 4) in resized-keyframe pixels; the GT boxes are appended in
+            training).
+
+    Forward: ``batch`` as made by ``s3d_det.data.dataset.collate``: "clip" (B, 3, T, H, W), "keyframe"
+    (B, 3, H, W) (read for "rpn"), "image_sizes" list of (h, w), "boxes" list of (N_b, 4) float in pixels of
+    the resized keyframe, "labels" list of (N_b,) int64 0-based actions (both read in training and for "gt"),
+    and in eval "scale" list of (sy, sx), "flipped" list of bool, "orig_size" list of (h, w). Tensors are moved
+    to the model's device.
+    Training returns losses {"loss_objectness", "loss_rpn_box_reg" (RPN only, all GT boxes as persons),
+    "loss_cls", "loss_box_reg"}; eval returns per keyframe {"boxes" (K, 4) float in pixels of the ORIGINAL
+    frame, "scores" (K,), "labels" (K,) int64 0-based actions}.
+    """
+
+    def __init__(self, *, backbone_3d: S3DG, roi_head: TubeRoIHead, backbone_2d: Optional[nn.Module] = None,
+                 rpn: Optional[RegionProposalNetwork] = None, proposals: str = "rpn"):
+        super().__init__()
+        if proposals not in PROPOSAL_SOURCES:
+            raise ValueError(f"unknown proposals {proposals!r}; expected one of {', '.join(PROPOSAL_SOURCES)}")
+        if proposals == "rpn" and (backbone_2d is None or rpn is None):
+            raise ValueError("proposals='rpn' needs backbone_2d and rpn")
+        if len(backbone_3d.out_features) != 1:
+            raise ValueError(f"backbone_3d must return one layer, it returns {list(backbone_3d.out_features)}")
+        self.feature_3d = backbone_3d.out_features[0]
+        run = {id(m) for _, m in backbone_3d.layers(last=self.feature_3d)}
+        shared = [name for name, m in roi_head.box_head.stage5.named_children() if id(m) in run]
+        if shared:
+            raise ValueError(f"backbone_3d runs up to {self.feature_3d}, which includes the head's stage-5 "
+                             f"layers {shared}; build it with out_features before them")
+        self.backbone_3d, self.roi_head = backbone_3d, roi_head
+        self.backbone_2d, self.rpn = backbone_2d, rpn
+        self.proposals = proposals
+
+    def train(self, mode: bool = True) -> "ActionDetector":
+        super().train(mode)
+        self.backbone_3d.train(mode)  # again, after the head: keeps the S3DG's frozen stages (stage 5 too) in eval
+        return self
+
+    def forward(self, batch: Mapping[str, Any]):
+        device = next(self.parameters()).device
+        needed = ["clip", "image_sizes"] + (["keyframe"] if self.proposals == "rpn" else [])
+        if self.training or self.proposals == "gt":
+            needed += ["boxes", "labels"]
+        if not self.training:
+            needed += ["scale", "flipped", "orig_size"]
+        if self.proposals == "given":
+            needed.append("proposals")
+        missing = [key for key in needed if key not in batch]
+        if missing:
+            raise ValueError(f"batch lacks key(s) {missing} (proposals={self.proposals!r}, "
+                             f"{'training' if self.training else 'eval'} mode)")
+        clip = batch["clip"].to(device, non_blocking=True)
+        num = clip.shape[0]
+        image_sizes = [(int(h), int(w)) for h, w in batch["image_sizes"]]
+        for key in needed[1:]:
+            if len(batch[key]) != num:
+                raise ValueError(f"batch[{key!r}] has {len(batch[key])} entries for a clip batch of {num}")
+        targets = self._targets(batch, device) if "boxes" in needed else None
+        features = self.backbone_3d(clip)[self.feature_3d]
+
+        losses: Dict[str, torch.Tensor] = {}
+        if self.proposals == "rpn":
+            images = ImageList(batch["keyframe"].to(device, non_blocking=True), image_sizes)
+            rpn_targets = [{"boxes": t["boxes"]} for t in targets] if self.training else None
+            proposals, losses = self.rpn(images, self.backbone_2d(images.tensors), rpn_targets)
+        elif self.proposals == "gt":
+            proposals = [t["boxes"][:0] if self.training else t["boxes"] for t in targets]
+        else:
+            proposals = [self._boxes(p, device, f"proposals[{i}]") for i, p in enumerate(batch["proposals"])]
+
+        if self.training:
+            losses.update(self.roi_head(features, proposals, image_sizes, targets))
+            return losses
+        results = self.roi_head(features, proposals, image_sizes)
+        for i, result in enumerate(results):
+            result["boxes"] = boxes_to_original(
+                result["boxes"], image_size=image_sizes[i], scale=batch["scale"][i],
+                flipped=bool(batch["flipped"][i]), orig_size=batch["orig_size"][i])
+        return results
+
+    @staticmethod
+    def _boxes(boxes, device, what: str) -> torch.Tensor:
+        boxes = torch.as_tensor(boxes, dtype=torch.float32, device=device)
+        if boxes.dim() != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"batch {what}: expected boxes (N, 4), got shape {tuple(boxes.shape)}")
+        return boxes
+
+    def _targets(self, batch: Mapping[str, Any], device) -> List[Dict[str, torch.Tensor]]:
+        targets = []
+        for i, (boxes, labels) in enumerate(zip(batch["boxes"], batch["labels"])):
+            boxes = self._boxes(boxes, device, f"boxes[{i}]")
+            labels = torch.as_tensor(labels, device=device)
+            if labels.dtype != torch.int64 or labels.shape != (len(boxes),):
+                raise ValueError(f"batch labels[{i}]: expected int64 ({len(boxes)},) for its {len(boxes)} boxes, "
+                                 f"got {labels.dtype} {tuple(labels.shape)}")
+            targets.append({"boxes": boxes, "labels": labels})
+        return targets
+
+
+def build_action_detector(
+    *,
+    num_classes: int,
+    proposals: str = "rpn",
+    backbone_2d: str = "resnet50",
+    fpn: bool = False,
+    trainable_layers_2d: int = 3,
+    frozen_bn_2d: bool = True,
+    anchor_sizes: Sequence[int] = (32, 64, 128, 256, 512),
+    aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+    rpn_pre_nms_top_n_train: int = 2000,
+    rpn_pre_nms_top_n_test: int = 1000,
+    rpn_post_nms_top_n_train: int = 2000,
+    rpn_post_nms_top_n_test: int = 300,
+    rpn_nms_thresh: float = 0.7,
+    rpn_fg_iou_thresh: float = 0.7,
+    rpn_bg_iou_thresh: float = 0.3,
+    rpn_batch_size_per_image: int = 256,
+    rpn_positive_fraction: float = 0.5,
+    rpn_score_thresh: float = 0.0,
+    variant_3d: str = "s3dg",
+    width_3d: float = 1.0,
+    preset_3d: Optional[str] = None,
+    frozen_stages_3d: int = 0,
+    backbone_3d_kwargs: Optional[Mapping[str, Any]] = None,
+    feature_3d: str = "mixed_4f",
+    roi_output_size: int = 7,
+    roi_sampling_ratio: int = 0,
+    dropout: float = 0.2,
+    class_specific_boxes: bool = False,
+    box_fg_iou_thresh: float = 0.5,
+    box_bg_iou_thresh: float = 0.5,
+    box_batch_size_per_image: int = 128,
+    box_positive_fraction: float = 0.25,
+    bbox_reg_weights: Tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0),
+    box_score_thresh: float = 0.05,
+    box_nms_thresh: float = 0.5,
+    box_detections_per_img: int = 100,
+) -> ActionDetector:
+    """An ``ActionDetector`` from keyword arguments, randomly initialised (load checkpoints afterwards).
+
+    Args:
+        num_classes (int): C actions (the head scores C + 1, background first).
+        proposals (str): "rpn", "gt" or "given" (see ``ActionDetector``); only "rpn" builds the 2D part.
+        backbone_2d (str): the keyframe ResNet, one of ``RESNETS_2D``.
+        fpn (bool): ResNet-FPN instead of ResNet-C4 (layers up to layer3, stride 16).
+        trainable_layers_2d (int), frozen_bn_2d (bool): see ``build_backbone_2d``.
+        anchor_sizes (sequence of int): anchor sides in keyframe pixels; C4 puts all on its one map, FPN one
+            per level (exactly 5).
+        aspect_ratios (sequence of float): anchor height / width ratios, at every size.
+        rpn_pre_nms_top_n_train, rpn_pre_nms_top_n_test (int): proposals kept per level before the RPN's NMS.
+        rpn_post_nms_top_n_train, rpn_post_nms_top_n_test (int): proposals kept per keyframe after it (300 at
+            test, as the Faster R-CNN paper: every proposal runs the 3D stage 5).
+        rpn_nms_thresh (float): IoU of the RPN's NMS.
+        rpn_fg_iou_thresh, rpn_bg_iou_thresh (float): anchor IoU with a person box for object / background.
+        rpn_batch_size_per_image (int), rpn_positive_fraction (float): anchors sampled for the RPN losses.
+        rpn_score_thresh (float): minimum objectness probability of a proposal.
+        variant_3d (str): the 3D network variant (``s3d_det.modeling.VARIANTS``).
+        width_3d (float): its channel multiplier.
+        preset_3d (str, optional): architecture of a checkpoint family ("torchvision", "milnce", "tfslim").
+        frozen_stages_3d (int): S3DG stages 1..k frozen (5 freezes the head's stage 5 too).
+        backbone_3d_kwargs (mapping, optional): other ``S3DG`` keyword arguments (override the preset).
+        feature_3d (str): the layer the RoIs are cut from; the layers after it, to mixed_5c, are the head's
+            stage 5 (default mixed_4f, stride 16 in space).
+        roi_output_size (int), roi_sampling_ratio (int): the tube RoIAlign (see ``TubeRoIAlign``).
+        dropout (float), class_specific_boxes (bool): the predictor (see ``TubeBoxPredictor``).
+        box_fg_iou_thresh, box_bg_iou_thresh, box_batch_size_per_image, box_positive_fraction,
+        bbox_reg_weights, box_score_thresh, box_nms_thresh, box_detections_per_img: the head's training and
+            inference settings (see ``TubeRoIHead``; 128 RoIs per keyframe by default, not torchvision's 512,
+            since each runs stage 5 in 3D).
+    """
+    if proposals not in PROPOSAL_SOURCES:
+        raise ValueError(f"unknown proposals {proposals!r}; expected one of {', '.join(PROPOSAL_SOURCES)}")
+    if feature_3d not in LAYERS or feature_3d == LAYERS[-1]:
+        raise ValueError(f"feature_3d must be a layer before {LAYERS[-1]}, got {feature_3d!r}")
+    clash = sorted({"width", "frozen_stages", "out_features"} & set(backbone_3d_kwargs or {}))
+    if clash:
+        raise ValueError(f"backbone_3d_kwargs must not set {clash}: use width_3d, frozen_stages_3d and feature_3d")
+    kwargs_3d = {"width": width_3d, "frozen_stages": frozen_stages_3d, **(backbone_3d_kwargs or {})}
+    s3dg = build_video_backbone(variant_3d, preset=preset_3d, **kwargs_3d, out_features=(feature_3d,))
+    first_head_layer = LAYERS[LAYERS.index(feature_3d) + 1]
+    stride = s3dg.feature_info[feature_3d].stride
+    if stride[1] != stride[2]:
+        raise ValueError(f"{feature_3d} has different strides in height and width: {stride[1:]}")
+    roi_head = TubeRoIHead(
+        stage5=OrderedDict(s3dg.layers(first_head_layer, LAYERS[-1])),
+        feature_channels=s3dg.feature_info[LAYERS[-1]].channels, num_classes=num_classes,
+        spatial_scale=1.0 / stride[1], output_size=roi_output_size, sampling_ratio=roi_sampling_ratio,
+        dropout=dropout, class_specific_boxes=class_specific_boxes, fg_iou_thresh=box_fg_iou_thresh,
+        bg_iou_thresh=box_bg_iou_thresh, batch_size_per_image=box_batch_size_per_image,
+        positive_fraction=box_positive_fraction, bbox_reg_weights=bbox_reg_weights, score_thresh=box_score_thresh,
+        nms_thresh=box_nms_thresh, detections_per_img=box_detections_per_img,
+    )
+    if proposals != "rpn":
+        return ActionDetector(backbone_3d=s3dg, roi_head=roi_head, proposals=proposals)
+
+    body = build_backbone_2d(backbone_2d, fpn=fpn, trainable_layers=trainable_layers_2d, frozen_bn=frozen_bn_2d)
+    sizes, ratios = tuple(int(s) for s in anchor_sizes), tuple(float(r) for r in aspect_ratios)
+    if fpn:
+        if len(sizes) != 5:
+            raise ValueError(f"FPN has 5 levels: anchor_sizes needs one size per level, got {sizes}")
+        anchors = AnchorGenerator(tuple((s,) for s in sizes), (ratios,) * len(sizes))
+    else:
+        anchors = AnchorGenerator((sizes,), (ratios,))
+    rpn = RegionProposalNetwork(
+        anchors, RPNHead(body.out_channels, anchors.num_anchors_per_location()[0]),
+        fg_iou_thresh=rpn_fg_iou_thresh, bg_iou_thresh=rpn_bg_iou_thresh,
+        batch_size_per_image=rpn_batch_size_per_image, positive_fraction=rpn_positive_fraction,
+        pre_nms_top_n={"training": rpn_pre_nms_top_n_train, "testing": rpn_pre_nms_top_n_test},
+        post_nms_top_n={"training": rpn_post_nms_top_n_train, "testing": rpn_post_nms_top_n_test},
+        nms_thresh=rpn_nms_thresh, score_thresh=rpn_score_thresh,
+    )
+    return ActionDetector(backbone_3d=s3dg, roi_head=roi_head, backbone_2d=body, rpn=rpn, proposals="rpn")
+
+
+def detections_to_rows(outputs: Sequence[Mapping[str, torch.Tensor]], batch: Mapping[str, Any],
+                       video_index: Mapping[str, int]) -> np.ndarray:
+    """Eval outputs of ``ActionDetector`` -> interchange rows (N, 8) float64 ``video_index, frame (1-based),
+    label (0-based), score, x1, y1, x2, y2`` (original-frame pixels), keyframes in batch order, each keyframe's
+    detections in output order. ``batch`` supplies "video" and "frame"; ``video_index`` maps video names to
+    positions in the detections file's ``videos``."""
+    if len(outputs) != len(batch["video"]):
+        raise ValueError(f"got outputs for {len(outputs)} keyframes and a batch of {len(batch['video'])}")
+    rows = [np.zeros((0, 8))]
+    for out, video, frame in zip(outputs, batch["video"], batch["frame"]):
+        if video not in video_index:
+            raise ValueError(f"video {video!r} (frame {frame}) has no entry in video_index")
+        n = len(out["scores"])
+        r = np.empty((n, 8))
+        r[:, 0], r[:, 1] = video_index[video], int(frame)
+        r[:, 2] = out["labels"].detach().cpu().numpy()
+        r[:, 3] = out["scores"].detach().cpu().numpy()
+        r[:, 4:] = out["boxes"].detach().cpu().numpy().reshape(n, 4)
+        rows.append(r)
+    return np.concatenate(rows)

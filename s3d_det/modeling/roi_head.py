@@ -1,0 +1,241 @@
+"""The action head: tube RoIAlign on the 3D features, S3D-G stage 5 on each tube, action logits and box deltas.
+
+Each keyframe box is RoI-aligned at every time step of the 3D feature map (a "tube" of constant box), the
+tube goes through the 3D network's own stage 5 (``pool_5a``, ``mixed_5b``, ``mixed_5c``), is averaged over
+time and space, and a linear layer scores C actions plus background. Matching, sampling, box coding, the
+losses and the post-processing are torchvision's (``RoIHeads``, whose methods this head inherits).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
+from torchvision.ops import roi_align
+
+__all__ = ["TubeRoIAlign", "TubeBoxHead", "TubeBoxPredictor", "TubeRoIHead"]
+
+
+class TubeRoIAlign(nn.Module):
+    """RoIAlign of each keyframe box at every time step of a 3D feature map (``torchvision.ops.roi_align``).
+
+    Args:
+        output_size (int): S, the RoI's spatial size (S x S).
+        spatial_scale (float): feature-map cells per keyframe pixel (1/16 for S3D-G ``mixed_4f``).
+        sampling_ratio (int): samples per bin side; 0 adapts it to the bin size (torchvision's default).
+        aligned (bool): torchvision's half-pixel correction (pixel i covers [i, i + 1)).
+
+    Input: features (B, C, T', h, w); boxes, a list of B tensors (R_b, 4) x1, y1, x2, y2 in pixels of the
+    (resized, padded) keyframe. Output: (R, C, T', S, S), R = sum of R_b, RoIs in the order of ``boxes``
+    (image 0's first); step t of RoI r is the box RoI-aligned on time step t of its image. The output is in
+    the features' memory format (``channels_last_3d`` or contiguous), which the 3D layers after it run fastest in.
+    """
+
+    def __init__(self, *, output_size: int = 7, spatial_scale: float = 1 / 16, sampling_ratio: int = 0,
+                 aligned: bool = True):
+        super().__init__()
+        self.output_size, self.spatial_scale = output_size, spatial_scale
+        self.sampling_ratio, self.aligned = sampling_ratio, aligned
+
+    def forward(self, features: torch.Tensor, boxes: Sequence[torch.Tensor]) -> torch.Tensor:
+        if features.dim() != 5:
+            raise ValueError(f"expected features (B, C, T', h, w), got a tensor of shape {tuple(features.shape)}")
+        b, c, t, h, w = features.shape
+        if len(boxes) != b:
+            raise ValueError(f"got boxes for {len(boxes)} images and features for {b}")
+        for i, bx in enumerate(boxes):
+            if bx.dim() != 2 or bx.shape[1] != 4:
+                raise ValueError(f"boxes of image {i} must be (R, 4), got shape {tuple(bx.shape)}")
+        frames = features.transpose(1, 2).reshape(b * t, c, h, w)  # frame b * T' + t
+        flat = torch.cat(list(boxes)).to(features.dtype)
+        image = torch.cat([torch.full((len(bx),), i, device=flat.device) for i, bx in enumerate(boxes)])
+        frame = (image[:, None] * t + torch.arange(t, device=flat.device)).reshape(-1, 1)  # RoI-major, then time
+        rois = torch.cat([frame.to(flat.dtype), flat.repeat_interleave(t, dim=0)], dim=1)
+        s = self.output_size
+        out = roi_align(frames, rois, (s, s), self.spatial_scale, self.sampling_ratio, self.aligned)
+        fmt = torch.channels_last_3d if features.is_contiguous(memory_format=torch.channels_last_3d) \
+            else torch.contiguous_format
+        return out.view(len(flat), t, c, s, s).transpose(1, 2).contiguous(memory_format=fmt)
+
+
+class TubeBoxHead(nn.Module):
+    """The 3D network's stage 5 on each RoI tube, then a global average pool over time and space.
+
+    Args:
+        stage5 (Mapping[str, nn.Module]): the layers in forward order, e.g.
+            ``dict(s3dg.layers("pool_5a", "mixed_5c"))``; each needs ``output_size((t, h, w))`` (as the S3DG
+            layers have). Pass the backbone's own modules so its (pretrained) weights are used.
+        roi_size (int): S of the RoIs it receives.
+
+    Input (R, C, T', S, S) -> (R, C5). A tube shorter than stage 5 accepts (T' = 1 under a 2x2x2 pool with
+    symmetric padding) is first padded by repeating its last time step: for a max-pool that gives what
+    TensorFlow "SAME" padding gives.
+    """
+
+    def __init__(self, stage5: Mapping[str, nn.Module], *, roi_size: int):
+        super().__init__()
+        for name, module in stage5.items():
+            if not hasattr(module, "output_size"):
+                raise ValueError(f"stage-5 module {name!r} ({type(module).__name__}) has no output_size method")
+        self.stage5 = nn.Sequential(OrderedDict(stage5))
+        self.min_time = self._min_time(roi_size)
+
+    def _min_time(self, roi_size: int, longest: int = 64) -> int:
+        for n in range(1, longest + 1):
+            size = (n, roi_size, roi_size)
+            for module in self.stage5:
+                size = module.output_size(size)
+            if min(size) > 0:
+                return n
+        raise ValueError(f"stage 5 ({', '.join(n for n, _ in self.stage5.named_children())}) gives an empty output "
+                         f"for {roi_size}x{roi_size} RoIs of any length up to {longest}; use larger RoIs")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[2] < self.min_time:
+            x = F.pad(x, (0, 0, 0, 0, 0, self.min_time - x.shape[2]), mode="replicate")
+        return self.stage5(x).mean(dim=(2, 3, 4))
+
+
+class TubeBoxPredictor(nn.Module):
+    """Dropout, then action logits (``cls_score``) and box deltas (``bbox_pred``).
+
+    Args:
+        in_channels (int): C5.
+        num_classes (int): C actions; the logits have C + 1 columns, column 0 background.
+        dropout (float): dropout probability on the pooled features.
+        class_specific_boxes (bool): deltas per class, (R, 4 (C + 1)), instead of one set, (R, 4).
+
+    Input (R, C5) -> logits (R, C + 1), deltas (R, 4) or (R, 4 (C + 1)) (torchvision's box coding).
+    Initialised as detectron2's box predictor: normal weights (std 0.01 and 0.001), zero biases.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, *, dropout: float = 0.2, class_specific_boxes: bool = False):
+        super().__init__()
+        self.dropout = nn.Dropout(p=dropout)
+        self.cls_score = nn.Linear(in_channels, num_classes + 1)
+        self.bbox_pred = nn.Linear(in_channels, 4 * (num_classes + 1) if class_specific_boxes else 4)
+        nn.init.normal_(self.cls_score.weight, std=0.01)
+        nn.init.normal_(self.bbox_pred.weight, std=0.001)
+        nn.init.zeros_(self.cls_score.bias)
+        nn.init.zeros_(self.bbox_pred.bias)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        x = self.dropout(x)
+        return self.cls_score(x), self.bbox_pred(x)
+
+
+class TubeRoIHead(RoIHeads):
+    """Tube RoIAlign -> stage 5 -> global average pool -> action logits and box deltas, with torchvision's
+    Faster R-CNN training (``Matcher``, ``BalancedPositiveNegativeSampler``, ``BoxCoder``, ``fastrcnn_loss``)
+    and inference (``postprocess_detections``: softmax, decode, clip, score threshold, small boxes removed,
+    per-class ``batched_nms``, top ``detections_per_img``).
+
+    Args:
+        stage5 (Mapping[str, nn.Module]): the 3D network's stage 5 (see ``TubeBoxHead``).
+        feature_channels (int): C5, channels of stage 5's output (``s3dg.feature_info["mixed_5c"].channels``).
+        num_classes (int): C actions.
+        spatial_scale, output_size, sampling_ratio, aligned: the RoIAlign (see ``TubeRoIAlign``).
+        dropout (float), class_specific_boxes (bool): the predictor (see ``TubeBoxPredictor``).
+        fg_iou_thresh (float): a proposal with IoU >= this with a GT box is that box's action.
+        bg_iou_thresh (float): a proposal whose best IoU is < this is background (between: ignored).
+        batch_size_per_image (int): RoIs sampled per keyframe in training.
+        positive_fraction (float): at most this fraction of them are actions.
+        bbox_reg_weights (tuple of 4 floats): box-coder weights (wx, wy, ww, wh).
+        score_thresh (float): inference keeps (box, action) pairs with a probability above this.
+        nms_thresh (float): IoU of the per-action NMS.
+        detections_per_img (int): at most this many detections per keyframe.
+
+    Forward: features (B, C, T', h, w); proposals, a list of B tensors (R_b, 4) x1, y1, x2, y2 in pixels of the
+    resized, padded keyframe; image_sizes, a list of B (h, w), the keyframes' sizes before padding; targets
+    (training only), a list of B dicts {"boxes": (N_b, 4) float, same frame, "labels": (N_b,) int64 0-based
+    actions}. In training the GT boxes are appended to the proposals (as torchvision does) and it returns
+    {"loss_cls", "loss_box_reg"}: cross-entropy over C + 1 (target action + 1, background 0) and smooth-L1
+    (beta 1/9) summed over the actions' RoIs and divided by the number of sampled RoIs. In eval it returns per
+    keyframe {"boxes": (K, 4) in the same frame, clipped to its image size, "scores": (K,), "labels": (K,)
+    int64 0-based actions}, highest score first.
+    """
+
+    def __init__(
+        self,
+        *,
+        stage5: Mapping[str, nn.Module],
+        feature_channels: int,
+        num_classes: int,
+        spatial_scale: float = 1 / 16,
+        output_size: int = 7,
+        sampling_ratio: int = 0,
+        aligned: bool = True,
+        dropout: float = 0.2,
+        class_specific_boxes: bool = False,
+        fg_iou_thresh: float = 0.5,
+        bg_iou_thresh: float = 0.5,
+        batch_size_per_image: int = 128,
+        positive_fraction: float = 0.25,
+        bbox_reg_weights: Tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0),
+        score_thresh: float = 0.05,
+        nms_thresh: float = 0.5,
+        detections_per_img: int = 100,
+    ):
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+        if bg_iou_thresh > fg_iou_thresh:
+            raise ValueError(f"bg_iou_thresh ({bg_iou_thresh}) must not exceed fg_iou_thresh ({fg_iou_thresh})")
+        super().__init__(
+            TubeRoIAlign(output_size=output_size, spatial_scale=spatial_scale, sampling_ratio=sampling_ratio,
+                         aligned=aligned),
+            TubeBoxHead(stage5, roi_size=output_size),
+            TubeBoxPredictor(feature_channels, num_classes, dropout=dropout, class_specific_boxes=class_specific_boxes),
+            fg_iou_thresh, bg_iou_thresh, batch_size_per_image, positive_fraction, tuple(bbox_reg_weights),
+            score_thresh, nms_thresh, detections_per_img,
+        )
+        self.num_classes = num_classes
+        self.class_specific_boxes = class_specific_boxes
+
+    def forward(
+        self,
+        features: torch.Tensor,
+        proposals: Sequence[torch.Tensor],
+        image_sizes: Sequence[Tuple[int, int]],
+        targets: Optional[Sequence[Mapping[str, torch.Tensor]]] = None,
+    ):
+        image_sizes = [tuple(int(v) for v in size) for size in image_sizes]
+        if not len(proposals) == len(image_sizes) == features.shape[0]:
+            raise ValueError(f"got features for {features.shape[0]} images, proposals for {len(proposals)} "
+                             f"and image_sizes for {len(image_sizes)}")
+        proposals = list(proposals)
+        if self.training:
+            proposals, _, labels, regression_targets = self.select_training_samples(
+                proposals, self._shifted_targets(targets))
+            if sum(len(p) for p in proposals) == 0:
+                raise ValueError("no RoIs to train on: the batch has neither proposals nor GT boxes")
+        elif sum(len(p) for p in proposals) == 0:
+            empty = features.new_zeros((0, 4))
+            return [{"boxes": empty, "scores": empty[:, 0], "labels": empty[:, 0].long()} for _ in proposals]
+        logits, deltas = self.box_predictor(self.box_head(self.box_roi_pool(features, proposals)))
+        if not self.class_specific_boxes:  # torchvision's code reads deltas per class: the same for every class
+            deltas = deltas.repeat(1, self.num_classes + 1)
+        if self.training:
+            loss_cls, loss_box_reg = fastrcnn_loss(logits, deltas, labels, regression_targets)
+            return {"loss_cls": loss_cls, "loss_box_reg": loss_box_reg}
+        boxes, scores, labels = self.postprocess_detections(logits, deltas, proposals, image_sizes)
+        return [{"boxes": b, "scores": s, "labels": lab - 1} for b, s, lab in zip(boxes, scores, labels)]
+
+    def _shifted_targets(self, targets) -> List[Dict[str, torch.Tensor]]:
+        """Targets with labels + 1 (0 is background), after checking shapes and the label range."""
+        if targets is None:
+            raise ValueError("the head needs targets (GT boxes and labels) in training mode")
+        shifted = []
+        for i, t in enumerate(targets):
+            boxes, labels = t["boxes"], t["labels"]
+            if boxes.dim() != 2 or boxes.shape[1] != 4 or labels.shape != (len(boxes),):
+                raise ValueError(f"targets of image {i}: expected boxes (N, 4) and labels (N,), got "
+                                 f"{tuple(boxes.shape)} and {tuple(labels.shape)}")
+            if labels.dtype != torch.int64 or (len(labels) and not 0 <= int(labels.min()) <= int(labels.max())
+                                              < self.num_classes):
+                raise ValueError(f"targets of image {i}: labels must be int64 in 0..{self.num_classes - 1}, got "
+                                 f"{labels.tolist()} ({labels.dtype})")
+            shifted.append({"boxes": boxes, "labels": labels + 1})
+        return shifted
