@@ -1,19 +1,67 @@
 """Default configuration (fvcore ``CfgNode``; leaves inherit with ``_BASE_``).
 
 Every key has a comment. The config is only an adapter: modules take keyword arguments, and
-``s3d_det.modeling.build`` translates these keys into them.
+``s3d_det.modeling.build`` (and the tools) translate these keys into them. :func:`load_config` reads a YAML
+leaf (following its ``_BASE_`` chain) and ``KEY VALUE`` overrides; a key the defaults do not have is an
+error naming it and the file.
 """
 from __future__ import annotations
 
+import os
+from typing import Optional, Sequence
+
 from fvcore.common.config import CfgNode
 
-__all__ = ["CfgNode", "get_cfg"]
+__all__ = ["CfgNode", "ConfigError", "get_cfg", "load_config", "datasets_root"]
 
 _C = CfgNode()
+
+# Seed of every random choice (weights, data order, augmentation); -1: drawn from the clock and recorded.
+_C.SEED = 0
+# Where checkpoints, metrics.json, TensorBoard events and evaluation results go.
+_C.OUTPUT_DIR = "output"
 
 _C.MODEL = CfgNode()
 # Device to build the model on: "cpu" or "cuda".
 _C.MODEL.DEVICE = "cpu"
+# Our own checkpoint to start from (a file written by the trainer); "" for none.
+_C.MODEL.WEIGHTS = ""
+# Weights of the 2D keyframe detector: a torchvision Faster R-CNN COCO or ImageNet ResNet checkpoint, or a
+# detectron2 model-zoo .pkl, converted on load; "" for random initialisation.
+_C.MODEL.WEIGHTS_2D = ""
+# Weights of the 3D network: a file written by tools/convert_weights.py; "" for random initialisation.
+_C.MODEL.WEIGHTS_3D = ""
+# Person boxes the action head classifies: "rpn" (the keyframe detector), "gt" (ground-truth boxes: the
+# oracle-boxes ablation) or "given" (precomputed proposals in the batch).
+_C.MODEL.PROPOSALS = "rpn"
+
+# The 2D keyframe network and its region proposal network (torchvision's).
+_C.MODEL.BACKBONE_2D = CfgNode()
+# resnet18, resnet34, resnet50 or resnet101.
+_C.MODEL.BACKBONE_2D.NAME = "resnet50"
+# ResNet-FPN (True) or ResNet-C4: the layers up to layer3, stride 16 (False).
+_C.MODEL.BACKBONE_2D.FPN = False
+# How many of layer4, layer3, layer2, layer1, conv1 train (torchvision's rule); the rest is frozen.
+_C.MODEL.BACKBONE_2D.TRAINABLE_LAYERS = 3
+# BatchNorm frozen to its loaded statistics (as for detection fine-tuning from ImageNet / COCO).
+_C.MODEL.BACKBONE_2D.FROZEN_BN = True
+_C.MODEL.RPN = CfgNode()
+# Anchor sides in keyframe pixels (FPN: exactly 5, one per level) and height/width ratios.
+_C.MODEL.RPN.ANCHOR_SIZES = [32, 64, 128, 256, 512]
+_C.MODEL.RPN.ASPECT_RATIOS = [0.5, 1.0, 2.0]
+# Proposals kept per level before the RPN's NMS, and per keyframe after it, in training and at test.
+_C.MODEL.RPN.PRE_NMS_TOP_N_TRAIN = 2000
+_C.MODEL.RPN.PRE_NMS_TOP_N_TEST = 1000
+_C.MODEL.RPN.POST_NMS_TOP_N_TRAIN = 2000
+_C.MODEL.RPN.POST_NMS_TOP_N_TEST = 300
+# IoU of the RPN's NMS.
+_C.MODEL.RPN.NMS_THRESH = 0.7
+# Anchor IoU with a person box at or above which it is foreground, below which background.
+_C.MODEL.RPN.FG_IOU_THRESH = 0.7
+_C.MODEL.RPN.BG_IOU_THRESH = 0.3
+# Anchors sampled per keyframe for the RPN losses, and the foreground share among them.
+_C.MODEL.RPN.BATCH_SIZE_PER_IMAGE = 256
+_C.MODEL.RPN.POSITIVE_FRACTION = 0.5
 
 # The 3D video network (s3d_det.modeling.S3DG).
 _C.MODEL.BACKBONE_3D = CfgNode()
@@ -40,8 +88,144 @@ _C.MODEL.BACKBONE_3D.BN_MOMENTUM = None
 _C.MODEL.BACKBONE_3D.FROZEN_STAGES = 0
 # Layers whose outputs the backbone returns (e.g. ["mixed_4f"] for the detector's RoI features).
 _C.MODEL.BACKBONE_3D.OUT_FEATURES = ["mixed_5c"]
+# The layer the detector RoI-aligns (its stage 5 then runs on the RoIs).
+_C.MODEL.BACKBONE_3D.FEATURE = "mixed_4f"
+
+# The action head: tube RoIAlign, S3D-G stage 5, classifier and box regressor.
+_C.MODEL.ROI_HEAD = CfgNode()
+# Number of action classes C (the head scores C + 1 with background); 0: taken from the dataset's labels.
+_C.MODEL.ROI_HEAD.NUM_CLASSES = 0
+# RoIAlign output side and sampling ratio (0: adaptive).
+_C.MODEL.ROI_HEAD.OUTPUT_SIZE = 7
+_C.MODEL.ROI_HEAD.SAMPLING_RATIO = 0
+# Dropout before the classifier.
+_C.MODEL.ROI_HEAD.DROPOUT = 0.2
+# One box regression per class (True) or one for all (False).
+_C.MODEL.ROI_HEAD.CLASS_SPECIFIC_BOXES = False
+# Proposal IoU with a person box at or above which it takes that person's action, below which background.
+_C.MODEL.ROI_HEAD.FG_IOU_THRESH = 0.5
+_C.MODEL.ROI_HEAD.BG_IOU_THRESH = 0.5
+# Proposals sampled per keyframe for the head's losses, and the foreground share among them.
+_C.MODEL.ROI_HEAD.BATCH_SIZE_PER_IMAGE = 128
+_C.MODEL.ROI_HEAD.POSITIVE_FRACTION = 0.25
+# Inference: minimum class score, per-class NMS IoU, and at most this many detections a keyframe.
+_C.MODEL.ROI_HEAD.SCORE_THRESH = 0.05
+_C.MODEL.ROI_HEAD.NMS_THRESH = 0.5
+_C.MODEL.ROI_HEAD.DETECTIONS_PER_IMG = 100
+
+_C.DATASETS = CfgNode()
+# "synthetic" (made on first use when missing) or any name; the data then lives in ROOT.
+_C.DATASETS.NAME = "synthetic"
+# Folder holding Frames/ (or Videos/) and the GT pickle; a relative path is taken under $S3D_DET_DATASETS
+# (default ./datasets).
+_C.DATASETS.ROOT = "synthetic"
+# The ground-truth pickle, relative to ROOT.
+_C.DATASETS.GT = "synthetic-GT.pkl"
+# Split to train on and evaluate (1-based; JHMDB has 3).
+_C.DATASETS.SPLIT = 1
+# Synthetic dataset: number of videos and seed, used only when it has to be made.
+_C.DATASETS.SYNTHETIC_NUM_VIDEOS = 90
+_C.DATASETS.SYNTHETIC_SEED = 0
+
+_C.INPUT = CfgNode()
+# Frames per clip and the stride between them; the keyframe is at index CLIP_LENGTH // 2.
+_C.INPUT.CLIP_LENGTH = 16
+_C.INPUT.CLIP_STRIDE = 1
+# At a video's ends: "repeat" the edge frame or "reflect".
+_C.INPUT.BOUNDARY = "repeat"
+# Shorter side after resizing: training picks one of the list per clip, test uses the single value.
+_C.INPUT.SHORT_SIDE_TRAIN = [240]
+_C.INPUT.SHORT_SIDE_TEST = 240
+# Longer side is capped at this.
+_C.INPUT.MAX_SIZE = 1333
+# Training augmentation: horizontal flip probability and colour jitter strengths (0: off).
+_C.INPUT.HFLIP_PROB = 0.5
+_C.INPUT.BRIGHTNESS = 0.0
+_C.INPUT.CONTRAST = 0.0
+_C.INPUT.SATURATION = 0.0
+# Normalisation of the 3D clip: a preset's input range and mean/std ("" = [0, 1] with Kinetics-style
+# mean/std as the 3D network's default; "tfslim"/"milnce" = [-1, 1]; "torchvision" = its mean/std).
+_C.INPUT.NORM_3D = ""
+# Frames are padded to a multiple of this in a batch.
+_C.INPUT.SIZE_DIVISIBLE = 32
+
+_C.DATALOADER = CfgNode()
+# Worker processes per training process.
+_C.DATALOADER.NUM_WORKERS = 2
+# Keyframes drawn per training video each epoch (0: every annotated frame is a sample).
+_C.DATALOADER.KEYFRAMES_PER_VIDEO = 0
+
+_C.SOLVER = CfgNode()
+# Clips per iteration over all processes.
+_C.SOLVER.BATCH_SIZE = 8
+# SGD: learning rate, momentum, weight decay (and its value on normalisation layers).
+_C.SOLVER.BASE_LR = 0.01
+_C.SOLVER.MOMENTUM = 0.9
+_C.SOLVER.WEIGHT_DECAY = 1e-4
+_C.SOLVER.WEIGHT_DECAY_NORM = 0.0
+# Iterations, and the schedule after warm-up: "step" (x GAMMA at each of STEPS) or "cosine".
+_C.SOLVER.MAX_ITER = 20000
+_C.SOLVER.SCHEDULE = "step"
+_C.SOLVER.STEPS = [14000, 18000]
+_C.SOLVER.GAMMA = 0.1
+# Linear warm-up from WARMUP_FACTOR x BASE_LR over WARMUP_ITERS iterations.
+_C.SOLVER.WARMUP_ITERS = 500
+_C.SOLVER.WARMUP_FACTOR = 0.001
+# Gradient clipping by global norm (0: off).
+_C.SOLVER.CLIP_GRAD_NORM = 0.0
+# Save a checkpoint every this many iterations.
+_C.SOLVER.CHECKPOINT_PERIOD = 2000
+# Mixed precision on CUDA: "bfloat16", "float16" or "" (fp32). CPU always runs fp32.
+_C.SOLVER.AMP_DTYPE = ""
+
+_C.TEST = CfgNode()
+# Evaluate every this many iterations during training (0: only at the end).
+_C.TEST.EVAL_PERIOD = 0
+# Frame-AP protocol ("act", "voc", "yowo") and IoU threshold.
+_C.TEST.PROTOCOL = "act"
+_C.TEST.IOU = 0.5
+# Keyframes per forward at test time.
+_C.TEST.BATCH_SIZE = 4
+# Also compute video-mAP (tubes linked from the frame detections).
+_C.TEST.VIDEO_MAP = False
+
+
+class ConfigError(ValueError):
+    """A config file or override that the defaults do not describe."""
 
 
 def get_cfg() -> CfgNode:
     """A fresh copy of the defaults."""
     return _C.clone()
+
+
+def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> CfgNode:
+    """The defaults, merged with the YAML file ``path`` (and its ``_BASE_`` chain, relative to each file) and
+    then with ``overrides`` (``["SOLVER.BASE_LR", "0.02", ...]``, detectron2's ``KEY VALUE`` pairs). Frozen.
+
+    Raises:
+        FileNotFoundError: ``path`` or a ``_BASE_`` it names does not exist.
+        ConfigError: a key the defaults do not have (naming it and the file), or an odd override list.
+    """
+    cfg = get_cfg()
+    if path:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"config file not found: {path}")
+        try:
+            cfg.merge_from_file(path)
+        except KeyError as e:
+            raise ConfigError(f"{path}: {e.args[0] if e.args else e} (a key the defaults do not have; see "
+                              "s3d_det/config.py)") from None
+    if len(overrides) % 2:
+        raise ConfigError(f"overrides come in KEY VALUE pairs, got {len(overrides)} items: {list(overrides)}")
+    try:
+        cfg.merge_from_list(list(overrides))
+    except (KeyError, AssertionError) as e:  # yacs asserts on unknown keys given as overrides
+        raise ConfigError(f"command-line override: {e.args[0] if e.args else e}") from None
+    cfg.freeze()
+    return cfg
+
+
+def datasets_root() -> str:
+    """``$S3D_DET_DATASETS``, or ``./datasets`` when unset."""
+    return os.environ.get("S3D_DET_DATASETS", "datasets")

@@ -73,3 +73,54 @@ def video_backbone_kwargs(cfg) -> dict:
 def build_video_backbone_from_cfg(cfg) -> S3DG:
     """The backbone that ``cfg.MODEL.BACKBONE_3D`` describes."""
     return build_video_backbone(**video_backbone_kwargs(cfg))
+
+
+def action_detector_kwargs(cfg, num_classes: int) -> dict:
+    """``build_action_detector`` keyword arguments from ``cfg.MODEL`` (``num_classes`` C actions, used when
+    ``MODEL.ROI_HEAD.NUM_CLASSES`` is 0)."""
+    m = cfg.MODEL
+    video = video_backbone_kwargs(cfg)
+    video.pop("out_features")
+    return dict(
+        num_classes=m.ROI_HEAD.NUM_CLASSES or num_classes,
+        proposals=m.PROPOSALS,
+        backbone_2d=m.BACKBONE_2D.NAME,
+        fpn=m.BACKBONE_2D.FPN,
+        trainable_layers_2d=m.BACKBONE_2D.TRAINABLE_LAYERS,
+        frozen_bn_2d=m.BACKBONE_2D.FROZEN_BN,
+        anchor_sizes=tuple(m.RPN.ANCHOR_SIZES),
+        aspect_ratios=tuple(m.RPN.ASPECT_RATIOS),
+        rpn_pre_nms_top_n_train=m.RPN.PRE_NMS_TOP_N_TRAIN,
+        rpn_pre_nms_top_n_test=m.RPN.PRE_NMS_TOP_N_TEST,
+        rpn_post_nms_top_n_train=m.RPN.POST_NMS_TOP_N_TRAIN,
+        rpn_post_nms_top_n_test=m.RPN.POST_NMS_TOP_N_TEST,
+        rpn_nms_thresh=m.RPN.NMS_THRESH,
+        rpn_fg_iou_thresh=m.RPN.FG_IOU_THRESH,
+        rpn_bg_iou_thresh=m.RPN.BG_IOU_THRESH,
+        rpn_batch_size_per_image=m.RPN.BATCH_SIZE_PER_IMAGE,
+        rpn_positive_fraction=m.RPN.POSITIVE_FRACTION,
+        variant_3d=video.pop("variant"),
+        preset_3d=video.pop("preset"),
+        width_3d=video.pop("width", 1.0),
+        frozen_stages_3d=video.pop("frozen_stages", 0),
+        backbone_3d_kwargs=video,
+        feature_3d=m.BACKBONE_3D.FEATURE,
+        roi_output_size=m.ROI_HEAD.OUTPUT_SIZE,
+        roi_sampling_ratio=m.ROI_HEAD.SAMPLING_RATIO,
+        dropout=m.ROI_HEAD.DROPOUT,
+        class_specific_boxes=m.ROI_HEAD.CLASS_SPECIFIC_BOXES,
+        box_fg_iou_thresh=m.ROI_HEAD.FG_IOU_THRESH,
+        box_bg_iou_thresh=m.ROI_HEAD.BG_IOU_THRESH,
+        box_batch_size_per_image=m.ROI_HEAD.BATCH_SIZE_PER_IMAGE,
+        box_positive_fraction=m.ROI_HEAD.POSITIVE_FRACTION,
+        box_score_thresh=m.ROI_HEAD.SCORE_THRESH,
+        box_nms_thresh=m.ROI_HEAD.NMS_THRESH,
+        box_detections_per_img=m.ROI_HEAD.DETECTIONS_PER_IMG,
+    )
+
+
+def build_action_detector_from_cfg(cfg, num_classes: int):
+    """The ``ActionDetector`` that ``cfg.MODEL`` describes, randomly initialised."""
+    from .detector import build_action_detector
+
+    return build_action_detector(**action_detector_kwargs(cfg, num_classes))
