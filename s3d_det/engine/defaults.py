@@ -1,0 +1,108 @@
+"""What the tools share: detectron2's command line, and the adapters from a config to data, model and weights.
+
+The config is only an adapter: everything here turns ``cfg`` keys into keyword arguments of the modules.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+from typing import Mapping, Tuple
+
+import torch
+
+from s3d_det.checkpoint import load_pretrained_3d
+from s3d_det.checkpoint_2d import load_2d_into, load_2d_weights
+from s3d_det.config import datasets_root
+from s3d_det.data import load_gt
+from s3d_det.data.clips import ClipTransform, Normalize
+from s3d_det.data.dataset import TestClipDataset, TrainClipDataset, collate
+from s3d_det.modeling.build import build_action_detector_from_cfg
+
+from .checkpointer import load_checkpoint
+
+__all__ = ["default_argument_parser", "data_root", "load_dataset_gt", "build_datasets", "build_model",
+           "batch_collate"]
+
+
+def default_argument_parser(description: str) -> argparse.ArgumentParser:
+    """detectron2's conventions: ``--config-file``, ``--resume``, ``--eval-only``, ``--num-gpus``,
+    ``--num-machines``, ``--machine-rank``, ``--dist-url``, then ``KEY VALUE`` overrides."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config-file", metavar="FILE", required=True, help="a YAML config (leaves use _BASE_)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUTPUT_DIR/last_checkpoint")
+    parser.add_argument("--eval-only", action="store_true", help="evaluate MODEL.WEIGHTS, do not train")
+    parser.add_argument("--num-gpus", type=int, default=1, help="processes per machine (one per GPU; on CPU, gloo)")
+    parser.add_argument("--num-machines", type=int, default=1)
+    parser.add_argument("--machine-rank", type=int, default=0)
+    parser.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT of machine 0 (auto: a free local port)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
+                        help="config overrides, e.g. SOLVER.BASE_LR 0.02")
+    return parser
+
+
+def data_root(cfg) -> str:
+    """``DATASETS.ROOT``, under ``$S3D_DET_DATASETS`` (default ./datasets) when relative."""
+    return cfg.DATASETS.ROOT if os.path.isabs(cfg.DATASETS.ROOT) else os.path.join(datasets_root(), cfg.DATASETS.ROOT)
+
+
+def load_dataset_gt(cfg, *, make_synthetic: bool = True) -> Tuple[dict, str]:
+    """The ground truth and the data root. The synthetic set (``DATASETS.NAME: synthetic``) is made first
+    when it is missing; any other dataset must be there, else FileNotFoundError says where it was looked for."""
+    root = data_root(cfg)
+    if cfg.DATASETS.NAME == "synthetic" and make_synthetic:
+        from s3d_det.data.synthetic import ensure_synthetic
+
+        ensure_synthetic(root, num_videos=cfg.DATASETS.SYNTHETIC_NUM_VIDEOS, seed=cfg.DATASETS.SYNTHETIC_SEED)
+    path = os.path.join(root, cfg.DATASETS.GT)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"ground truth not found: {path} (DATASETS.ROOT={cfg.DATASETS.ROOT!r} under "
+                                f"$S3D_DET_DATASETS={datasets_root()!r}, DATASETS.GT={cfg.DATASETS.GT!r}); "
+                                "see tools/prepare_data.py")
+    return load_gt(path), root
+
+
+def build_datasets(cfg, gt: Mapping, root: str) -> Tuple[TrainClipDataset, TestClipDataset]:
+    """The training and test datasets of ``DATASETS.SPLIT`` with ``INPUT.*`` transforms."""
+    common = dict(clip_length=cfg.INPUT.CLIP_LENGTH, clip_stride=cfg.INPUT.CLIP_STRIDE, boundary=cfg.INPUT.BOUNDARY,
+                  norm_3d=Normalize.from_preset(cfg.INPUT.NORM_3D) if cfg.INPUT.NORM_3D else Normalize(),
+                  seed=cfg.SEED)
+    train_tf = ClipTransform(short_side=list(cfg.INPUT.SHORT_SIDE_TRAIN), max_size=cfg.INPUT.MAX_SIZE,
+                             hflip_prob=cfg.INPUT.HFLIP_PROB, brightness=cfg.INPUT.BRIGHTNESS,
+                             contrast=cfg.INPUT.CONTRAST, saturation=cfg.INPUT.SATURATION)
+    test_tf = ClipTransform(short_side=cfg.INPUT.SHORT_SIDE_TEST, max_size=cfg.INPUT.MAX_SIZE)
+    train = TrainClipDataset(gt=gt, frames_root=root, split=cfg.DATASETS.SPLIT, transform=train_tf,
+                             keyframes_per_video=cfg.DATALOADER.KEYFRAMES_PER_VIDEO or None, **common)
+    test = TestClipDataset(gt=gt, frames_root=root, split=cfg.DATASETS.SPLIT, transform=test_tf, **common)
+    return train, test
+
+
+def batch_collate(cfg):
+    """``collate`` padding frames to a multiple of ``INPUT.SIZE_DIVISIBLE``."""
+    return functools.partial(collate, size_divisible=cfg.INPUT.SIZE_DIVISIBLE)
+
+
+def build_model(cfg, num_classes: int) -> torch.nn.Module:
+    """The detector of ``cfg.MODEL`` with its weights: ``WEIGHTS_2D`` and ``WEIGHTS_3D`` converted on load, then
+    ``WEIGHTS`` (our own checkpoint) over them. A missing file or a key that does not fit is an error naming
+    the file and key."""
+    model = build_action_detector_from_cfg(cfg, num_classes)
+    if cfg.MODEL.WEIGHTS_2D:
+        if model.backbone_2d is None:
+            raise ValueError(f"MODEL.WEIGHTS_2D={cfg.MODEL.WEIGHTS_2D!r} given, but MODEL.PROPOSALS="
+                             f"{cfg.MODEL.PROPOSALS!r} builds no 2D detector")
+        prefixes = ({"body": "backbone_2d.body.", "fpn": "backbone_2d.fpn.", "rpn": "rpn.head."}
+                    if cfg.MODEL.BACKBONE_2D.FPN else {"body": "backbone_2d.", "rpn": "rpn.head."})
+        load_2d_into(load_2d_weights(cfg.MODEL.WEIGHTS_2D), model, prefixes=prefixes, strict=True)
+    if cfg.MODEL.WEIGHTS_3D:
+        load_pretrained_3d(model.backbone_3d, cfg.MODEL.WEIGHTS_3D, prefix="backbone.", strict=True)
+    if cfg.MODEL.WEIGHTS:
+        if not os.path.isfile(cfg.MODEL.WEIGHTS):
+            raise FileNotFoundError(f"MODEL.WEIGHTS not found: {cfg.MODEL.WEIGHTS}")
+        state = load_checkpoint(cfg.MODEL.WEIGHTS)
+        state = state.get("model", state)
+        result = model.load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise ValueError(f"{cfg.MODEL.WEIGHTS} does not fit the model: missing {result.missing_keys[:5]}, "
+                             f"unexpected {result.unexpected_keys[:5]}")
+    return model

@@ -1,0 +1,91 @@
+#!/usr/bin/env python
+"""Trains (or, with --eval-only, evaluates) the action detector a config describes.
+
+    python tools/train_det.py --config-file configs/synthetic/s3dg_tiny.yaml [--resume] [--eval-only]
+                              [--num-gpus N] [KEY VALUE ...]
+
+Checkpoints, metrics.json, TensorBoard events, the final detections.npz and frame_map.json (the --json format
+of tools/eval_jhmdb.py) go to OUTPUT_DIR. The synthetic dataset is made on first use. --num-gpus N starts N
+processes on this machine (gloo on CPU, nccl on CUDA); under torchrun the environment decides.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import torch
+
+from s3d_det.config import ConfigError, load_config
+from s3d_det.engine import Trainer, build_lr_scheduler, build_optimizer, get_world_size, is_main_process, launch
+from s3d_det.engine import seed_all
+from s3d_det.engine.defaults import batch_collate, build_datasets, build_model, default_argument_parser
+from s3d_det.engine.defaults import load_dataset_gt
+from s3d_det.engine.evaluation import evaluate_detector
+from s3d_det.utils.io import atomic_write
+
+
+def main(args) -> None:
+    cfg = load_config(args.config_file, args.opts)
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    if is_main_process():
+        with atomic_write(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), ".yaml") as tmp:
+            with open(tmp, "w") as f:
+                f.write(cfg.dump())
+    seed_all(cfg.SEED)
+    device = torch.device(cfg.MODEL.DEVICE if cfg.MODEL.DEVICE != "cuda" or torch.cuda.is_available() else "cpu")
+    gt, root = load_dataset_gt(cfg, make_synthetic=is_main_process())
+    train_set, test_set = build_datasets(cfg, gt, root)
+    model = build_model(cfg, num_classes=len(gt["labels"])).to(device)
+    collate_fn = batch_collate(cfg)
+
+    def evaluate(m: torch.nn.Module) -> dict:
+        result = evaluate_detector(m, test_set, gt, output_dir=cfg.OUTPUT_DIR, protocol=cfg.TEST.PROTOCOL,
+                                   iou=cfg.TEST.IOU, with_video_map=cfg.TEST.VIDEO_MAP,
+                                   batch_size=cfg.TEST.BATCH_SIZE, num_workers=cfg.DATALOADER.NUM_WORKERS,
+                                   collate_fn=collate_fn, device=device)
+        metrics = {"frame_mAP": result["frame_mAP"]}
+        if result["video_mAP"]:
+            metrics.update({f"video_mAP@{k}": v for k, v in result["video_mAP"].items()})
+        return metrics
+
+    if args.eval_only:
+        evaluate(model)
+    else:
+        optimizer = build_optimizer(model, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM,
+                                    weight_decay=cfg.SOLVER.WEIGHT_DECAY,
+                                    weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM)
+        scheduler = build_lr_scheduler(optimizer, max_iter=cfg.SOLVER.MAX_ITER, schedule=cfg.SOLVER.SCHEDULE,
+                                       steps=tuple(cfg.SOLVER.STEPS), gamma=cfg.SOLVER.GAMMA,
+                                       warmup_iters=cfg.SOLVER.WARMUP_ITERS,
+                                       warmup_factor=cfg.SOLVER.WARMUP_FACTOR)
+        world = get_world_size()
+        if cfg.SOLVER.BATCH_SIZE % world:
+            raise ConfigError(f"SOLVER.BATCH_SIZE={cfg.SOLVER.BATCH_SIZE} does not split over {world} processes")
+        trainer = Trainer(model, dataset=train_set, batch_size=cfg.SOLVER.BATCH_SIZE // world, optimizer=optimizer,
+                          scheduler=scheduler, max_iter=cfg.SOLVER.MAX_ITER, output_dir=cfg.OUTPUT_DIR,
+                          checkpoint_period=cfg.SOLVER.CHECKPOINT_PERIOD, eval_period=cfg.TEST.EVAL_PERIOD,
+                          eval_fn=evaluate, clip_grad_norm=cfg.SOLVER.CLIP_GRAD_NORM or None,
+                          amp_dtype=cfg.SOLVER.AMP_DTYPE or None, device=device, collate_fn=collate_fn,
+                          seed=cfg.SEED, num_workers=cfg.DATALOADER.NUM_WORKERS)
+        trainer.resume_or_load(resume=args.resume)
+        start = time.perf_counter()
+        trainer.train()  # evaluates at the end (and every TEST.EVAL_PERIOD)
+        if is_main_process():
+            print(f"training took {time.perf_counter() - start:.0f} s")
+    if is_main_process():
+        path = os.path.join(cfg.OUTPUT_DIR, "frame_map.json")
+        with open(path) as f:
+            result = json.load(f)
+        print(f"frame-mAP ({result['protocol']}, IoU {result['iou']}): {result['frame_mAP']:.2f}  -> {path}")
+
+
+if __name__ == "__main__":
+    args = default_argument_parser(__doc__.split("\n\n")[0]).parse_args()
+    try:
+        launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+               dist_url=args.dist_url, args=(args,))
+    except (ConfigError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
