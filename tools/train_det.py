@@ -23,7 +23,7 @@ from s3d_det.engine import seed_all
 from s3d_det.engine.defaults import batch_collate, build_datasets, build_model, default_argument_parser
 from s3d_det.engine.defaults import load_dataset_gt
 from s3d_det.engine.evaluation import evaluate_detector
-from s3d_det.utils.io import atomic_write
+from s3d_det.utils.io import atomic_write, available_cores
 
 
 def main(args) -> None:
@@ -35,6 +35,10 @@ def main(args) -> None:
                 f.write(cfg.dump())
     seed_all(cfg.SEED)
     device = torch.device(cfg.MODEL.DEVICE if cfg.MODEL.DEVICE != "cuda" or torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        # Leave a core to each data-loading worker: oversubscribed OpenMP threads spin-wait, and on two cores one
+        # busy worker made a 2-thread step 14x slower than a 1-thread one (benchmarks/ has the figures).
+        torch.set_num_threads(max(1, available_cores() // get_world_size() - cfg.DATALOADER.NUM_WORKERS))
     gt, root = load_dataset_gt(cfg, make_synthetic=is_main_process())
     train_set, test_set = build_datasets(cfg, gt, root)
     model = build_model(cfg, num_classes=len(gt["labels"])).to(device)
