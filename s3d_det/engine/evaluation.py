@@ -6,7 +6,7 @@ world_size-th keyframe and rank 0 gathers the rows.
 from __future__ import annotations
 
 import os
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional
 
 import numpy as np
 import torch
@@ -58,14 +58,12 @@ def score_detections(gt: Mapping, dets: Detections, *, protocol: str = "act", io
 def evaluate_detector(model: torch.nn.Module, dataset, gt: Mapping, *, output_dir: Optional[str] = None,
                       protocol: str = "act", iou: float = 0.5, with_video_map: bool = False,
                       batch_size: int = 4, num_workers: int = 0, collate_fn=None, device="cpu",
-                      progress: bool = True, extra_protocols: Sequence[str] = ()) -> Dict:
+                      progress: bool = True) -> Dict:
     """Detects on ``dataset`` and scores it against ``gt``. With ``output_dir``, rank 0 writes
     ``detections.npz`` and ``frame_map.json`` there (atomically). Returns the scores on every process."""
     dets = detect_videos(model, dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_fn,
                          device=device, progress=progress)
     result = score_detections(gt, dets, protocol=protocol, iou=iou, with_video_map=with_video_map)
-    for other in extra_protocols:
-        result[f"frame_mAP_{other}"] = frame_ap(gt, dets.videos, dets.frame_dets, protocol=other, iou=iou).mean
     if output_dir and is_main_process():
         save_detections(os.path.join(output_dir, "detections.npz"), dets)
         write_json(os.path.join(output_dir, "frame_map.json"), result)
