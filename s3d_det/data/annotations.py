@@ -29,6 +29,8 @@ import numpy as np
 
 from s3d_det.utils.io import atomic_write
 
+from .frames import frame_numbers
+
 __all__ = [
     "GT_KEYS",
     "UnsafePickleError",
@@ -270,15 +272,6 @@ def _ranges(frames: np.ndarray) -> str:
     return ", ".join(parts[:8]) + (f", ... ({len(parts) - 8} more ranges)" if len(parts) > 8 else "")
 
 
-def _frame_numbers_on_disk(folder: str) -> set:
-    numbers = set()
-    for name in os.listdir(folder):
-        stem, ext = os.path.splitext(name)
-        if ext.lower() in (".jpg", ".jpeg", ".png") and stem.isdigit():
-            numbers.add(int(stem))
-    return numbers
-
-
 def validate_gt(gt: Mapping, frames_root: str | None = None) -> List[str]:
     """Every problem in ``gt``, one line each, naming the video (and the frames): split lists naming unknown
     videos or a video in both train and test of a split, unknown label indices, tube frames outside
@@ -352,7 +345,8 @@ def _missing_frames(gt: Mapping, frames_root: str) -> List[str]:
             problems.append(f"{video}: frame folder missing: {folder}")
             continue
         expected = set(range(1, int(gt["nframes"].get(video, 0)) + 1))
-        missing = expected - _frame_numbers_on_disk(folder)
+        on_disk = {n for numbers in frame_numbers(folder).values() for n in numbers}
+        missing = expected - on_disk
         if missing:
             problems.append(f"{video}: frames {_ranges(np.array(sorted(missing)))} missing in {folder}")
     return problems

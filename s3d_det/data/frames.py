@@ -18,7 +18,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-__all__ = ["FrameSource", "ImageFolderSource", "VideoFileSource", "open_frames", "find_frames",
+__all__ = ["FrameSource", "ImageFolderSource", "VideoFileSource", "open_frames", "find_frames", "frame_numbers",
            "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = ("jpg", "png")
@@ -76,6 +76,17 @@ class FrameSource:
         return f"{type(self).__name__}({self.path!r})"
 
 
+def frame_numbers(folder: str) -> Dict[str, list]:
+    """The frame numbers in ``folder`` by extension: ``{"jpg": [...], "png": [...]}`` from files named like
+    ``00001.jpg``; other files are ignored."""
+    numbers: Dict[str, list] = {ext: [] for ext in IMAGE_EXTENSIONS}
+    for name in os.listdir(folder):
+        m = _FRAME_NAME.match(name)
+        if m:
+            numbers[m.group(2)].append(int(m.group(1)))
+    return numbers
+
+
 class ImageFolderSource(FrameSource):
     """``<folder>/{:05d}.jpg`` (or ``.png``), frames numbered 1..n without gaps.
 
@@ -92,11 +103,7 @@ class ImageFolderSource(FrameSource):
     def _scan(self) -> None:
         if not os.path.isdir(self.path):
             raise FileNotFoundError(f"frame folder {self.path} does not exist")
-        numbers: Dict[str, list] = {ext: [] for ext in IMAGE_EXTENSIONS}
-        for name in os.listdir(self.path):
-            m = _FRAME_NAME.match(name)
-            if m:
-                numbers[m.group(2)].append(int(m.group(1)))
+        numbers = frame_numbers(self.path)
         found = [ext for ext in IMAGE_EXTENSIONS if numbers[ext]]
         if not found:
             raise FileNotFoundError(f"frame folder {self.path} holds no frames named like 00001.jpg or 00001.png")
