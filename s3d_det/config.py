@@ -140,6 +140,9 @@ _C.INPUT.SHORT_SIDE_TEST = 240
 _C.INPUT.MAX_SIZE = 1333
 # Training augmentation: horizontal flip probability and colour jitter strengths (0: off).
 _C.INPUT.HFLIP_PROB = 0.5
+# Pairs of class names a horizontal flip turns into each other, swapped in flipped samples, e.g.
+# [["move_left", "move_right"]] (the synthetic set); a name the dataset does not have is an error.
+_C.INPUT.HFLIP_SWAP = []
 _C.INPUT.BRIGHTNESS = 0.0
 _C.INPUT.CONTRAST = 0.0
 _C.INPUT.SATURATION = 0.0
@@ -158,7 +161,9 @@ _C.DATALOADER.KEYFRAMES_PER_VIDEO = 0
 _C.SOLVER = CfgNode()
 # Clips per iteration over all processes.
 _C.SOLVER.BATCH_SIZE = 8
-# SGD: learning rate, momentum, weight decay (and its value on normalisation layers).
+# "sgd" (with momentum) or "adamw" (MOMENTUM is its beta1; for small models trained from scratch).
+_C.SOLVER.OPTIMIZER = "sgd"
+# Learning rate, momentum, weight decay (and its value on normalisation layers).
 _C.SOLVER.BASE_LR = 0.01
 _C.SOLVER.MOMENTUM = 0.9
 _C.SOLVER.WEIGHT_DECAY = 1e-4
@@ -194,6 +199,17 @@ class ConfigError(ValueError):
     """A config file or override that the defaults do not describe."""
 
 
+# Keys whose value must be one of a few words (the modules check them again; this names the key early).
+CHOICES = {
+    "MODEL.PROPOSALS": ("rpn", "gt", "given"),
+    "INPUT.BOUNDARY": ("repeat", "reflect"),
+    "SOLVER.OPTIMIZER": ("sgd", "adamw"),
+    "SOLVER.SCHEDULE": ("step", "cosine"),
+    "SOLVER.AMP_DTYPE": ("", "bfloat16", "float16"),
+    "TEST.PROTOCOL": ("act", "voc", "yowo"),
+}
+
+
 def get_cfg() -> CfgNode:
     """A fresh copy of the defaults."""
     return _C.clone()
@@ -222,6 +238,13 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Cf
         cfg.merge_from_list(list(overrides))
     except (KeyError, AssertionError) as e:  # yacs asserts on unknown keys given as overrides
         raise ConfigError(f"command-line override: {e.args[0] if e.args else e}") from None
+    for key, choices in CHOICES.items():
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        if node not in choices:
+            raise ConfigError(f"{key}={node!r} ({path or 'defaults'} and overrides): expected one of "
+                              f"{', '.join(repr(c) for c in choices)}")
     cfg.freeze()
     return cfg
 

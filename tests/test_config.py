@@ -22,7 +22,8 @@ def test_every_default_key_has_a_comment():
 def test_shipped_configs_load(path):
     cfg = load_config(path)
     kwargs = action_detector_kwargs(cfg, num_classes=6)
-    assert kwargs["num_classes"] == 6 and kwargs["feature_3d"] == "mixed_4f"
+    # the paper's mixed_4f; the tiny CPU configs cut their small actors' RoIs from the stride-8 mixed_3c
+    assert kwargs["num_classes"] == 6 and kwargs["feature_3d"] == ("mixed_3c" if "synthetic" in path else "mixed_4f")
 
 
 def test_leaf_inherits_and_overrides(tmp_path):
@@ -43,3 +44,24 @@ def test_unknown_keys_name_the_key(tmp_path):
         load_config(None, ["SOLVER.MAX_ITER"])
     with pytest.raises(FileNotFoundError, match="nowhere.yaml"):
         load_config(str(tmp_path / "nowhere.yaml"))
+
+
+def test_words_outside_their_choices_name_the_key():
+    with pytest.raises(ConfigError, match="SOLVER.OPTIMIZER='lbfgs'.*'sgd', 'adamw'"):
+        load_config(None, ["SOLVER.OPTIMIZER", "lbfgs"])
+    with pytest.raises(ConfigError, match="TEST.PROTOCOL"):
+        load_config(None, ["TEST.PROTOCOL", "coco"])
+    assert load_config(None, ["SOLVER.OPTIMIZER", "adamw"]).SOLVER.OPTIMIZER == "adamw"
+
+
+def test_choices_agree_with_the_modules():
+    from s3d_det.config import CHOICES
+    from s3d_det.data.clips import BOUNDARY_MODES
+    from s3d_det.engine.schedule import OPTIMIZERS, SCHEDULES
+    from s3d_det.engine.trainer import AMP_DTYPES
+    from s3d_det.evaluation.frame_map import PROTOCOLS
+    from s3d_det.modeling.detector import PROPOSAL_SOURCES
+
+    assert CHOICES["MODEL.PROPOSALS"] == PROPOSAL_SOURCES and CHOICES["INPUT.BOUNDARY"] == BOUNDARY_MODES
+    assert CHOICES["SOLVER.OPTIMIZER"] == OPTIMIZERS and CHOICES["SOLVER.SCHEDULE"] == SCHEDULES
+    assert CHOICES["SOLVER.AMP_DTYPE"] == ("", *AMP_DTYPES) and CHOICES["TEST.PROTOCOL"] == PROTOCOLS

@@ -161,3 +161,17 @@ def test_errors_name_the_video(data, tmp_path):
         TestClipDataset(gt=small, frames_root=root, clip_length=2)[0]
     with pytest.raises(IndexError):
         TestClipDataset(gt=gt, frames_root=root, clip_length=2)[N]
+
+
+def test_flip_swaps_directional_labels(data):
+    gt, root = data
+    swap = dict(clip_length=4, clip_stride=2, flip_labels=[(0, 1)], seed=3)
+    flipped = TrainClipDataset(gt=gt, frames_root=root, transform=ClipTransform(short_side=12, hflip_prob=1.0), **swap)
+    kept = TrainClipDataset(gt=gt, frames_root=root, transform=ClipTransform(short_side=12), **swap)
+    assert flipped[0]["flipped"] and flipped[0]["labels"].tolist() == [0]  # "run" (1) mirrored is "jump" (0)
+    assert flipped[5]["labels"].tolist() == [0, 0]
+    assert not kept[0]["flipped"] and kept[0]["labels"].tolist() == [1]
+    for bad, message in (([(0, 2)],  "not a pair of two labels in 0..1"), ([(0, 0)], "not a pair"),
+                         ([(0, 1), (1, 0)], "label 1 is in two pairs")):
+        with pytest.raises(ValueError, match=message):
+            TrainClipDataset(gt=gt, frames_root=root, flip_labels=bad)

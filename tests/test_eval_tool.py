@@ -150,6 +150,10 @@ def test_bad_gt_and_modes_exit_2(gt_file, tmp_path):
     proc = run_eval("--gt", gt_file, "--detections", dets, "--split", "2")
     assert proc.returncode == 2 and "split 2 does not exist" in proc.stderr
     proc = run_eval("--config-file", "cfg.yaml", "--weights", "w.pth", "--split", "all")
-    assert proc.returncode == 2 and "not available yet" in proc.stderr
+    assert proc.returncode == 2 and "put {split} in --weights" in proc.stderr
+    proc = run_eval("--config-file", "cfg.yaml", "--weights", "w.pth", "--split", "x")
+    assert proc.returncode == 2 and "a split number or 'all'" in proc.stderr
+    proc = run_eval("--gt", gt_file, "--detections", dets, "SOLVER.BASE_LR", "1")
+    assert proc.returncode == 2 and "KEY VALUE overrides goes with --config-file" in proc.stderr
     proc = run_eval("--gt", gt_file, "--config-file", "cfg.yaml")
     assert proc.returncode == 2 and "not allowed with argument" in proc.stderr

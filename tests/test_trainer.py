@@ -121,6 +121,12 @@ def test_param_groups_without_decay_on_norms_and_biases():
     assert groups(optimizer) == {1e-4: ids(conv.weight, linear.weight),
                                  0.0: ids(conv.bias, norm.weight, norm.bias, linear.bias)}
     assert optimizer.defaults["momentum"] == 0.8 and optimizer.defaults["lr"] == 0.1
+    adamw = build_optimizer(model, name="adamw", lr=0.01, weight_decay=1e-4, momentum=0.8)
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["betas"] == (0.8, 0.999)
+    assert groups(adamw) == {1e-4: ids(conv.weight, conv.bias, linear.weight, linear.bias),
+                             0.0: ids(norm.weight, norm.bias)}
+    with pytest.raises(ValueError, match="unknown optimizer 'adam'"):
+        build_optimizer(model, name="adam", lr=0.1)
 
 
 def test_epoch_batches_are_sharded_and_resumable():

@@ -15,15 +15,27 @@ tubes linked from its ``frame_dets`` with the default ``LinkingConfig`` (``s3d_d
 Output: a per-class table (ground-truth boxes, detections, frame-AP) and the mean; ``--json FILE`` writes
 ``{"protocol", "iou", "frame_mAP", "per_class_AP": {class: AP}, "video_mAP": {"0.2", "0.5", "0.75", "0.5:0.95"}}``
 in percent, atomically (``video_mAP`` is null without ``--video-map``); ``--plots DIR`` writes
-``per_class_ap.png`` and ``pr_curves.png`` (frame-AP). Only the classes the protocol scores are listed (``voc``
-and ``yowo`` leave out classes without ground truth).
+``per_class_ap.png`` and ``pr_curves.png`` (frame-AP; with ``--split all`` in ``DIR/split{K}``). Only the
+classes the protocol scores are listed (``voc`` and ``yowo`` leave out classes without ground truth).
 
 Exit codes: 0 done; 2 bad input (an unreadable or malformed ground truth or detections file, a video outside the
 test list, a label out of range, NaN/inf, x2 < x1, ...), reported on one line naming the file and the row or
 key.
 
-Model mode (``--config-file CFG --weights W [--split 1|2|3|all]``: run a model over the test videos, then score)
-is not available yet; it exits with code 2 saying so.
+Model mode (run a trained detector over every frame of the test videos, then score)::
+
+    python tools/eval_jhmdb.py --config-file CFG --weights W [--split 1|2|3|all] [--out DIR]
+                               [--protocol ...] [--iou ...] [--json OUT.json] [--plots DIR] [KEY VALUE ...]
+
+The config's dataset and ``INPUT``/``TEST`` settings are used with ``DATASETS.SPLIT`` set to ``--split`` (default:
+the config's); ``KEY VALUE`` pairs override the config as in ``tools/train_det.py``. Each split's detections are
+saved to ``DIR/detections_split{K}.npz`` (default DIR: ``OUTPUT_DIR/inference``) and it prints the per-class
+frame-AP table, frame-mAP and video-mAP (tubes linked from the frame detections). ``--split all`` evaluates every
+split of the ground truth (JHMDB: 1, 2, 3) and averages frame-AP per class, frame-mAP and video-mAP over them, the
+usual way JHMDB-21 results are reported; since each split has its own model, ``--config-file`` and ``--weights``
+may then contain ``{split}`` (e.g. ``output/jhmdb/split{split}/model_final.pth``), and one weights file for every
+split is refused: it was trained on the other splits' test videos. The JSON holds the (averaged) result and,
+under ``"splits"``, each split's.
 """
 from __future__ import annotations
 
@@ -31,7 +43,7 @@ import argparse
 import os
 import pickle
 import sys
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -51,24 +63,30 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--gt", metavar="GT.pkl", help="ground truth in the ACT schema (scoring mode)")
-    source.add_argument("--config-file", metavar="CFG", help="model config (model mode, not available yet)")
+    source.add_argument("--config-file", metavar="CFG", help="model config (model mode; may contain {split})")
     parser.add_argument("--detections", metavar="DETS.npz", help="detections file (scoring mode)")
-    parser.add_argument("--weights", metavar="W", help="model weights (model mode, not available yet)")
-    parser.add_argument("--split", default="1",
-                        help="split whose test list is evaluated, 1-based (default: 1; model mode: also 'all')")
+    parser.add_argument("--weights", metavar="W", help="model weights (model mode; may contain {split})")
+    parser.add_argument("--split", default=None,
+                        help="split whose test list is evaluated, 1-based (default: 1, in model mode the config's "
+                             "DATASETS.SPLIT); model mode also takes 'all'")
+    parser.add_argument("--out", metavar="DIR", help="model mode: where detections_split{K}.npz go "
+                                                      "(default: OUTPUT_DIR/inference)")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="act", help="frame-AP protocol (default: act)")
     parser.add_argument("--iou", type=float, default=0.5, help="frame-AP IoU threshold (default: 0.5)")
     parser.add_argument("--video-map", action="store_true", help="also compute video-mAP")
     parser.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
     parser.add_argument("--plots", metavar="DIR", help="write per_class_ap.png and pr_curves.png to DIR")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
+                        help="model mode: config overrides, e.g. TEST.BATCH_SIZE 4")
     args = parser.parse_args(argv)
     if args.gt is not None:
         if args.detections is None:
             parser.error("--gt needs --detections")
-        if args.weights is not None:
-            parser.error("--weights goes with --config-file, not with --gt")
+        for flag, value in (("--weights", args.weights), ("--out", args.out), ("KEY VALUE overrides", args.opts)):
+            if value:
+                parser.error(f"{flag} goes with --config-file, not with --gt")
         try:
-            args.split = int(args.split)
+            args.split = int(args.split or 1)
         except ValueError:
             parser.error(f"--split must be a split number with --gt, got {args.split!r}")
     else:
@@ -76,6 +94,17 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
             parser.error("--config-file needs --weights")
         if args.detections is not None:
             parser.error("--detections goes with --gt, not with --config-file")
+        if args.split not in (None, "all"):
+            try:
+                args.split = int(args.split)
+            except ValueError:
+                parser.error(f"--split must be a split number or 'all', got {args.split!r}")
+        if args.split == "all" and "{split}" not in args.weights:
+            parser.error("--split all needs one model per split: put {split} in --weights (e.g. "
+                         "output/jhmdb/split{split}/model_final.pth); a single model was trained on the other "
+                         "splits' test videos")
+        if len(args.opts) % 2:
+            parser.error(f"config overrides come in KEY VALUE pairs, got {args.opts}")
     if not 0.0 < args.iou <= 1.0:
         parser.error(f"--iou must be in (0, 1], got {args.iou}")
     return args
@@ -115,12 +144,26 @@ def load_for_split(gt: dict, path: str, split: int, test: List[str]) -> Detectio
     return mapped
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(argv)
-    if args.config_file is not None:
-        print("error: model mode (--config-file/--weights) is not available yet; run the model yourself and score "
-              "its detections with --gt GT.pkl --detections DETS.npz", file=sys.stderr)
-        return 2
+def report(result, vmap: Optional[dict], args, header: str, video_map_source: str,
+           plots: Optional[str] = None) -> None:
+    """Prints the per-class table, frame-mAP and video-mAP; writes the plots to ``plots`` (a folder) if given."""
+    rows = [[name, result.num_gt[name], result.num_dets[name], f"{result.ap[name]:.2f}"] for name in result.classes]
+    print(header)
+    print(format_table(["class", "GT boxes", "detections", "frame-AP"], rows))
+    print(f"frame-mAP@{args.iou:g}: {result.mean:.2f}")
+    if vmap is not None:
+        print(f"video-mAP ({video_map_source}): " + ", ".join(f"@{k} {v:.2f}" for k, v in vmap.items()))
+    if plots:
+        from s3d_det.vis import plot_per_class_ap, plot_pr_curves  # matplotlib only when plotting
+
+        title = f"frame-AP ({args.protocol}, IoU {args.iou:g})"
+        plot_per_class_ap(result.ap, os.path.join(plots, "per_class_ap.png"), mean=result.mean, title=title)
+        plot_pr_curves(result.precision, result.recall, os.path.join(plots, "pr_curves.png"), ap=result.ap,
+                       title=title)
+        print(f"wrote {plots}/per_class_ap.png, pr_curves.png")
+
+
+def score_mode(args) -> int:
     try:
         try:
             gt = load_gt(args.gt)
@@ -139,28 +182,108 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
 
     result = frame_ap(gt, test, dets.frame_dets, protocol=args.protocol, iou=args.iou)
-    rows = [[name, result.num_gt[name], result.num_dets[name], f"{result.ap[name]:.2f}"] for name in result.classes]
-    print(f"{args.detections}: {len(test)} test videos of split {args.split}, frame-AP protocol {args.protocol}, "
-          f"IoU {args.iou:g}")
-    print(format_table(["class", "GT boxes", "detections", "frame-AP"], rows))
-    print(f"frame-mAP@{args.iou:g}: {result.mean:.2f}")
-
-    if vmap is not None:
-        source = "the file's tubes" if dets.tubes is not None else "tubes linked from frame_dets"
-        print(f"video-mAP ({source}): " + ", ".join(f"@{k} {v:.2f}" for k, v in vmap.items()))
-
+    source = "the file's tubes" if dets.tubes is not None else "tubes linked from frame_dets"
+    report(result, vmap, args, f"{args.detections}: {len(test)} test videos of split {args.split}, frame-AP "
+                               f"protocol {args.protocol}, IoU {args.iou:g}", source, plots=args.plots)
     if args.json:
         write_json(args.json, {**result.to_dict(), "video_mAP": vmap})
         print(f"wrote {args.json}")
-    if args.plots:
-        from s3d_det.vis import plot_per_class_ap, plot_pr_curves  # matplotlib only when plotting
-
-        title = f"frame-AP ({args.protocol}, IoU {args.iou:g})"
-        plot_per_class_ap(result.ap, os.path.join(args.plots, "per_class_ap.png"), mean=result.mean, title=title)
-        plot_pr_curves(result.precision, result.recall, os.path.join(args.plots, "pr_curves.png"), ap=result.ap,
-                       title=title)
-        print(f"wrote {args.plots}/per_class_ap.png, pr_curves.png")
     return 0
+
+
+def _mean_results(results: Dict[int, dict]) -> dict:
+    """The per-split ``--json`` dicts averaged: frame-mAP, each class's AP and each video-mAP threshold."""
+    first = next(iter(results.values()))
+    return {
+        "protocol": first["protocol"],
+        "iou": first["iou"],
+        "frame_mAP": float(np.mean([r["frame_mAP"] for r in results.values()])),
+        "per_class_AP": {name: float(np.mean([r["per_class_AP"][name] for r in results.values()]))
+                         for name in first["per_class_AP"]},
+        "video_mAP": {key: float(np.mean([r["video_mAP"][key] for r in results.values()]))
+                      for key in first["video_mAP"]},
+    }
+
+
+def evaluate_split(config_file: str, weights: str, split: Optional[int], args) -> tuple:
+    """Runs the model of ``config_file`` with ``weights`` over the test videos of ``split`` (None: the config's);
+    saves the detections; returns (split, FrameAPResult, video-mAP dict, detections path)."""
+    import torch
+
+    from s3d_det.config import load_config
+    from s3d_det.engine.defaults import batch_collate, build_datasets, build_model, load_dataset_gt
+    from s3d_det.engine.evaluation import detect_videos
+    from s3d_det.evaluation.detections import save_detections
+    from s3d_det.utils.io import available_cores
+
+    if not os.path.isfile(weights):
+        raise InputError(f"--weights: no such file: {weights}")
+    opts = list(args.opts) + ["MODEL.WEIGHTS", weights] + (["DATASETS.SPLIT", str(split)] if split else [])
+    cfg = load_config(config_file, opts)
+    device = torch.device(cfg.MODEL.DEVICE if cfg.MODEL.DEVICE != "cuda" or torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":  # a core to each loading worker (see tools/train_det.py)
+        torch.set_num_threads(max(1, available_cores() - cfg.DATALOADER.NUM_WORKERS))
+    gt, root = load_dataset_gt(cfg, make_synthetic=False)
+    split = cfg.DATASETS.SPLIT
+    _, test_set = build_datasets(cfg, gt, root)
+    model = build_model(cfg, num_classes=len(gt["labels"])).to(device).eval()
+    dets = detect_videos(model, test_set, batch_size=cfg.TEST.BATCH_SIZE, num_workers=cfg.DATALOADER.NUM_WORKERS,
+                         collate_fn=batch_collate(cfg), device=device)
+    out = args.out or os.path.join(cfg.OUTPUT_DIR, "inference")
+    path = os.path.join(out, f"detections_split{split}.npz")
+    save_detections(path, dets)
+    result = frame_ap(gt, dets.videos, dets.frame_dets, protocol=args.protocol, iou=args.iou)
+    vmap = video_map(gt, dets.videos, frame_dets=dets.frame_dets)
+    report(result, vmap, args, f"{weights}: {len(dets.videos)} test videos of split {split}, frame-AP protocol "
+                               f"{args.protocol}, IoU {args.iou:g}; detections in {path}",
+           "tubes linked from the frame detections",
+           plots=os.path.join(args.plots, f"split{split}") if args.plots and args.split == "all" else args.plots)
+    return split, result, vmap, path
+
+
+def model_mode(args) -> int:
+    from s3d_det.config import ConfigError, load_config
+
+    try:
+        if args.split == "all":
+            from s3d_det.engine.defaults import load_dataset_gt
+
+            cfg = load_config(args.config_file.replace("{split}", "1"), list(args.opts))
+            gt, _ = load_dataset_gt(cfg, make_synthetic=False)
+            splits: List[Optional[int]] = list(range(1, len(gt["test_videos"]) + 1))
+        elif args.split is None and "{split}" in args.config_file + args.weights:
+            raise InputError("--config-file/--weights contain {split}: give --split")
+        else:
+            splits = [args.split]
+        results = {}
+        for split in splits:
+            name = str(split if split is not None else 1)
+            split, result, vmap, _ = evaluate_split(args.config_file.replace("{split}", name),
+                                                    args.weights.replace("{split}", name), split, args)
+            results[split] = {**result.to_dict(), "video_mAP": vmap}
+    except (ConfigError, InputError, OSError, ValueError, pickle.UnpicklingError) as e:
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
+        return 2
+    payload = next(iter(results.values()))
+    if len(results) > 1:
+        payload = _mean_results(results)
+        rows = [[name] + [f"{r['per_class_AP'][name]:.2f}" for r in results.values()] + [f"{ap:.2f}"]
+                for name, ap in payload["per_class_AP"].items()]
+        rows.append(["frame-mAP"] + [f"{r['frame_mAP']:.2f}" for r in results.values()]
+                    + [f"{payload['frame_mAP']:.2f}"])
+        rows += [[f"video-mAP@{k}"] + [f"{r['video_mAP'][k]:.2f}" for r in results.values()] + [f"{v:.2f}"]
+                 for k, v in payload["video_mAP"].items()]
+        print(f"mean over splits {', '.join(map(str, results))}:")
+        print(format_table(["class"] + [f"split {k}" for k in results] + ["mean"], rows))
+    if args.json:
+        write_json(args.json, {**payload, "splits": {str(k): v for k, v in results.items()}})
+        print(f"wrote {args.json}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    return model_mode(args) if args.config_file is not None else score_mode(args)
 
 
 if __name__ == "__main__":

@@ -48,18 +48,30 @@ class ClipDataset(Dataset):
         norm_3d: normalisation of the clip (e.g. ``Normalize.from_preset("tfslim")`` for [-1, 1]).
         seed: base seed of every random choice.
         max_open_sources: frame sources kept open per process (least recently used closed first).
+        flip_labels: pairs of 0-based labels that a horizontal flip turns into each other (a mirrored
+            "move_left" is a "move_right"); the labels of a flipped sample are swapped accordingly. Classes
+            not named keep their label, so a dataset without directional classes needs none.
     """
 
     def __init__(self, *, gt: Mapping, frames_root: str, videos: Sequence[str], clip_length: int = 16,
                  clip_stride: int = 1, boundary: str = "repeat", transform: ClipTransform = ClipTransform(),
                  norm_2d: Normalize = IMAGENET, norm_3d: Normalize = Normalize(), seed: int = 0,
-                 max_open_sources: int = 16):
+                 max_open_sources: int = 16, flip_labels: Sequence[Tuple[int, int]] = ()):
         self.frames_root = frames_root
         self.videos = list(videos)
         self.clip_length, self.clip_stride, self.boundary = clip_length, clip_stride, boundary
         self.transform, self.norm_2d, self.norm_3d = transform, norm_2d, norm_3d
         self.seed, self.epoch = seed, 0
         self.max_open_sources = max_open_sources
+        num_labels = len(gt["labels"])
+        self.flip_map = np.arange(num_labels)
+        for pair in flip_labels:
+            if len(pair) != 2 or not all(0 <= int(c) < num_labels for c in pair) or pair[0] == pair[1]:
+                raise ValueError(f"flip_labels: {pair!r} is not a pair of two labels in 0..{num_labels - 1}")
+            a, b = int(pair[0]), int(pair[1])
+            if self.flip_map[a] != a or self.flip_map[b] != b:
+                raise ValueError(f"flip_labels: label {a if self.flip_map[a] != a else b} is in two pairs")
+            self.flip_map[a], self.flip_map[b] = b, a
         clip_frames(1, 1, clip_length, clip_stride, boundary)  # checks the clip arguments now
         self.nframes: Dict[str, int] = {}
         self.resolution: Dict[str, Tuple[int, int]] = {}
@@ -121,6 +133,8 @@ class ClipDataset(Dataset):
         boxes, labels = self.annotations[video].get(frame, _NO_BOXES)
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.transform.is_random else None
         out = self.transform(clip, boxes, rng)
+        if out.flipped:
+            labels = self.flip_map[labels]
         return {
             "clip": self.norm_3d(out.clip),
             "keyframe": self.norm_2d(out.clip[self.clip_length // 2]),

@@ -64,14 +64,15 @@ __all__ = [
     "main",
 ]
 
-VERSION = 1  # bump whenever a change alters any written byte
+VERSION = 2  # bump whenever a change alters any written byte
 CLASSES = ("move_left", "move_right", "jump", "wave", "spin", "crouch")
 MOTIONS = {
     "move_left": "walks left, 2.5-4 px/frame (at 240 px frame height), legs scissoring every 10-14 frames",
     "move_right": "the same, walking right",
-    "jump": "bounces straight up and down, 30-45% of its height, 8-12 frames a bounce",
+    "jump": "bounces straight up and down, 30-40% of its height (the tallest less: it stays in the frame), "
+            "8-12 frames a bounce",
     "wave": "swings one arm +-60-85 degrees about its resting angle, 8-12 frames a wave",
-    "spin": "turns about its vertical axis (the figure narrows, mirrors, widens), 12-20 degrees/frame",
+    "spin": "turns about its vertical axis (the figure narrows to 40%, mirrors, widens), 12-20 degrees/frame",
     "crouch": "squats down and up (hip lowers, knees bend outward), 12-20 frames a squat",
     "idle": "before and after the action (not annotated): +-0.75 px and +-2 degree jitter about its rest pose",
 }
@@ -161,7 +162,7 @@ def _bgr(h: float, s: float, v: float) -> Tuple[int, int, int]:
 
 def sample_appearance(rng: np.random.Generator, *, size: Tuple[int, int]) -> Appearance:
     """An actor's look and resting pose for frames of ``size`` (h, w); takes no class on purpose."""
-    height = rng.uniform(60, 110) * size[0] / 240
+    height = rng.uniform(80, 130) * size[0] / 240
     colors = (_bgr(rng.uniform(), rng.uniform(), rng.uniform(0, 0.15)),) + tuple(
         _bgr(rng.uniform(), rng.uniform(0.65, 1), rng.uniform(0.75, 1)) for _ in range(3)
     )
@@ -197,7 +198,7 @@ def _sample_motion(rng, label: int, app: Appearance, *, size, nframes: int, take
                   direction=-1 if name == "move_left" else 1)
         length = max(3, min(length, int((w - 2 * half) / kw["speed"])))
     elif name == "jump":
-        kw = dict(amplitude=rng.uniform(0.3, 0.45) * app.height, period=rng.uniform(8, 12))
+        kw = dict(amplitude=rng.uniform(0.3, 0.4) * app.height, period=rng.uniform(8, 12))
     elif name == "wave":
         kw = dict(amplitude=math.radians(rng.uniform(60, 85)), period=rng.uniform(8, 12), arm=int(rng.integers(2)))
     elif name == "spin":
@@ -215,8 +216,12 @@ def _sample_motion(rng, label: int, app: Appearance, *, size, nframes: int, take
     overlap = sum(np.maximum(0.0, half + other_half - np.abs(paths - other)).sum(1) for other, other_half in taken)
     best = int(np.argmin(overlap)) if taken else 0
     taken.append((paths[best], half))
-    top = 1.2 * app.height + 0.6 * app.head + kw.get("amplitude", 0.0) * (name == "jump") + app.thickness + 2
-    ground = rng.uniform(top, h - app.thickness - 2)
+    lowest = h - app.thickness - 2  # the feet's lowest row
+    top = 1.2 * app.height + 0.6 * app.head + app.thickness + 2  # the feet's highest row, standing
+    if name == "jump":  # the tallest actors jump a little lower, so that the whole jump stays in the frame
+        kw["amplitude"] = min(kw["amplitude"], lowest - top)
+        top += kw["amplitude"]
+    ground = rng.uniform(top, lowest)
     return Motion(label=label, start=start, end=start + length - 1, x=float(xs[best]), ground=ground, **kw)
 
 
@@ -225,7 +230,7 @@ def _background(rng, *, size, nframes: int):
     origins per frame."""
     h, w = size
     scale = h / 240
-    speed, angle = rng.uniform(0.5, 2.0) * scale, rng.uniform(0, 2 * math.pi)
+    speed, angle = rng.uniform(0.25, 1.0) * scale, rng.uniform(0, 2 * math.pi)
     vx, vy = speed * math.cos(angle), speed * math.sin(angle)
     pad_x, pad_y = math.ceil(abs(vx) * (nframes - 1)) + 1, math.ceil(abs(vy) * (nframes - 1)) + 1
     th, tw = h + pad_y, w + pad_x
@@ -259,7 +264,7 @@ def _occluder(rng, *, size, nframes: int):
 
 def plan_video(*, seed: int, index: int, size: Tuple[int, int] = (240, 320), min_frames: int = 32,
                max_frames: int = 64, label: Optional[int] = None) -> VideoPlan:
-    """Draws the random content of video ``index``: length, 1-3 actors, background, occluder.
+    """Draws the random content of video ``index``: length, 1-2 actors, background, occluder.
 
     ``label`` (default ``index % len(CLASSES)``) is the class of the first actor, which names the video.
     Appearances come from their own random streams, so ``label`` changes no actor's appearance.
@@ -267,7 +272,7 @@ def plan_video(*, seed: int, index: int, size: Tuple[int, int] = (240, 320), min
     label = index % len(CLASSES) if label is None else label
     layout = _rng(seed, index, 0)
     nframes = int(layout.integers(min_frames, max_frames + 1))
-    count = int(layout.choice([1, 2, 3], p=[0.5, 0.3, 0.2]))
+    count = int(layout.choice([1, 2], p=[0.6, 0.4]))
     labels = [label] + layout.integers(0, len(CLASSES), count - 1).tolist()
     occluded = layout.uniform() < 0.35
     scale = size[0] / 240
@@ -322,7 +327,7 @@ def _skeleton(actor: Actor, t: int):
     for side, angle in ((-1, arms[0]), (1, arms[1])):
         segments.append(((0.0, -torso), (side * arm * math.sin(angle), -torso + arm * math.cos(angle))))
 
-    cos_yaw = math.cos(yaw)
+    cos_yaw = math.copysign(0.4 + 0.6 * abs(math.cos(yaw)), math.cos(yaw))  # side views stay 40% wide
     x0, y0 = x + jx, m.ground - lift + jy - max(feet)
 
     def place(p):

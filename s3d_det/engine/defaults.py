@@ -13,7 +13,7 @@ import torch
 
 from s3d_det.checkpoint import load_pretrained_3d
 from s3d_det.checkpoint_2d import load_2d_into, load_2d_weights
-from s3d_det.config import datasets_root
+from s3d_det.config import ConfigError, datasets_root
 from s3d_det.data import load_gt
 from s3d_det.data.clips import ClipTransform, Normalize
 from s3d_det.data.dataset import TestClipDataset, TrainClipDataset, collate
@@ -64,6 +64,14 @@ def load_dataset_gt(cfg, *, make_synthetic: bool = True) -> Tuple[dict, str]:
 
 def build_datasets(cfg, gt: Mapping, root: str) -> Tuple[TrainClipDataset, TestClipDataset]:
     """The training and test datasets of ``DATASETS.SPLIT`` with ``INPUT.*`` transforms."""
+    names = list(gt["labels"])
+    flip_labels = []
+    for pair in cfg.INPUT.HFLIP_SWAP:
+        unknown = [name for name in pair if name not in names]
+        if len(pair) != 2 or unknown:
+            raise ConfigError(f"INPUT.HFLIP_SWAP: {list(pair)!r} must be two class names of the dataset "
+                             f"({', '.join(names)}); unknown: {unknown}")
+        flip_labels.append((names.index(pair[0]), names.index(pair[1])))
     common = dict(clip_length=cfg.INPUT.CLIP_LENGTH, clip_stride=cfg.INPUT.CLIP_STRIDE, boundary=cfg.INPUT.BOUNDARY,
                   norm_3d=Normalize.from_preset(cfg.INPUT.NORM_3D) if cfg.INPUT.NORM_3D else Normalize(),
                   seed=cfg.SEED)
@@ -72,6 +80,7 @@ def build_datasets(cfg, gt: Mapping, root: str) -> Tuple[TrainClipDataset, TestC
                              contrast=cfg.INPUT.CONTRAST, saturation=cfg.INPUT.SATURATION)
     test_tf = ClipTransform(short_side=cfg.INPUT.SHORT_SIDE_TEST, max_size=cfg.INPUT.MAX_SIZE)
     train = TrainClipDataset(gt=gt, frames_root=root, split=cfg.DATASETS.SPLIT, transform=train_tf,
+                             flip_labels=flip_labels,
                              keyframes_per_video=cfg.DATALOADER.KEYFRAMES_PER_VIDEO or None, **common)
     test = TestClipDataset(gt=gt, frames_root=root, split=cfg.DATASETS.SPLIT, transform=test_tf, **common)
     return train, test

@@ -1,4 +1,4 @@
-"""The optimizer (SGD with momentum, weight decay chosen per kind of parameter) and its learning-rate
+"""The optimizer (SGD with momentum, or AdamW; weight decay chosen per kind of parameter) and its learning-rate
 schedule (linear warm-up, then steps or a cosine), stepped once per iteration."""
 from __future__ import annotations
 
@@ -12,44 +12,49 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-__all__ = ["NORM_TYPES", "build_optimizer", "lr_factor", "build_lr_scheduler"]
+__all__ = ["NORM_TYPES", "OPTIMIZERS", "build_optimizer", "lr_factor", "build_lr_scheduler"]
 
 # Layers whose parameters (scale and shift) get ``weight_decay_norm``.
 NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm, nn.RMSNorm)
 
 SCHEDULES = ("step", "cosine")
+OPTIMIZERS = ("sgd", "adamw")
 
 
 def build_optimizer(model: nn.Module, *, lr: float, momentum: float = 0.9, weight_decay: float = 1e-4,
                     weight_decay_norm: float = 0.0, weight_decay_bias: Optional[float] = None,
-                    nesterov: bool = False) -> torch.optim.SGD:
-    """SGD over the trainable parameters of ``model``, one parameter group per weight decay.
+                    nesterov: bool = False, name: str = "sgd") -> torch.optim.Optimizer:
+    """SGD (``name="sgd"``, with ``momentum`` and ``nesterov``) or AdamW (``"adamw"``, betas (``momentum``,
+    0.999): decoupled weight decay, the usual choice for networks trained from scratch in few iterations) over
+    the trainable parameters of ``model``, one parameter group per weight decay.
 
     Parameters of normalisation layers (``NORM_TYPES``; their biases too) get ``weight_decay_norm``, other
     biases ``weight_decay_bias`` (None: ``weight_decay``), everything else ``weight_decay``. Each group holds
     ``"weight_decay"``; all share ``lr`` (the schedule scales it). A parameter shared by several modules is
     optimised once.
     """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
     if lr <= 0:
         raise ValueError(f"lr must be positive, got {lr}")
     if not 0 <= momentum < 1:
         raise ValueError(f"momentum must be in [0, 1), got {momentum}")
     if weight_decay_bias is None:
         weight_decay_bias = weight_decay
-    for name, value in (("weight_decay", weight_decay), ("weight_decay_norm", weight_decay_norm),
-                        ("weight_decay_bias", weight_decay_bias)):
+    for key, value in (("weight_decay", weight_decay), ("weight_decay_norm", weight_decay_norm),
+                       ("weight_decay_bias", weight_decay_bias)):
         if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
+            raise ValueError(f"{key} must be >= 0, got {value}")
     groups: Dict[float, List[nn.Parameter]] = {}
     seen = set()
     for module in model.modules():
-        for name, param in module.named_parameters(recurse=False):
+        for param_name, param in module.named_parameters(recurse=False):
             if not param.requires_grad or id(param) in seen:
                 continue
             seen.add(id(param))
             if isinstance(module, NORM_TYPES):
                 decay = weight_decay_norm
-            elif name == "bias":
+            elif param_name == "bias":
                 decay = weight_decay_bias
             else:
                 decay = weight_decay
@@ -57,6 +62,8 @@ def build_optimizer(model: nn.Module, *, lr: float, momentum: float = 0.9, weigh
     if not groups:
         raise ValueError(f"{type(model).__name__} has no trainable parameters")
     param_groups = [{"params": params, "weight_decay": decay} for decay, params in groups.items()]
+    if name == "adamw":
+        return torch.optim.AdamW(param_groups, lr=lr, betas=(momentum, 0.999))
     return torch.optim.SGD(param_groups, lr=lr, momentum=momentum, nesterov=nesterov)
 
 
