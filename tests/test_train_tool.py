@@ -17,7 +17,7 @@ from s3d_det.evaluation.detections import check_detections, load_detections
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "configs/synthetic/s3dg_tiny.yaml"
 # The quick start, shrunk: 6 videos (4 train, 2 test), 64-pixel frames, 4-frame clips, 4 iterations.
-SMALL = ["DATASETS.SYNTHETIC_NUM_VIDEOS", "6", "INPUT.SHORT_SIDE_TRAIN", "[64]", "INPUT.SHORT_SIDE_TEST", "64",
+SMALL = ["DATASETS.SYNTHETIC_NUM_VIDEOS", "6", "DATASETS.SYNTHETIC_TEST_VIDEOS", "2", "INPUT.SHORT_SIDE_TRAIN", "[64]", "INPUT.SHORT_SIDE_TEST", "64",
          "INPUT.CLIP_LENGTH", "4", "SOLVER.BATCH_SIZE", "2", "SOLVER.MAX_ITER", "4", "SOLVER.WARMUP_ITERS", "2",
          "SOLVER.CHECKPOINT_PERIOD", "2", "DATALOADER.NUM_WORKERS", "0", "TEST.BATCH_SIZE", "16"]
 
@@ -154,6 +154,10 @@ def test_bad_config_values_name_the_key(trained, tmp_path):
     proc = run_tool("train_det.py", "--config-file", CONFIG, *SMALL, "OUTPUT_DIR", tmp_path,
                     "SOLVER.OPTIMIZER", "lbfgs", datasets=datasets)
     assert proc.returncode == 2 and "lbfgs" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_tool("train_det.py", "--config-file", CONFIG, *SMALL, "OUTPUT_DIR", tmp_path,
+                    "DATASETS.SYNTHETIC_TEST_VIDEOS", "6", datasets=tmp_path / "fresh")
+    assert proc.returncode == 2 and "DATASETS.SYNTHETIC_TEST_VIDEOS" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "fresh").exists()  # refused before anything was written
 
 
 def test_eval_tool_model_mode_all_splits(trained, tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+from fractions import Fraction
 from typing import Mapping, Tuple
 
 import torch
@@ -53,7 +54,11 @@ def load_dataset_gt(cfg, *, make_synthetic: bool = True) -> Tuple[dict, str]:
     if cfg.DATASETS.NAME == "synthetic" and make_synthetic:
         from s3d_det.data.synthetic import ensure_synthetic
 
-        ensure_synthetic(root, num_videos=cfg.DATASETS.SYNTHETIC_NUM_VIDEOS, seed=cfg.DATASETS.SYNTHETIC_SEED)
+        num, test = cfg.DATASETS.SYNTHETIC_NUM_VIDEOS, cfg.DATASETS.SYNTHETIC_TEST_VIDEOS
+        if not 0 < test < num:
+            raise ConfigError(f"DATASETS.SYNTHETIC_TEST_VIDEOS must be in 1..SYNTHETIC_NUM_VIDEOS - 1 "
+                              f"({num - 1}), got {test}")
+        ensure_synthetic(root, num_videos=num, test_fraction=Fraction(test, num), seed=cfg.DATASETS.SYNTHETIC_SEED)
     path = os.path.join(root, cfg.DATASETS.GT)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"ground truth not found: {path} (DATASETS.ROOT={cfg.DATASETS.ROOT!r} under "
