@@ -101,6 +101,18 @@ def test_keyframes_per_video_resampled_each_epoch(data):
         TrainClipDataset(**{**kwargs, "keyframes_per_video": 0})
 
 
+def test_background_frames_are_samples_without_boxes(data):
+    gt, root = data
+    ds = TrainClipDataset(gt=gt, frames_root=root, clip_length=2, background_frames=True)
+    # every frame of both train videos, in order; run/a is annotated on 2-4 only
+    assert ds.samples == [("run/a", f) for f in range(1, N + 1)] + [("run/b", f) for f in range(1, N + 1)]
+    idle = ds[0]
+    assert (idle["frame"], idle["boxes"].shape, idle["labels"].tolist()) == (1, (0, 4), [])
+    assert ds[1]["labels"].tolist() == [1]
+    ds = TrainClipDataset(gt=gt, frames_root=root, clip_length=2, background_frames=True, keyframes_per_video=5)
+    assert len(ds) == 10 and {f for v, f in ds.samples if v == "run/a"} - {2, 3, 4}  # drawn from all frames
+
+
 def test_test_dataset_reads_the_video_file(data):
     gt, root = data
     ds = TestClipDataset(gt=gt, frames_root=root, clip_length=3, transform=ClipTransform(short_side=24))

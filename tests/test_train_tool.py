@@ -158,6 +158,9 @@ def test_bad_config_values_name_the_key(trained, tmp_path):
                     "DATASETS.SYNTHETIC_TEST_VIDEOS", "6", datasets=tmp_path / "fresh")
     assert proc.returncode == 2 and "DATASETS.SYNTHETIC_TEST_VIDEOS" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "fresh").exists()  # refused before anything was written
+    proc = run_tool("train_det.py", "--config-file", CONFIG, *SMALL, "OUTPUT_DIR", tmp_path,
+                    "DATALOADER.BACKGROUND_FRAMES", "True", "MODEL.PROPOSALS", "gt", datasets=datasets)
+    assert proc.returncode == 2 and "DATALOADER.BACKGROUND_FRAMES" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_eval_tool_model_mode_all_splits(trained, tmp_path):

@@ -151,17 +151,21 @@ class ClipDataset(Dataset):
 class TrainClipDataset(ClipDataset):
     """One sample per annotated keyframe (a frame with at least one box) of the train videos of ``split``.
 
-    With ``keyframes_per_video=K``, each video gives instead min(K, its annotated frames) keyframes, drawn
+    With ``keyframes_per_video=K``, each video gives instead min(K, its candidate frames) keyframes, drawn
     without replacement anew for each epoch from ``np.random.default_rng([seed, epoch])``
-    (``set_epoch``). Other keyword arguments: see ``ClipDataset``.
+    (``set_epoch``). With ``background_frames=True`` every frame of a train video is a candidate, also
+    those without a box: in untrimmed videos they show the people before and after their actions, which
+    the detector must learn to leave undetected (as frame-mAP counts any detection there as false).
+    Other keyword arguments: see ``ClipDataset``.
     """
 
     def __init__(self, *, gt: Mapping, frames_root: str, split: int = 1,
-                 keyframes_per_video: Optional[int] = None, **kwargs):
+                 keyframes_per_video: Optional[int] = None, background_frames: bool = False, **kwargs):
         super().__init__(gt=gt, frames_root=frames_root, videos=split_videos(gt, split, "train"), **kwargs)
         if keyframes_per_video is not None and keyframes_per_video < 1:
             raise ValueError(f"keyframes_per_video must be at least 1 or None, got {keyframes_per_video}")
         self.keyframes_per_video = keyframes_per_video
+        self.background_frames = bool(background_frames)
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -170,7 +174,7 @@ class TrainClipDataset(ClipDataset):
         rng = np.random.default_rng([self.seed, self.epoch])
         self.samples = []
         for video in self.videos:
-            frames = list(self.annotations[video])
+            frames = range(1, self.nframes[video] + 1) if self.background_frames else list(self.annotations[video])
             if k is not None and k < len(frames):
                 frames = sorted(int(f) for f in rng.choice(frames, size=k, replace=False))
             self.samples.extend((video, f) for f in frames)

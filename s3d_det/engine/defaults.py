@@ -86,7 +86,8 @@ def build_datasets(cfg, gt: Mapping, root: str) -> Tuple[TrainClipDataset, TestC
     test_tf = ClipTransform(short_side=cfg.INPUT.SHORT_SIDE_TEST, max_size=cfg.INPUT.MAX_SIZE)
     train = TrainClipDataset(gt=gt, frames_root=root, split=cfg.DATASETS.SPLIT, transform=train_tf,
                              flip_labels=flip_labels,
-                             keyframes_per_video=cfg.DATALOADER.KEYFRAMES_PER_VIDEO or None, **common)
+                             keyframes_per_video=cfg.DATALOADER.KEYFRAMES_PER_VIDEO or None,
+                             background_frames=cfg.DATALOADER.BACKGROUND_FRAMES, **common)
     test = TestClipDataset(gt=gt, frames_root=root, split=cfg.DATASETS.SPLIT, transform=test_tf, **common)
     return train, test
 
