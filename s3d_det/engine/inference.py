@@ -40,7 +40,7 @@ from s3d_det.modeling.detector import detections_to_rows
 
 from .distributed import all_gather, get_rank, get_world_size, is_main_process
 
-__all__ = ["MODES", "open_video", "frame_name", "VideoDetector", "detect_dataset"]
+__all__ = ["MODES", "open_video", "VideoDetector", "detect_dataset"]
 
 MODES = ("shared", "per_keyframe")
 
@@ -57,13 +57,6 @@ def open_video(path: str) -> FrameSource:
         raise FileNotFoundError(f"input not found: {path} (expected a video file or a folder of frames)")
     source.num_frames  # opens the file or lists the folder
     return source
-
-
-def frame_name(source: FrameSource, frame: int) -> str:
-    """How an error names frame ``frame`` of ``source``: its image file, or the video file and the frame number."""
-    if isinstance(source, ImageFolderSource):
-        return source.frame_path(frame)
-    return f"frame {frame} of {source.path}"
 
 
 class _FrameCache:
@@ -88,7 +81,7 @@ class _FrameCache:
         for f in missing:
             image = decoded[f]
             if image.shape[:2] != self.orig_size:
-                raise ValueError(f"{frame_name(self.source, f)} is {image.shape[0]}x{image.shape[1]} (h x w), the "
+                raise ValueError(f"{self.source.frame_name(f)} is {image.shape[0]}x{image.shape[1]} (h x w), the "
                                  f"video's first frame {self.orig_size[0]}x{self.orig_size[1]}: all frames of a "
                                  "video must have one size")
             if self.size != self.orig_size:
