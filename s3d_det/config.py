@@ -196,7 +196,8 @@ _C.TEST.VIDEO_MAP = False
 # Video inference (s3d_det.engine.inference, tools/visualize_video.py), shared mode: clip positions (frames at
 # INPUT.CLIP_STRIDE) per forward of the 3D network; 0: one clip, so each keyframe's features are those of its
 # own clip, or interpolated between the two nearest clips where the feature stride skips it. Longer windows
-# compute less but give every slice the real frames a clip would see as zero padding (README: inference).
+# compute less but give every slice the real frames a clip would see as zero padding (README: "Detecting
+# actions in a video").
 _C.TEST.WINDOW = 0
 
 

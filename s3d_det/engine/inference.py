@@ -145,6 +145,7 @@ class VideoDetector:
         if window < clip_length:
             raise ValueError(f"window={window} is shorter than a clip ({clip_length} positions)")
         self.window = self.steps + (window - clip_length) // self.stride  # feature steps per window
+        self.window_positions = self._positions(self.window)
         spare = (self.window - self.steps) // 2
         margin = min(clip_length // 2, spare * self.stride) if context is None else context
         self.margin = -(-margin // self.stride)  # feature steps

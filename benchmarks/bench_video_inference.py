@@ -1,0 +1,191 @@
+#!/usr/bin/env python
+"""Video inference speed: frames per second of the shared and the per-keyframe mode, where the time goes, memory.
+
+    python benchmarks/bench_video_inference.py [--config-file CFG] [--weights W] [--frames 300]
+        [--long-window 128] [--repeats 3] [--threads N] [--device cpu|cuda] [--json OUT.json] [KEY VALUE ...]
+
+A synthetic video (``s3d_det.data.synthetic``: stick figures on a moving background) of ``--frames`` frames at
+320x240 is written as an MP4, and ``VideoDetector`` (``s3d_det.engine.inference``) detects in every frame of it,
+decoding included, in each mode: ``per_keyframe`` (one clip per keyframe), ``shared`` with the config's
+``TEST.WINDOW`` (default: one clip per window; every st-th keyframe's clip serves its neighbours too) and ``shared``
+with ``--long-window`` positions per window (0: not timed). The model is the config's (default: the quick-start
+``configs/synthetic/s3dg_tiny.yaml`` on the CPU; on CUDA the R50 + S3D-G JHMDB config, bf16 autocast from its
+``SOLVER.AMP_DTYPE``) with random weights unless ``--weights`` is given: the work per frame does not depend on
+the weights (the RPN keeps ``POST_NMS_TOP_N_TEST`` proposals a frame either way).
+
+Each mode runs once on 16 frames to warm up, then ``--repeats`` times over the whole video; the table gives the
+median frames/s and, from the same runs, milliseconds a frame in each stage (forward hooks: the 3D network, the
+2D backbone + RPN, the RoI head; "rest" is decoding, resizing, normalising, slicing and the rows), the clip
+positions the 3D network took a frame, and the most decoded frames held at once. Peak memory: the process's
+peak resident set (``ru_maxrss``, all modes together) and on CUDA each mode's peak allocated GPU memory.
+``--json`` writes ``{"shared_fps", "per_keyframe_fps", "peak_rss_mb", "rows": [...], ...}``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from typing import Dict, List, Optional, Sequence
+
+import cv2
+import torch
+
+from s3d_det.config import load_config
+from s3d_det.data.synthetic import plan_video, render_frame
+from s3d_det.engine.defaults import build_model
+from s3d_det.engine.inference import VideoDetector, open_video
+from s3d_det.utils.io import available_cores, write_json
+from s3d_det.utils.table import format_table
+
+CPU_CONFIG = "configs/synthetic/s3dg_tiny.yaml"
+GPU_CONFIG = "configs/jhmdb/s3dg_r50_16x1_split1.yaml"
+KNOWN_CLASSES = {"synthetic": 6, "jhmdb": 21, "ucf24": 24}  # actions per dataset, when the config leaves it to the GT
+STAGES = {"3D network": "backbone_3d", "2D + RPN": ("backbone_2d", "rpn"), "RoI head": "roi_head"}
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config-file", metavar="CFG", help=f"default: {CPU_CONFIG} (CPU), {GPU_CONFIG} (CUDA)")
+    parser.add_argument("--weights", metavar="W", help="trained weights (default: random)")
+    parser.add_argument("--frames", type=int, default=300, help="frames of the test video (default: 300)")
+    parser.add_argument("--long-window", type=int, default=128,
+                        help="also time the shared mode with windows of this many positions (0: not)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per mode (default: 3)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
+    args = parser.parse_args(argv)
+    if args.frames < 16 or args.repeats < 1 or args.long_window < 0:
+        parser.error("--frames must be at least 16, --repeats at least 1, --long-window at least 0")
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available here")
+    args.config_file = args.config_file or (GPU_CONFIG if args.device == "cuda" else CPU_CONFIG)
+    return args
+
+
+def write_video(path: str, frames: int) -> None:
+    """A synthetic 320x240 video of ``frames`` frames at 25 fps (MPEG-4 Part 2)."""
+    plan = plan_video(seed=0, index=0, size=(240, 320), min_frames=frames, max_frames=frames)
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (320, 240))
+    for t in range(1, frames + 1):
+        writer.write(render_frame(plan, t)[0])
+    writer.release()
+
+
+class StageTimer:
+    """Seconds spent in named submodules of the model, by forward hooks (CUDA synchronised)."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device):
+        self.seconds: Dict[str, float] = defaultdict(float)
+        self.device = device
+        self.handles = []
+        for stage, names in STAGES.items():
+            for name in (names,) if isinstance(names, str) else names:
+                module = getattr(model, name)
+                self.handles.append(module.register_forward_pre_hook(lambda m, a, s=stage: self._start(s)))
+                self.handles.append(module.register_forward_hook(lambda m, a, o, s=stage: self._stop(s)))
+        self._started: Dict[str, float] = {}
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def _start(self, stage: str) -> None:
+        self._started[stage] = self._now()
+
+    def _stop(self, stage: str) -> None:
+        self.seconds[stage] += self._now() - self._started.pop(stage)
+
+    def reset(self) -> None:
+        self.seconds = defaultdict(float)
+
+
+def time_mode(detector: VideoDetector, video: str, timer: StageTimer, repeats: int) -> Dict:
+    device = detector.device
+    detector(open_video(video), num_frames=16)  # warm-up
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    runs, stages = [], []
+    for _ in range(repeats):
+        source = open_video(video)  # a fresh decoder each run: decoding is part of the time
+        timer.reset()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        detector(source)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        runs.append(time.perf_counter() - start)
+        stages.append(dict(timer.seconds))
+    n = detector.stats["frames"]
+    best = runs.index(statistics.median_low(runs))
+    ms = {stage: 1000 * stages[best].get(stage, 0.0) / n for stage in STAGES}
+    ms["rest"] = 1000 * runs[best] / n - sum(ms.values())
+    row = {"mode": detector.mode, "window": detector.window_positions if detector.mode == "shared" else "-", "fps": n / statistics.median(runs), "run_s": runs, "ms_per_frame": ms,
+           "positions_3d_per_frame": detector.stats["positions_3d"] / n,
+           "max_frames_held": detector.stats["max_frames_held"]}
+    if device.type == "cuda":
+        row["peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
+    return row
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads or available_cores())
+    cfg = load_config(args.config_file, list(args.opts) + ["MODEL.DEVICE", device.type]
+                      + (["MODEL.WEIGHTS", args.weights] if args.weights else []))
+    num_classes = cfg.MODEL.ROI_HEAD.NUM_CLASSES or KNOWN_CLASSES.get(cfg.DATASETS.NAME)
+    if not num_classes:
+        raise SystemExit(f"{args.config_file}: set MODEL.ROI_HEAD.NUM_CLASSES")
+    torch.manual_seed(cfg.SEED)
+    model = build_model(cfg, num_classes).to(device).eval()
+    machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
+               else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    timer = StageTimer(model, device)
+    modes = [("per_keyframe", None), ("shared", cfg.TEST.WINDOW)] + ([("shared", args.long_window)]
+                                                                     if args.long_window else [])
+    rows: List[Dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        video = os.path.join(tmp, "video.mp4")
+        write_video(video, args.frames)
+        for mode, window in modes:
+            detector = VideoDetector.from_config(model, cfg, mode=mode, window=window)
+            rows.append(time_mode(detector, video, timer, args.repeats))
+            print(f"  {mode}, window {rows[-1]['window']}: {rows[-1]['fps']:.1f} frames/s", file=sys.stderr, flush=True)
+    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    amp = f", {cfg.SOLVER.AMP_DTYPE} autocast" if device.type == "cuda" and cfg.SOLVER.AMP_DTYPE else ""
+    print(f"video inference on {device.type} ({machine}{amp}), torch {torch.__version__}: {args.config_file}, "
+          f"{args.frames} frames 320x240, batch {cfg.TEST.BATCH_SIZE}, {cfg.MODEL.RPN.POST_NMS_TOP_N_TEST} proposals "
+          f"a frame; median of {args.repeats}")
+    headers = ["mode", "window", "frames/s", "ms/frame"] + [f"{s} ms" for s in STAGES] + ["rest ms", "3D positions/frame",
+                                                                                       "frames held"]
+    table = [[r["mode"], r["window"], f"{r['fps']:.1f}", f"{1000 / r['fps']:.1f}"]
+             + [f"{r['ms_per_frame'][s]:.1f}" for s in list(STAGES) + ["rest"]]
+             + [f"{r['positions_3d_per_frame']:.1f}", r["max_frames_held"]] for r in rows]
+    if device.type == "cuda":
+        headers.append("peak GPU MiB")
+        for line, r in zip(table, rows):
+            line.append(f"{r['peak_gpu_mib']:.0f}")
+    print(format_table(headers, table))
+    shared, per_keyframe = rows[1]["fps"], rows[0]["fps"]
+    print(f"shared / per-keyframe: {shared / per_keyframe:.2f}x; peak RSS {peak_rss:.0f} MB")
+    if args.json:
+        write_json(args.json, {"shared_fps": shared, "per_keyframe_fps": per_keyframe, "peak_rss_mb": peak_rss,
+                               "device": device.type, "machine": machine, "torch": torch.__version__,
+                               "config": args.config_file, "frames": args.frames, "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
