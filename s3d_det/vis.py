@@ -199,9 +199,9 @@ def render_video(source, frame_dets: np.ndarray, names: Sequence[str], *, output
         raise ValueError(f"{output}: the video must end in {' or '.join(_VIDEO_CODECS)}")
     n = source.num_frames
     dets = np.asarray(frame_dets, dtype=np.float64).reshape(-1, 8)
-    dets = dets[dets[:, 3] >= score_thresh]
     if len(dets) and dets[:, 1].max() > n:
         raise ValueError(f"detections on frame {int(dets[:, 1].max())}, but {source.path} has {n} frames")
+    dets = dets[dets[:, 3] >= score_thresh]
     dets = dets[np.argsort(dets[:, 1], kind="stable")]
     tubes = tube_ids(dets)
     bounds = np.searchsorted(dets[:, 1], np.arange(1, n + 2))
