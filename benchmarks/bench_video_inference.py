@@ -13,10 +13,12 @@ with ``--long-window`` positions per window (0: not timed). The model is the con
 ``SOLVER.AMP_DTYPE``) with random weights unless ``--weights`` is given: the work per frame does not depend on
 the weights (the RPN keeps ``POST_NMS_TOP_N_TEST`` proposals a frame either way).
 
-Each mode runs once on 16 frames to warm up, then ``--repeats`` times over the whole video; the table gives the
-median frames/s and, from the same runs, milliseconds a frame in each stage (forward hooks: the 3D network, the
-2D backbone + RPN, the RoI head; "rest" is decoding, resizing, normalising, slicing and the rows), the clip
-positions the 3D network took a frame, and the most decoded frames held at once. Peak memory: the process's
+Each mode runs once on 16 frames to warm up, then ``--repeats`` times over the whole video, the modes alternating
+(on a busy machine each is slowed alike); the table gives the median frames/s and, from the median run, the CPU
+time a frame (all threads; on a shared machine it moves less than the wall time) and the milliseconds a frame in
+each stage (forward hooks: the 3D network, the 2D backbone + RPN, the RoI head; "rest" is decoding, resizing,
+normalising, slicing and the rows), the clip positions the 3D network took a frame, and the most decoded frames
+held at once. Peak memory: the process's
 peak resident set (``ru_maxrss``, all modes together) and on CUDA each mode's peak allocated GPU memory.
 ``--json`` writes ``{"shared_fps", "per_keyframe_fps", "peak_rss_mb", "rows": [...], ...}``.
 """
@@ -109,33 +111,32 @@ class StageTimer:
         self.seconds = defaultdict(float)
 
 
-def time_mode(detector: VideoDetector, video: str, timer: StageTimer, repeats: int) -> Dict:
+def run_once(detector: VideoDetector, video: str, timer: StageTimer) -> Dict:
+    """One pass over the whole video with a fresh decoder (decoding is part of the time): wall and CPU seconds,
+    seconds by stage."""
     device = detector.device
-    detector(open_video(video), num_frames=16)  # warm-up
+    source = open_video(video)
+    timer.reset()
     if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    runs, stages = [], []
-    for _ in range(repeats):
-        source = open_video(video)  # a fresh decoder each run: decoding is part of the time
-        timer.reset()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        detector(source)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        runs.append(time.perf_counter() - start)
-        stages.append(dict(timer.seconds))
+        torch.cuda.synchronize(device)
+    start, cpu = time.perf_counter(), time.process_time()
+    detector(source)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return {"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu, "stages": dict(timer.seconds)}
+
+
+def summarize(detector: VideoDetector, runs: List[Dict]) -> Dict:
+    """The row of one mode: median frames/s; the stages and CPU time of the median run."""
     n = detector.stats["frames"]
-    best = runs.index(statistics.median_low(runs))
-    ms = {stage: 1000 * stages[best].get(stage, 0.0) / n for stage in STAGES}
-    ms["rest"] = 1000 * runs[best] / n - sum(ms.values())
-    row = {"mode": detector.mode, "window": detector.window_positions if detector.mode == "shared" else "-", "fps": n / statistics.median(runs), "run_s": runs, "ms_per_frame": ms,
-           "positions_3d_per_frame": detector.stats["positions_3d"] / n,
-           "max_frames_held": detector.stats["max_frames_held"]}
-    if device.type == "cuda":
-        row["peak_gpu_mib"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
-    return row
+    walls = [r["wall"] for r in runs]
+    median = runs[walls.index(statistics.median_low(walls))]
+    ms = {stage: 1000 * median["stages"].get(stage, 0.0) / n for stage in STAGES}
+    ms["rest"] = 1000 * median["wall"] / n - sum(ms.values())
+    return {"mode": detector.mode, "window": detector.window_positions if detector.mode == "shared" else "-",
+            "fps": n / statistics.median(walls), "run_s": walls, "cpu_ms_per_frame": 1000 * median["cpu"] / n,
+            "ms_per_frame": ms, "positions_3d_per_frame": detector.stats["positions_3d"] / n,
+            "max_frames_held": detector.stats["max_frames_held"]}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -155,22 +156,36 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     timer = StageTimer(model, device)
     modes = [("per_keyframe", None), ("shared", cfg.TEST.WINDOW)] + ([("shared", args.long_window)]
                                                                      if args.long_window else [])
-    rows: List[Dict] = []
+    detectors = [VideoDetector.from_config(model, cfg, mode=mode, window=window) for mode, window in modes]
+    runs: List[List[Dict]] = [[] for _ in detectors]
+    peak_gpu = [0.0 for _ in detectors]
     with tempfile.TemporaryDirectory() as tmp:
         video = os.path.join(tmp, "video.mp4")
         write_video(video, args.frames)
-        for mode, window in modes:
-            detector = VideoDetector.from_config(model, cfg, mode=mode, window=window)
-            rows.append(time_mode(detector, video, timer, args.repeats))
-            print(f"  {mode}, window {rows[-1]['window']}: {rows[-1]['fps']:.1f} frames/s", file=sys.stderr, flush=True)
+        for detector in detectors:  # warm-up
+            detector(open_video(video), num_frames=16)
+        for repeat in range(args.repeats):  # the modes alternate, so that a busy machine slows each alike
+            for i, detector in enumerate(detectors):
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                runs[i].append(run_once(detector, video, timer))
+                if device.type == "cuda":
+                    peak_gpu[i] = max(peak_gpu[i], torch.cuda.max_memory_allocated(device) / 2 ** 20)
+                window = f", window {detector.window_positions}" if detector.mode == "shared" else ""
+                print(f"  run {repeat + 1}, {detector.mode}{window}: {args.frames / runs[i][-1]['wall']:.1f} frames/s",
+                      file=sys.stderr, flush=True)
+    rows = [summarize(detector, r) for detector, r in zip(detectors, runs)]
+    if device.type == "cuda":
+        for row, peak in zip(rows, peak_gpu):
+            row["peak_gpu_mib"] = peak
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     amp = f", {cfg.SOLVER.AMP_DTYPE} autocast" if device.type == "cuda" and cfg.SOLVER.AMP_DTYPE else ""
     print(f"video inference on {device.type} ({machine}{amp}), torch {torch.__version__}: {args.config_file}, "
           f"{args.frames} frames 320x240, batch {cfg.TEST.BATCH_SIZE}, {cfg.MODEL.RPN.POST_NMS_TOP_N_TEST} proposals "
           f"a frame; median of {args.repeats}")
-    headers = ["mode", "window", "frames/s", "ms/frame"] + [f"{s} ms" for s in STAGES] + ["rest ms", "3D positions/frame",
-                                                                                       "frames held"]
-    table = [[r["mode"], r["window"], f"{r['fps']:.1f}", f"{1000 / r['fps']:.1f}"]
+    headers = (["mode", "window", "frames/s", "ms/frame", "CPU ms/frame"] + [f"{s} ms" for s in STAGES]
+               + ["rest ms", "3D positions/frame", "frames held"])
+    table = [[r["mode"], r["window"], f"{r['fps']:.1f}", f"{1000 / r['fps']:.1f}", f"{r['cpu_ms_per_frame']:.1f}"]
              + [f"{r['ms_per_frame'][s]:.1f}" for s in list(STAGES) + ["rest"]]
              + [f"{r['positions_3d_per_frame']:.1f}", r["max_frames_held"]] for r in rows]
     if device.type == "cuda":

@@ -93,8 +93,10 @@ def detect(args, source, gt: Optional[dict]) -> tuple:
         from s3d_det.engine.checkpointer import load_checkpoint
 
         state = load_checkpoint(args.weights)
-        names = [f"action {k}" for k in range(state.get("model", state)["roi_head.box_predictor.cls_score.weight"]
-                                              .shape[0] - 1)]
+        logits = state.get("model", state).get("roi_head.box_predictor.cls_score.weight")
+        if logits is None:
+            raise ValueError(f"{args.weights} holds no roi_head.box_predictor.cls_score.weight: not a detector")
+        names = [f"action {k}" for k in range(logits.shape[0] - 1)]
     detector = VideoDetector.from_config(build_model(cfg, num_classes=len(names)), cfg, mode=args.mode)
     detector.model.to(detector.device)
     return detector(source, progress=not args.quiet), names
