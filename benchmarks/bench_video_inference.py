@@ -15,9 +15,9 @@ the weights (the RPN keeps ``POST_NMS_TOP_N_TEST`` proposals a frame either way)
 
 Each mode runs once on 16 frames to warm up, then ``--repeats`` times over the whole video, the modes alternating
 (on a busy machine each is slowed alike); the table gives the median frames/s and, from the median run, the CPU
-time a frame (all threads; on a shared machine it moves less than the wall time) and the milliseconds a frame in
-each stage (forward hooks: the 3D network, the 2D backbone + RPN, the RoI head; "rest" is decoding, resizing,
-normalising, slicing and the rows), the clip positions the 3D network took a frame, and the most decoded frames
+time a frame (all threads; on a shared machine it moves less than the wall time) and the time a frame in each
+stage (forward hooks: the 3D network, the 2D backbone + RPN, the RoI head; "rest" is decoding, resizing,
+normalising, slicing and the rows; CPU time on the CPU, wall time on CUDA), the clip positions the 3D network took a frame, and the most decoded frames
 held at once. Peak memory: the process's
 peak resident set (``ru_maxrss``, all modes together) and on CUDA each mode's peak allocated GPU memory.
 ``--json`` writes ``{"shared_fps", "per_keyframe_fps", "peak_rss_mb", "rows": [...], ...}``.
@@ -83,10 +83,9 @@ def write_video(path: str, frames: int) -> None:
 
 
 class StageTimer:
-    """Seconds spent in named submodules of the model, by forward hooks (CUDA synchronised)."""
+    """Wall and CPU seconds spent in named submodules of the model, by forward hooks (CUDA synchronised)."""
 
     def __init__(self, model: torch.nn.Module, device: torch.device):
-        self.seconds: Dict[str, float] = defaultdict(float)
         self.device = device
         self.handles = []
         for stage, names in STAGES.items():
@@ -94,21 +93,25 @@ class StageTimer:
                 module = getattr(model, name)
                 self.handles.append(module.register_forward_pre_hook(lambda m, a, s=stage: self._start(s)))
                 self.handles.append(module.register_forward_hook(lambda m, a, o, s=stage: self._stop(s)))
-        self._started: Dict[str, float] = {}
+        self._started: Dict[str, tuple] = {}
+        self.reset()
 
-    def _now(self) -> float:
+    def _now(self) -> tuple:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        return time.perf_counter()
+        return time.perf_counter(), time.process_time()
 
     def _start(self, stage: str) -> None:
         self._started[stage] = self._now()
 
     def _stop(self, stage: str) -> None:
-        self.seconds[stage] += self._now() - self._started.pop(stage)
+        (wall, cpu), (wall0, cpu0) = self._now(), self._started.pop(stage)
+        self.wall[stage] += wall - wall0
+        self.cpu[stage] += cpu - cpu0
 
     def reset(self) -> None:
-        self.seconds = defaultdict(float)
+        self.wall: Dict[str, float] = defaultdict(float)
+        self.cpu: Dict[str, float] = defaultdict(float)
 
 
 def run_once(detector: VideoDetector, video: str, timer: StageTimer) -> Dict:
@@ -123,7 +126,8 @@ def run_once(detector: VideoDetector, video: str, timer: StageTimer) -> Dict:
     detector(source)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return {"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu, "stages": dict(timer.seconds)}
+    return {"wall": time.perf_counter() - start, "cpu": time.process_time() - cpu, "stages": dict(timer.wall),
+            "stages_cpu": dict(timer.cpu)}
 
 
 def summarize(detector: VideoDetector, runs: List[Dict]) -> Dict:
@@ -131,11 +135,15 @@ def summarize(detector: VideoDetector, runs: List[Dict]) -> Dict:
     n = detector.stats["frames"]
     walls = [r["wall"] for r in runs]
     median = runs[walls.index(statistics.median_low(walls))]
-    ms = {stage: 1000 * median["stages"].get(stage, 0.0) / n for stage in STAGES}
-    ms["rest"] = 1000 * median["wall"] / n - sum(ms.values())
+    by_stage = {}
+    for clock, total, stages in (("wall", median["wall"], median["stages"]), ("cpu", median["cpu"], median["stages_cpu"])):
+        ms = {stage: 1000 * stages.get(stage, 0.0) / n for stage in STAGES}
+        ms["rest"] = 1000 * total / n - sum(ms.values())
+        by_stage[clock] = ms
     return {"mode": detector.mode, "window": detector.window_positions if detector.mode == "shared" else "-",
             "fps": n / statistics.median(walls), "run_s": walls, "cpu_ms_per_frame": 1000 * median["cpu"] / n,
-            "ms_per_frame": ms, "positions_3d_per_frame": detector.stats["positions_3d"] / n,
+            "ms_per_frame": by_stage["wall"], "cpu_ms_per_frame_by_stage": by_stage["cpu"],
+            "positions_3d_per_frame": detector.stats["positions_3d"] / n,
             "max_frames_held": detector.stats["max_frames_held"]}
 
 
@@ -183,10 +191,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"video inference on {device.type} ({machine}{amp}), torch {torch.__version__}: {args.config_file}, "
           f"{args.frames} frames 320x240, batch {cfg.TEST.BATCH_SIZE}, {cfg.MODEL.RPN.POST_NMS_TOP_N_TEST} proposals "
           f"a frame; median of {args.repeats}")
-    headers = (["mode", "window", "frames/s", "ms/frame", "CPU ms/frame"] + [f"{s} ms" for s in STAGES]
-               + ["rest ms", "3D positions/frame", "frames held"])
+    # stages in CPU time on the CPU (it moves less than the wall time on a shared machine), wall time on CUDA
+    key, unit = ("ms_per_frame", "ms") if device.type == "cuda" else ("cpu_ms_per_frame_by_stage", "CPU ms")
+    headers = (["mode", "window", "frames/s", "ms/frame", "CPU ms/frame"] + [f"{s} {unit}" for s in STAGES]
+               + [f"rest {unit}", "3D positions/frame", "frames held"])
     table = [[r["mode"], r["window"], f"{r['fps']:.1f}", f"{1000 / r['fps']:.1f}", f"{r['cpu_ms_per_frame']:.1f}"]
-             + [f"{r['ms_per_frame'][s]:.1f}" for s in list(STAGES) + ["rest"]]
+             + [f"{r[key][s]:.1f}" for s in list(STAGES) + ["rest"]]
              + [f"{r['positions_3d_per_frame']:.1f}", r["max_frames_held"]] for r in rows]
     if device.type == "cuda":
         headers.append("peak GPU MiB")
@@ -194,7 +204,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             line.append(f"{r['peak_gpu_mib']:.0f}")
     print(format_table(headers, table))
     shared, per_keyframe = rows[1]["fps"], rows[0]["fps"]
-    print(f"shared / per-keyframe: {shared / per_keyframe:.2f}x; peak RSS {peak_rss:.0f} MB")
+    cpu_ratio = rows[0]["cpu_ms_per_frame"] / rows[1]["cpu_ms_per_frame"]
+    print(f"shared / per-keyframe: {shared / per_keyframe:.2f}x in frames/s, {cpu_ratio:.2f}x in CPU time a frame; "
+          f"peak RSS {peak_rss:.0f} MB")
     if args.json:
         write_json(args.json, {"shared_fps": shared, "per_keyframe_fps": per_keyframe, "peak_rss_mb": peak_rss,
                                "device": device.type, "machine": machine, "torch": torch.__version__,
