@@ -199,6 +199,12 @@ _C.TEST.IOU = 0.5
 _C.TEST.BATCH_SIZE = 4
 # Also compute video-mAP (tubes linked from the frame detections).
 _C.TEST.VIDEO_MAP = False
+# Video inference (s3d_det.engine.inference, tools/visualize_video.py), shared mode: clip positions (frames at
+# INPUT.CLIP_STRIDE) per forward of the 3D network; 0: one clip, so each keyframe's features are those of its
+# own clip, or interpolated between the two nearest clips where the feature stride skips it. Longer windows
+# compute less but give every slice the real frames a clip would see as zero padding (README: "Detecting
+# actions in a video").
+_C.TEST.WINDOW = 0
 
 
 class ConfigError(ValueError):

@@ -1,20 +1,37 @@
-"""Figures of evaluation results: per-class AP bars and precision-recall curves, written as PNG.
+"""Figures of evaluation results, and detections drawn on videos.
 
-Figures are drawn on matplotlib's Agg canvas directly (no pyplot, no change to the global backend), so this
-works without a display and does not disturb a caller's own matplotlib state.
+Figures (per-class AP bars, precision-recall curves) are drawn on matplotlib's Agg canvas directly (no pyplot, no
+change to the global backend), so this works without a display and does not disturb a caller's matplotlib state.
+
+Videos: ``render_video`` draws detections (box, action name and score, one colour per linked tube), optionally the
+ground truth (white dashed boxes, "GT" and the action under the box) and the frame number on every frame of a
+``FrameSource`` and writes an MP4 (or AVI) at the given frame rate, optionally a GIF and a contact sheet PNG of
+evenly spaced frames. It streams: one frame in memory at a time (plus the sheet's and the GIF's reduced copies).
 """
 from __future__ import annotations
 
 import math
-from typing import Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from tqdm import tqdm
 
+from s3d_det.evaluation.linking import LinkingConfig, link_tubes
 from s3d_det.utils.io import atomic_write
 
-__all__ = ["plot_per_class_ap", "plot_pr_curves"]
+__all__ = ["plot_per_class_ap", "plot_pr_curves", "TUBE_COLORS", "tube_ids", "draw_frame", "contact_sheet",
+           "render_video"]
+
+# RGB colours of tubes 0, 1, 2, ... (matplotlib's tab10, repeated).
+TUBE_COLORS: Tuple[Tuple[int, int, int], ...] = tuple(
+    tuple(int(round(255 * c)) for c in rgb) for rgb in colormaps["tab10"].colors)
+_GT_COLOR = (255, 255, 255)
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
 
 
 def _save(fig: Figure, path: str) -> None:
@@ -74,3 +91,153 @@ def plot_pr_curves(
     fig.suptitle(title)
     fig.tight_layout()
     _save(fig, path)
+
+
+def tube_ids(frame_dets: np.ndarray) -> np.ndarray:
+    """(N,) int64: the tube each row of ``frame_dets`` (N, 8) (one video) belongs to, linked per action by
+    ``link_tubes`` keeping every detection (no NMS, no minimum length or score, no smoothing), for colouring."""
+    rows = np.asarray(frame_dets, dtype=np.float64).reshape(-1, 8).copy()
+    if len(rows) == 0:
+        return np.zeros(0, dtype=np.int64)
+    rows[:, 0] = 0
+    config = LinkingConfig(top_k=len(rows), nms_iou=None, min_length=1, min_score=-math.inf, tube_nms=None)
+    tubes, boxes = link_tubes(["video"], rows, config)
+    owner: Dict[tuple, List[int]] = {}  # (label, frame, box) -> tubes holding it; a kept detection's box is exact
+    for row in boxes:
+        tube = int(row[0])
+        owner.setdefault((tubes[tube, 1], *row[1:6]), []).append(tube)
+    return np.array([owner[(r[2], r[1], *r[4:8])].pop() for r in rows], dtype=np.int64)
+
+
+def _text(image: np.ndarray, text: str, x: int, y: int, color, *, below: bool = False) -> None:
+    """``text`` on a filled box of ``color`` whose bottom-left (top-left if ``below``) is (x, y), kept inside the
+    image."""
+    scale = max(0.35, image.shape[0] / 700)
+    (tw, th), base = cv2.getTextSize(text, _FONT, scale, 1)
+    h = th + base + 2
+    top = y if below else y - h
+    top = min(max(top, 0), image.shape[0] - h)
+    x = min(max(x, 0), max(image.shape[1] - tw - 2, 0))
+    cv2.rectangle(image, (x, top), (x + tw + 2, top + h), color, -1)
+    ink = (0, 0, 0) if sum(color) > 380 else (255, 255, 255)
+    cv2.putText(image, text, (x + 1, top + th + 1), _FONT, scale, ink, 1, cv2.LINE_AA)
+
+
+def _dashed_rectangle(image: np.ndarray, x1: int, y1: int, x2: int, y2: int, color, dash: int = 5) -> None:
+    for (ax, ay), (bx, by) in (((x1, y1), (x2, y1)), ((x2, y1), (x2, y2)), ((x2, y2), (x1, y2)), ((x1, y2), (x1, y1))):
+        length = max(abs(bx - ax), abs(by - ay))
+        for start in range(0, length + 1, 2 * dash):
+            end = min(start + dash, length)
+            p = (ax + (bx - ax) * start // max(length, 1), ay + (by - ay) * start // max(length, 1))
+            q = (ax + (bx - ax) * end // max(length, 1), ay + (by - ay) * end // max(length, 1))
+            cv2.line(image, p, q, color, 1)
+
+
+def draw_frame(image: np.ndarray, frame: int, dets: np.ndarray, tubes: Sequence[int], names: Sequence[str],
+               gt: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> np.ndarray:
+    """A copy of ``image`` (H, W, 3) uint8 RGB with the frame number (top left), the ground truth ``gt`` (boxes
+    (G, 4), labels (G,), original pixels) as white dashed boxes labelled "GT <action>" under them, and the
+    detections ``dets`` (K, 8) rows of this frame, each box in its tube's colour (``tubes`` (K,)) labelled
+    "<action> <score>" above it."""
+    out = np.ascontiguousarray(image).copy()
+    thick = max(2, round(min(out.shape[:2]) / 160))
+    for row, tube in zip(dets, tubes):
+        color = TUBE_COLORS[int(tube) % len(TUBE_COLORS)]
+        x1, y1, x2, y2 = (int(round(v)) for v in row[4:8])
+        cv2.rectangle(out, (x1, y1), (x2, y2), color, thick)
+        _text(out, f"{names[int(row[2])]} {row[3]:.2f}", x1 - thick // 2, y1 - thick // 2, color)
+    if gt is not None:  # on top: the dashes stay visible on a detection's edge
+        for box, label in zip(*gt):
+            x1, y1, x2, y2 = (int(round(v)) for v in box)
+            _dashed_rectangle(out, x1, y1, x2, y2, _GT_COLOR)
+            _text(out, f"GT {names[int(label)]}", x1, y2 + thick, _GT_COLOR, below=True)
+    _text(out, f"frame {frame}", 0, 0, (0, 0, 0), below=True)
+    return out
+
+
+def contact_sheet(images: Sequence[np.ndarray], columns: int = 4) -> np.ndarray:
+    """Images (H, W, 3) of one size tiled row by row, ``columns`` a row, black where the last row is short."""
+    if not images:
+        raise ValueError("contact_sheet needs at least one image")
+    h, w = images[0].shape[:2]
+    columns = min(columns, len(images))
+    rows = -(-len(images) // columns)
+    sheet = np.zeros((rows * h, columns * w, 3), np.uint8)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        sheet[r * h:(r + 1) * h, c * w:(c + 1) * w] = image
+    return sheet
+
+
+def _shrunk(image: np.ndarray, width: int) -> np.ndarray:
+    if image.shape[1] <= width:
+        return image
+    h = max(1, round(image.shape[0] * width / image.shape[1]))
+    return cv2.resize(image, (width, h), interpolation=cv2.INTER_AREA)
+
+
+def render_video(source, frame_dets: np.ndarray, names: Sequence[str], *, output: str, fps: float,
+                 score_thresh: float = 0.5, gt: Optional[Mapping[int, Tuple[np.ndarray, np.ndarray]]] = None,
+                 gif: Optional[str] = None, sheet: Optional[str] = None, sheet_frames: int = 12,
+                 gif_frames: int = 100, gif_width: int = 320, progress: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+    """Draws every frame of ``source`` (a ``FrameSource``) with ``draw_frame`` and writes the video ``output``
+    (``.mp4``, MPEG-4 Part 2, or ``.avi``, MJPG) at ``fps``, atomically.
+
+    Args:
+        frame_dets (N, 8): the video's detections (``video_index`` ignored; frames 1-based, original pixels); those
+            scoring at least ``score_thresh`` are drawn, coloured by their tube (``tube_ids``).
+        names: action names by label.
+        gt: ground-truth boxes and labels by frame (``annotations.keyframe_boxes``), drawn dashed.
+        gif: also a GIF there, at most ``gif_frames`` evenly spaced frames (every k-th), at most ``gif_width`` wide.
+        sheet: also a contact sheet PNG there: ``sheet_frames`` evenly spaced frames, 4 a row, at most 480 wide each.
+
+    Returns the drawn rows (K, 8), by frame, and their tubes (K,). A frame of another size than the first, or one
+    that cannot be decoded, is a ValueError naming it.
+    """
+    ext = output[output.rfind("."):].lower() if "." in output else ""
+    if ext not in _VIDEO_CODECS:
+        raise ValueError(f"{output}: the video must end in {' or '.join(_VIDEO_CODECS)}")
+    n = source.num_frames
+    dets = np.asarray(frame_dets, dtype=np.float64).reshape(-1, 8)
+    if len(dets) and dets[:, 1].max() > n:
+        raise ValueError(f"detections on frame {int(dets[:, 1].max())}, but {source.path} has {n} frames")
+    dets = dets[dets[:, 3] >= score_thresh]
+    dets = dets[np.argsort(dets[:, 1], kind="stable")]
+    tubes = tube_ids(dets)
+    bounds = np.searchsorted(dets[:, 1], np.arange(1, n + 2))
+    h, w = (int(v) for v in source.size)
+    sheet_at = set(np.unique(np.linspace(1, n, min(sheet_frames, n)).round().astype(int)).tolist()) if sheet else set()
+    gif_step = -(-n // gif_frames)
+    tiles: List[np.ndarray] = []
+    gif_images: List[np.ndarray] = []
+    with atomic_write(output, ext) as tmp:
+        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*_VIDEO_CODECS[ext]), float(fps), (w, h))
+        if not writer.isOpened():
+            raise ValueError(f"OpenCV cannot write the video {output} ({_VIDEO_CODECS[ext]}, {w}x{h}, {fps} fps)")
+        try:
+            for f in tqdm(range(1, n + 1), desc="draw", unit="frame", disable=not progress, leave=False):
+                image = source.read([f])[f]
+                if image.shape[:2] != (h, w):
+                    raise ValueError(f"{source.frame_name(f)} is {image.shape[0]}x{image.shape[1]} (h x w), the video's "
+                                     f"first frame {h}x{w}: all frames of a video must have one size")
+                a, b = bounds[f - 1], bounds[f]
+                drawn = draw_frame(image, f, dets[a:b], tubes[a:b], names, gt.get(f) if gt else None)
+                writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+                if f in sheet_at:
+                    tiles.append(_shrunk(drawn, 480))
+                if gif and (f - 1) % gif_step == 0:
+                    gif_images.append(_shrunk(drawn, gif_width))
+        finally:
+            writer.release()
+    if sheet:
+        with atomic_write(sheet, ".png") as tmp:
+            if not cv2.imwrite(tmp, cv2.cvtColor(contact_sheet(tiles), cv2.COLOR_RGB2BGR)):
+                raise ValueError(f"OpenCV cannot write the contact sheet {sheet}")
+    if gif:
+        from PIL import Image  # Pillow comes with matplotlib
+
+        frames = [Image.fromarray(image) for image in gif_images]
+        with atomic_write(gif, ".gif") as tmp:
+            frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], loop=0,
+                           duration=max(20, round(1000 * gif_step / fps)))
+    return dets, tubes

@@ -74,6 +74,41 @@ def test_quick_start_trains_evaluates_and_writes_its_outputs(trained):
     assert per_frame.max() <= 10
 
 
+def test_quick_start_shows_its_detections_on_a_test_video(trained):
+    import cv2
+
+    datasets, out, proc = trained
+    video = load_detections(str(out / "detections.npz")).videos[0]
+    base = out / "visualization" / video.replace("/", "_")
+    assert f"{base}.mp4" in proc.stdout and f"{base}_sheet.png" in proc.stdout
+    cap = cv2.VideoCapture(f"{base}.mp4")
+    count = 0
+    while cap.read()[0]:
+        count += 1
+    gt = load_gt(str(datasets / "synthetic" / "synthetic-GT.pkl"))
+    assert count == gt["nframes"][video]
+    assert (cap.get(cv2.CAP_PROP_FRAME_HEIGHT), cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == gt["resolution"][video]
+    assert cv2.imread(f"{base}_sheet.png") is not None
+
+
+def test_eval_tool_video_inference_modes(trained, tmp_path):
+    """--inference per_keyframe gives the loader's detections; shared gives valid ones of every test frame."""
+    datasets, out, _ = trained
+    reference = load_detections(str(out / "detections.npz"))
+    gt = load_gt(str(datasets / "synthetic" / "synthetic-GT.pkl"))
+    for mode in ("per_keyframe", "shared"):
+        proc = run_tool("eval_jhmdb.py", "--config-file", CONFIG, "--weights", out / "model_final.pth",
+                        "--inference", mode, "--out", tmp_path / mode, *SMALL, datasets=datasets)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        dets = load_detections(str(tmp_path / mode / "detections_split1.npz"))
+        check_detections(dets, gt=gt)
+        assert dets.videos == reference.videos
+        frames = {(v, f) for v, f in dets.frame_dets[:, :2].astype(int).tolist()}
+        assert frames == {(v, f) for v, f in reference.frame_dets[:, :2].astype(int).tolist()}
+        if mode == "per_keyframe":
+            np.testing.assert_allclose(dets.frame_dets, reference.frame_dets, rtol=0, atol=1e-4)
+
+
 def test_eval_tool_model_mode_reproduces_the_training_evaluation(trained, tmp_path):
     datasets, out, _ = trained
     proc = run_tool("eval_jhmdb.py", "--config-file", CONFIG, "--weights", out / "model_final.pth", "--split", "1",

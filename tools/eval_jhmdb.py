@@ -25,10 +25,13 @@ key.
 Model mode (run a trained detector over every frame of the test videos, then score)::
 
     python tools/eval_jhmdb.py --config-file CFG --weights W [--split 1|2|3|all] [--out DIR]
+                               [--inference loader|per_keyframe|shared]
                                [--protocol ...] [--iou ...] [--json OUT.json] [--plots DIR] [KEY VALUE ...]
 
-The config's dataset and ``INPUT``/``TEST`` settings are used with ``DATASETS.SPLIT`` set to ``--split`` (default:
-the config's); ``KEY VALUE`` pairs override the config as in ``tools/train_det.py``. Each split's detections are
+``--inference`` picks how the 3D features are computed (``loader``: one clip per keyframe from the test
+DataLoader, as training evaluates; ``per_keyframe``: the same, one video at a time; ``shared``: 3D windows shared
+by the keyframes, ``TEST.WINDOW``; see ``s3d_det.engine.inference``). The config's dataset and ``INPUT``/``TEST``
+settings are used with ``DATASETS.SPLIT`` set to ``--split`` (default: the config's); ``KEY VALUE`` pairs override the config as in ``tools/train_det.py``. Each split's detections are
 saved to ``DIR/detections_split{K}.npz`` (default DIR: ``OUTPUT_DIR/inference``) and it prints the per-class
 frame-AP table, frame-mAP and video-mAP (tubes linked from the frame detections). ``--split all`` evaluates every
 split of the ground truth (JHMDB: 1, 2, 3) and averages frame-AP per class, frame-mAP and video-mAP over them, the
@@ -76,13 +79,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--video-map", action="store_true", help="also compute video-mAP")
     parser.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
     parser.add_argument("--plots", metavar="DIR", help="write per_class_ap.png and pr_curves.png to DIR")
+    parser.add_argument("--inference", choices=("loader", "per_keyframe", "shared"), default="loader",
+                        help="model mode: how the 3D features are computed: 'loader' (default) one clip per keyframe "
+                             "from the test DataLoader, as training evaluates; 'per_keyframe' the same, video by "
+                             "video (s3d_det.engine.inference); 'shared' windows shared by the keyframes "
+                             "(TEST.WINDOW)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                         help="model mode: config overrides, e.g. TEST.BATCH_SIZE 4")
     args = parser.parse_args(argv)
     if args.gt is not None:
         if args.detections is None:
             parser.error("--gt needs --detections")
-        for flag, value in (("--weights", args.weights), ("--out", args.out), ("KEY VALUE overrides", args.opts)):
+        for flag, value in (("--weights", args.weights), ("--out", args.out), ("KEY VALUE overrides", args.opts),
+                            ("--inference", args.inference != "loader")):
             if value:
                 parser.error(f"{flag} goes with --config-file, not with --gt")
         try:
@@ -227,8 +236,13 @@ def evaluate_split(config_file: str, weights: str, split: Optional[int], args) -
     split = cfg.DATASETS.SPLIT
     _, test_set = build_datasets(cfg, gt, root)
     model = build_model(cfg, num_classes=len(gt["labels"])).to(device).eval()
-    dets = detect_videos(model, test_set, batch_size=cfg.TEST.BATCH_SIZE, num_workers=cfg.DATALOADER.NUM_WORKERS,
-                         collate_fn=batch_collate(cfg), device=device)
+    if args.inference == "loader":
+        dets = detect_videos(model, test_set, batch_size=cfg.TEST.BATCH_SIZE, num_workers=cfg.DATALOADER.NUM_WORKERS,
+                             collate_fn=batch_collate(cfg), device=device)
+    else:
+        from s3d_det.engine.inference import VideoDetector, detect_dataset
+
+        dets = detect_dataset(VideoDetector.from_config(model, cfg, mode=args.inference), test_set)
     out = args.out or os.path.join(cfg.OUTPUT_DIR, "inference")
     path = os.path.join(out, f"detections_split{split}.npz")
     save_detections(path, dets)

@@ -5,8 +5,10 @@
                               [--num-gpus N] [KEY VALUE ...]
 
 Checkpoints, metrics.json, TensorBoard events, the final detections.npz and frame_map.json (the --json format
-of tools/eval_jhmdb.py) go to OUTPUT_DIR. The synthetic dataset is made on first use. --num-gpus N starts N
-processes on this machine (gloo on CPU, nccl on CUDA); under torchrun the environment decides.
+of tools/eval_jhmdb.py) go to OUTPUT_DIR; on the synthetic set also visualization/<video>.mp4 and
+<video>_sheet.png, the final detections drawn on the first test video (tools/visualize_video.py draws others).
+The synthetic dataset is made on first use. --num-gpus N starts N processes on this machine (gloo on CPU, nccl on
+CUDA); under torchrun the environment decides.
 """
 from __future__ import annotations
 
@@ -24,6 +26,22 @@ from s3d_det.engine.defaults import batch_collate, build_datasets, build_model, 
 from s3d_det.engine.defaults import load_dataset_gt
 from s3d_det.engine.evaluation import evaluate_detector
 from s3d_det.utils.io import atomic_write, available_cores
+
+
+def show_example(cfg, gt: dict, root: str) -> None:
+    """Draws the final detections (score >= 0.5) and the ground truth on the first test video: an MP4 and a contact
+    sheet in OUTPUT_DIR/visualization; prints where they are."""
+    from s3d_det.data.annotations import keyframe_boxes
+    from s3d_det.data.frames import open_frames
+    from s3d_det.evaluation.detections import load_detections
+    from s3d_det.vis import render_video
+
+    dets = load_detections(os.path.join(cfg.OUTPUT_DIR, "detections.npz"))
+    video = dets.videos[0]
+    base = os.path.join(cfg.OUTPUT_DIR, "visualization", video.replace("/", "_"))
+    render_video(open_frames(root, video), dets.frame_dets[dets.frame_dets[:, 0] == 0], gt["labels"],
+                 output=base + ".mp4", fps=25, gt=keyframe_boxes(gt, video), sheet=base + "_sheet.png", progress=False)
+    print(f"detections on test video {video} (score >= 0.5; ground truth dashed): {base}.mp4, {base}_sheet.png")
 
 
 def main(args) -> None:
@@ -86,6 +104,8 @@ def main(args) -> None:
         with open(path) as f:
             result = json.load(f)
         print(f"frame-mAP ({result['protocol']}, IoU {result['iou']}): {result['frame_mAP']:.2f}  -> {path}")
+        if cfg.DATASETS.NAME == "synthetic":
+            show_example(cfg, gt, root)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import torch
 
 from .frames import FrameSource
 
-__all__ = ["BOUNDARY_MODES", "clip_frames", "read_clip", "resized_shape", "resize_clip", "hflip_clip",
+__all__ = ["BOUNDARY_MODES", "clip_frames", "map_boundary", "read_clip", "resized_shape", "resize_clip", "hflip_clip",
            "sample_color_factors", "color_jitter", "ClipTransform", "TransformedClip", "Normalize", "IMAGENET"]
 
 BOUNDARY_MODES = ("repeat", "reflect")
@@ -44,14 +44,22 @@ def clip_frames(keyframe: int, num_frames: int, length: int, stride: int = 1,
         raise ValueError(f"clip length and stride must be at least 1, got length={length}, stride={stride}")
     if boundary not in BOUNDARY_MODES:
         raise ValueError(f"unknown boundary mode {boundary!r}; expected one of {', '.join(BOUNDARY_MODES)}")
-    index = keyframe - 1 + (np.arange(length) - length // 2) * stride  # 0-based, may fall outside
+    return [int(f) for f in map_boundary(keyframe + (np.arange(length) - length // 2) * stride, num_frames, boundary)]
+
+
+def map_boundary(frames: np.ndarray, num_frames: int, boundary: str = "repeat") -> np.ndarray:
+    """Frame numbers (1-based, any integers) mapped into 1..num_frames by ``boundary`` (see ``clip_frames``):
+    ``"repeat"`` clamps, ``"reflect"`` mirrors about the edge frames. Returns an int64 array of the same shape."""
+    if boundary not in BOUNDARY_MODES:
+        raise ValueError(f"unknown boundary mode {boundary!r}; expected one of {', '.join(BOUNDARY_MODES)}")
+    index = np.asarray(frames, dtype=np.int64) - 1  # 0-based, may fall outside
     if boundary == "repeat" or num_frames == 1:
         index = np.clip(index, 0, num_frames - 1)
     else:
         period = 2 * (num_frames - 1)
         index = np.mod(index, period)
         index = np.where(index >= num_frames, period - index, index)
-    return [int(i) + 1 for i in index]
+    return index + 1
 
 
 def read_clip(source: FrameSource, frames: Sequence[int]) -> np.ndarray:

@@ -69,6 +69,15 @@ class FrameSource:
     def _decode(self, wanted: Sequence[int]) -> Dict[int, np.ndarray]:
         raise NotImplementedError
 
+    @property
+    def fps(self) -> Optional[float]:
+        """Frames per second, where the source records it (a video file's header); else None."""
+        return None
+
+    def frame_name(self, frame: int) -> str:
+        """How a message names frame ``frame``: its image file, or the frame number and the video file."""
+        return f"frame {frame} of {self.path}"
+
     def close(self) -> None:
         """Releases any open file handle (a later read reopens it)."""
 
@@ -128,6 +137,9 @@ class ImageFolderSource(FrameSource):
             self._scan()
         return os.path.join(self.path, f"{frame:05d}.{self._ext}")
 
+    def frame_name(self, frame: int) -> str:
+        return self.frame_path(frame)
+
     def _decode(self, wanted: Sequence[int]) -> Dict[int, np.ndarray]:
         out = {}
         for frame in wanted:
@@ -186,6 +198,11 @@ class VideoFileSource(FrameSource):
             cap = self._open()
             self._size = (int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)))
         return self._size
+
+    @property
+    def fps(self) -> Optional[float]:
+        rate = float(self._open().get(cv2.CAP_PROP_FPS))
+        return rate if rate > 0 else None
 
     def _seek(self, cap: cv2.VideoCapture, frame: int) -> None:
         cap.set(cv2.CAP_PROP_POS_FRAMES, frame - 1)

@@ -114,6 +114,8 @@ class ActionDetector(nn.Module):
     the resized keyframe, "labels" list of (N_b,) int64 0-based actions (both read in training and for "gt"),
     and in eval "scale" list of (sy, sx), "flipped" list of bool, "orig_size" list of (h, w). Tensors are moved
     to the model's device.
+    ``features`` (B, C, T', h, w), optional: the clips' 3D features (``feature_3d``) computed elsewhere, e.g.
+    sliced from a video's shared feature map by ``s3d_det.engine.inference``; then ``batch`` needs no "clip".
     Training returns losses {"loss_objectness", "loss_rpn_box_reg" (RPN only, all GT boxes as persons),
     "loss_cls", "loss_box_reg"}; eval returns per keyframe {"boxes" (K, 4) float in pixels of the ORIGINAL
     frame, "scores" (K,), "labels" (K,) int64 0-based actions}.
@@ -143,9 +145,10 @@ class ActionDetector(nn.Module):
         self.backbone_3d.train(mode)  # again, after the head: keeps the S3DG's frozen stages (stage 5 too) in eval
         return self
 
-    def forward(self, batch: Mapping[str, Any]):
+    def forward(self, batch: Mapping[str, Any], features: Optional[torch.Tensor] = None):
         device = next(self.parameters()).device
-        needed = ["clip", "image_sizes"] + (["keyframe"] if self.proposals == "rpn" else [])
+        needed = (["clip"] if features is None else []) + ["image_sizes"]
+        needed += ["keyframe"] if self.proposals == "rpn" else []
         if self.training or self.proposals == "gt":
             needed += ["boxes", "labels"]
         if not self.training:
@@ -156,14 +159,14 @@ class ActionDetector(nn.Module):
         if missing:
             raise ValueError(f"batch lacks key(s) {missing} (proposals={self.proposals!r}, "
                              f"{'training' if self.training else 'eval'} mode)")
-        clip = batch["clip"].to(device, non_blocking=True)
-        num = clip.shape[0]
+        clip = batch["clip"].to(device, non_blocking=True) if features is None else None
+        num = (clip if features is None else features).shape[0]
         image_sizes = [(int(h), int(w)) for h, w in batch["image_sizes"]]
-        for key in needed[1:]:
-            if len(batch[key]) != num:
+        for key in needed:
+            if key != "clip" and len(batch[key]) != num:
                 raise ValueError(f"batch[{key!r}] has {len(batch[key])} entries for a clip batch of {num}")
         targets = self._targets(batch, device) if "boxes" in needed else None
-        features = self.backbone_3d(clip)[self.feature_3d]
+        features = self.backbone_3d(clip)[self.feature_3d] if features is None else features.to(device)
 
         losses: Dict[str, torch.Tensor] = {}
         if self.proposals == "rpn":

@@ -247,16 +247,31 @@ class FeatureGating(nn.Module):
         channels (int): C.
         bias (bool): learn ``b`` (MIL-NCE has it; the TF-slim S3D-G has not).
 
+    Attribute ``temporal_window`` (int or None): None (the default, the paper's gate) pools over all of T; k
+    gives each time step t its own gate, pooled over steps t - k // 2 .. t - k // 2 + k - 1 (those inside the
+    input), so each step of a long input is gated as a k-step clip around it would be
+    (``S3DG.set_gating_window``, for the shared video inference).
+
     Shapes: x (B, C, T, H, W) -> (B, C, T, H, W).
     """
 
     def __init__(self, channels: int, *, bias: bool = True):
         super().__init__()
         self.fc = nn.Linear(channels, channels, bias=bias)
+        self.temporal_window: Optional[int] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weights = torch.sigmoid(self.fc(x.mean(dim=(2, 3, 4))))
-        return x * weights[:, :, None, None, None]
+        k = self.temporal_window
+        if k is None:
+            weights = torch.sigmoid(self.fc(x.mean(dim=(2, 3, 4))))
+            return x * weights[:, :, None, None, None]
+        steps = x.float().mean(dim=(3, 4))  # (B, C, T)
+        csum = F.pad(steps.cumsum(dim=2), (1, 0))
+        start = torch.arange(x.shape[2], device=x.device) - k // 2
+        lo, hi = start.clamp(0, x.shape[2]), (start + k).clamp(0, x.shape[2])
+        pooled = (csum[:, :, hi] - csum[:, :, lo]) / (hi - lo)
+        weights = torch.sigmoid(self.fc(pooled.transpose(1, 2).to(x.dtype))).transpose(1, 2)  # (B, C, T)
+        return x * weights[:, :, :, None, None]
 
 
 class SpaceToDepth(nn.Module):
@@ -608,6 +623,16 @@ class S3DG(nn.Module):
                 n += 1
             result.append(n)
         return tuple(result)
+
+    def set_gating_window(self, clip_length: Optional[int]) -> None:
+        """Makes the feature gates of the layers ``forward`` runs pool, around each time step, over as many steps
+        as a ``clip_length``-frame clip has at their layer (``FeatureGating.temporal_window``): a long input is
+        then gated step by step as clips of that length are. None restores the paper's gate over the whole input."""
+        for name, module in self.layers(last=LAYERS[self._last_layer]):
+            steps = None if clip_length is None else self.output_size((clip_length, 224, 224), last=name)[0]
+            for gate in module.modules():
+                if isinstance(gate, FeatureGating):
+                    gate.temporal_window = steps
 
     # -- init, freezing ----------------------------------------------------------------------
     def _init_weights(self) -> None:

@@ -1,0 +1,326 @@
+"""Detecting actions in every frame of a video: the 2D detector on every frame, the 3D network shared.
+
+Two modes give each keyframe (every frame is one) its 3D features:
+
+- ``"per_keyframe"``: one clip forward per keyframe, exactly as the test dataset and ``detect_videos`` do
+  (``clips.clip_frames`` around it, edge frames by ``boundary``).
+- ``"shared"``: the 3D network runs over windows of the video and each keyframe's ``T'`` feature steps are sliced
+  from them. With clip stride s the video is s interleaved sequences ("phases": frames p+1, p+1+s, ...), each
+  extended at both ends by the boundary rule as the clips are; keyframe i of a phase has the clip that starts
+  at position i of its sequence. Where the feature layer's temporal stride st (``feature_info[layer].stride[0]``)
+  divides i, a slice covers exactly that clip's frames; elsewhere no slice can, and the features are mixed
+  linearly from the two nearest slices (i = st j + r: slice j with weight 1 - r/st, slice j + 1 with r/st).
+
+  ``window`` sets the positions per 3D window. At its default, one clip, every window is the clip of a keyframe
+  that st divides, so those keyframes get exactly their per-keyframe features, the 3D network runs on 1/st of
+  the clips, and the others get the mix of their two neighbours' clips. Longer windows overlap so that each
+  slice lies ``context`` positions inside one; they cost less again, but each slice then sees real frames where
+  its own clip would see the network's zero padding (and the S3D-G gates pool over a clip's length around each
+  step, ``S3DG.set_gating_window``). A network whose temporal receptive field exceeds the clip (as the
+  quick-start model's) gives quite different features that way: measure before relying on long windows.
+
+In both modes every frame is decoded and resized once (a cache holds the frames the current window or batch
+needs, nothing more: memory does not grow with the video), the 2D detector runs on batches of keyframes, and the
+boxes come back in pixels of the original frames.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from s3d_det.data.clips import IMAGENET, Normalize, clip_frames, map_boundary, resized_shape
+from s3d_det.data.frames import FrameSource, ImageFolderSource, VideoFileSource
+from s3d_det.evaluation.detections import Detections
+from s3d_det.modeling.detector import detections_to_rows
+
+from .distributed import all_gather, get_rank, get_world_size, is_main_process
+
+__all__ = ["MODES", "open_video", "VideoDetector", "detect_dataset"]
+
+MODES = ("shared", "per_keyframe")
+
+
+def open_video(path: str) -> FrameSource:
+    """The frames of ``path``: a folder of ``00001.jpg|png`` frames or a video file OpenCV can read. It is opened
+    (a folder listed) now, so a missing path is a FileNotFoundError and an unreadable or empty video a ValueError,
+    each naming ``path``."""
+    if os.path.isdir(path):
+        source: FrameSource = ImageFolderSource(path)
+    elif os.path.isfile(path):
+        source = VideoFileSource(path)
+    else:
+        raise FileNotFoundError(f"input not found: {path} (expected a video file or a folder of frames)")
+    source.num_frames  # opens the file or lists the folder
+    return source
+
+
+class _FrameCache:
+    """The resized frames (h', w', 3) uint8 RGB of one source that the current step needs.
+
+    ``get(frames)`` keeps those of ``frames`` it holds, decodes the others (in increasing order, each once as
+    long as consecutive steps overlap) and drops the rest. ``max_held`` counts the most frames held at once.
+    Every decoded frame must have the size of the source's first; else a ValueError names the frame.
+    """
+
+    def __init__(self, source: FrameSource, size: Tuple[int, int]):
+        self.source, self.size = source, size
+        self.orig_size = tuple(int(v) for v in source.size)
+        self.frames: Dict[int, np.ndarray] = {}
+        self.max_held = 0
+
+    def get(self, frames: Iterable[int]) -> Dict[int, np.ndarray]:
+        wanted = sorted({int(f) for f in frames})
+        missing = [f for f in wanted if f not in self.frames]
+        decoded = self.source.read(missing) if missing else {}
+        kept = {f: self.frames[f] for f in wanted if f in self.frames}
+        for f in missing:
+            image = decoded[f]
+            if image.shape[:2] != self.orig_size:
+                raise ValueError(f"{self.source.frame_name(f)} is {image.shape[0]}x{image.shape[1]} (h x w), the "
+                                 f"video's first frame {self.orig_size[0]}x{self.orig_size[1]}: all frames of a "
+                                 "video must have one size")
+            if self.size != self.orig_size:
+                image = cv2.resize(image, (self.size[1], self.size[0]), interpolation=cv2.INTER_LINEAR)
+            kept[f] = image
+        self.frames = kept
+        self.max_held = max(self.max_held, len(kept))
+        return kept
+
+
+class VideoDetector:
+    """Runs an ``ActionDetector`` (eval mode, RPN proposals) over every frame of a video.
+
+    Args:
+        model (ActionDetector): the trained detector; it is put in eval mode.
+        clip_length (int), clip_stride (int), boundary (str): the clip around each keyframe
+            (``clips.clip_frames``; ``INPUT.CLIP_LENGTH``, ``CLIP_STRIDE``, ``BOUNDARY``).
+        short_side (int), max_size (int, optional): the test resize (``INPUT.SHORT_SIDE_TEST``, ``MAX_SIZE``).
+        size_divisible (int): frames are zero-padded at the bottom and right to a multiple of it, as ``collate``.
+        norm_2d, norm_3d (Normalize): the keyframe's and the clip's normalisation.
+        mode (str): ``"shared"`` or ``"per_keyframe"`` (see the module docstring).
+        batch_size (int): keyframes per forward of the 2D detector and the head; the 3D network takes as many
+            clip positions per forward as ``batch_size`` clips hold (at least one window of each phase).
+        window (int, optional): shared mode: clip positions (frames at ``clip_stride``) per window of the 3D
+            network, at least ``clip_length``; None or 0: ``clip_length`` (one clip).
+        context (int, optional): shared mode: positions of real frames a keyframe's slice keeps from each internal
+            edge of its window (default: up to ``clip_length // 2``, as far as the window allows).
+        device: where the model runs.
+        amp_dtype (torch.dtype, optional): autocast dtype (e.g. ``torch.bfloat16`` on CUDA).
+
+    Calling it on a ``FrameSource`` returns the detections of every frame as interchange rows (N, 8) float64
+    ``video_index, frame (1-based), label (0-based), score, x1, y1, x2, y2`` in pixels of the original frames,
+    sorted by frame, then score (highest first). ``stats`` then holds ``frames``, ``decoded`` (frames the source
+    decoded), ``max_frames_held`` (the most resized frames held at once), ``forwards_3d`` (3D network calls) and
+    ``positions_3d`` (clip positions they took).
+    """
+
+    def __init__(self, model: torch.nn.Module, *, clip_length: int, clip_stride: int = 1, boundary: str = "repeat",
+                 short_side: int = 240, max_size: Optional[int] = 1333, size_divisible: int = 32,
+                 norm_2d: Normalize = IMAGENET, norm_3d: Normalize = Normalize(), mode: str = "shared",
+                 batch_size: int = 8, window: Optional[int] = None, context: Optional[int] = None, device="cpu",
+                 amp_dtype: Optional[torch.dtype] = None):
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+        if getattr(model, "proposals", None) != "rpn":
+            raise ValueError(f"video inference needs a detector that proposes its own boxes (MODEL.PROPOSALS rpn); "
+                             f"this one takes them from {getattr(model, 'proposals', None)!r}")
+        clip_frames(1, 1, clip_length, clip_stride, boundary)  # checks the clip arguments
+        if batch_size < 1 or size_divisible < 1:
+            raise ValueError(f"batch_size and size_divisible must be at least 1, got {batch_size}, {size_divisible}")
+        self.model = model.eval()
+        self.clip_length, self.clip_stride, self.boundary = clip_length, clip_stride, boundary
+        self.short_side, self.max_size, self.size_divisible = short_side, max_size, size_divisible
+        self.norm_2d, self.norm_3d = norm_2d, norm_3d
+        self.mode, self.batch_size = mode, batch_size
+        self.device, self.amp_dtype = torch.device(device), amp_dtype
+        backbone = model.backbone_3d
+        self.stride = backbone.feature_info[model.feature_3d].stride[0]  # clip positions per feature step
+        self.steps = backbone.output_size((clip_length, 224, 224), last=model.feature_3d)[0]  # T' of one clip
+        window = window or clip_length
+        if window < clip_length:
+            raise ValueError(f"window={window} is shorter than a clip ({clip_length} positions)")
+        self.window = self.steps + (window - clip_length) // self.stride  # feature steps per window
+        self.window_positions = self._positions(self.window)
+        spare = (self.window - self.steps) // 2
+        margin = min(clip_length // 2, spare * self.stride) if context is None else context
+        self.margin = -(-margin // self.stride)  # feature steps
+        if margin < 0 or self.margin > spare:
+            raise ValueError(f"context={margin} positions do not fit in a window of {window} positions (feature "
+                             f"stride {self.stride}, {self.steps} steps a clip): use window >= "
+                             f"{clip_length + 2 * self.margin * self.stride} or a smaller context")
+        self.stats: Dict[str, int] = {}
+
+    @classmethod
+    def from_config(cls, model: torch.nn.Module, cfg, **kwargs) -> "VideoDetector":
+        """The detector with ``cfg``'s test input (``INPUT.*``, ``TEST.BATCH_SIZE``, ``TEST.WINDOW``,
+        ``SOLVER.AMP_DTYPE`` on CUDA, ``MODEL.DEVICE``); ``kwargs`` override any argument."""
+        device = torch.device(cfg.MODEL.DEVICE if cfg.MODEL.DEVICE != "cuda" or torch.cuda.is_available() else "cpu")
+        amp = getattr(torch, cfg.SOLVER.AMP_DTYPE) if cfg.SOLVER.AMP_DTYPE and device.type == "cuda" else None
+        args = dict(clip_length=cfg.INPUT.CLIP_LENGTH, clip_stride=cfg.INPUT.CLIP_STRIDE, boundary=cfg.INPUT.BOUNDARY,
+                    short_side=cfg.INPUT.SHORT_SIDE_TEST, max_size=cfg.INPUT.MAX_SIZE,
+                    size_divisible=cfg.INPUT.SIZE_DIVISIBLE or 1,
+                    norm_3d=Normalize.from_preset(cfg.INPUT.NORM_3D) if cfg.INPUT.NORM_3D else Normalize(),
+                    batch_size=cfg.TEST.BATCH_SIZE, window=cfg.TEST.WINDOW, device=device, amp_dtype=amp)
+        args.update(kwargs)
+        return cls(model, **args)
+
+    @torch.no_grad()
+    def __call__(self, source: FrameSource, *, video_index: int = 0, num_frames: Optional[int] = None,
+                 progress: bool = False, desc: str = "detect") -> np.ndarray:
+        """Detections on frames 1..``num_frames`` (default: all) of ``source``; see the class docstring."""
+        n = source.num_frames if num_frames is None else int(num_frames)
+        if not 1 <= n <= source.num_frames:
+            raise ValueError(f"{source.path}: num_frames={n}, the source has {source.num_frames} frames")
+        h, w = source.size
+        cache = _FrameCache(source, resized_shape(h, w, self.short_side, self.max_size))
+        decoded = source.decode_count
+        self.stats = {"frames": n, "forwards_3d": 0, "positions_3d": 0}
+        rows: List[np.ndarray] = [np.zeros((0, 8))]
+        steps = self._per_keyframe(n, cache) if self.mode == "per_keyframe" else self._shared(n, cache)
+        with tqdm(total=n, desc=desc, unit="frame", disable=not progress, leave=False) as bar, \
+                torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
+                               enabled=self.amp_dtype is not None):
+            for keyframes, frames, clip, features in steps:
+                rows.append(self._detect(keyframes, frames, clip, features, video_index, (int(h), int(w))))
+                bar.update(len(keyframes))
+        self.stats.update(decoded=source.decode_count - decoded, max_frames_held=cache.max_held)
+        rows = np.concatenate(rows)
+        return rows[np.lexsort((-rows[:, 3], rows[:, 1]))]
+
+    # -- the two modes: each yields (keyframes, their resized frames, clip (B, 3, T, H, W) or None, features
+    #    (B, C, T', h, w) or None) ------------------------------------------------------------------------------
+    def _per_keyframe(self, n: int, cache: _FrameCache):
+        for start in range(1, n + 1, self.batch_size):
+            keyframes = list(range(start, min(start + self.batch_size, n + 1)))
+            clips = [clip_frames(k, n, self.clip_length, self.clip_stride, self.boundary) for k in keyframes]
+            frames = cache.get([f for clip in clips for f in clip])
+            self.stats["forwards_3d"] += 1
+            self.stats["positions_3d"] += len(clips) * self.clip_length
+            yield keyframes, frames, self._clips(clips, frames), None
+
+    def _shared(self, n: int, cache: _FrameCache):
+        """Keyframe i of phase p (frame 1 + p + i s) starts its clip at position i of the phase's extended
+        sequence, whose position q is frame 1 + p + (q - T // 2) s (mapped by ``boundary``); its features are
+        slice i / st of the phase's feature map: slice ``j0 = i // st``, or, for ``r = i % st > 0``, slices j0 and
+        j0 + 1 mixed linearly (weight r / st on the later). Slice j of a window starting at feature step
+        ``first`` is its steps j - first .. j - first + T' - 1."""
+        st, steps = self.stride, self.steps
+        phases = [np.arange(1 + p, n + 1, self.clip_stride) for p in range(min(self.clip_stride, n))]
+        queue = sorted((int(f), p, i) for p, frames in enumerate(phases) for i, f in enumerate(frames))
+        plan = self._plan(total=-(-(len(phases[0]) - 1) // st) + steps)
+        self.model.backbone_3d.set_gating_window(self.clip_length if self.window > steps else None)
+        slices: Dict[Tuple[int, int], torch.Tensor] = {}
+        try:
+            for group in self._groups(plan, len(phases)):
+                served = group[-1][3]  # the last slice start these windows serve
+                ready = 0
+                while ready < len(queue) and -(-queue[ready][2] // st) <= served:
+                    ready += 1
+                ready, queue = queue[:ready], queue[ready:]
+                windows = [map_boundary(frames[0] + (np.arange(first * st, first * st + self._positions(length))
+                                                     - self.clip_length // 2) * self.clip_stride, n, self.boundary)
+                           for first, length, _, _ in group for frames in phases]
+                frames = cache.get(np.concatenate(windows + [np.array([k[0] for k in ready], dtype=np.int64)]))
+                features = self.model.backbone_3d(self._clips(windows, frames).to(self.device))
+                features = features[self.model.feature_3d]
+                self.stats["forwards_3d"] += 1
+                self.stats["positions_3d"] += sum(len(w) for w in windows)
+                if features.shape[2] != group[0][1]:
+                    raise ValueError(f"a window of {len(windows[0])} positions gave {features.shape[2]} feature "
+                                     f"steps, expected {group[0][1]} (feature stride {st}): this network's temporal "
+                                     "layout does not tile; use mode='per_keyframe'")
+                for g, (first, _, lo, hi) in enumerate(group):
+                    for p in range(len(phases)):
+                        for j in range(lo, hi + 1):
+                            slices[p, j] = features[g * len(phases) + p, :, j - first:j - first + steps]
+                fmt = torch.channels_last_3d if features.is_contiguous(memory_format=torch.channels_last_3d) \
+                    else torch.contiguous_format
+                for b in range(0, len(ready), self.batch_size):
+                    chunk = ready[b:b + self.batch_size]
+                    sliced = torch.stack([self._slice(slices, p, i) for _, p, i in chunk])
+                    yield [k[0] for k in chunk], frames, None, sliced.contiguous(memory_format=fmt)
+                slices = {key: value for key, value in slices.items() if key[1] >= served}
+        finally:
+            self.model.backbone_3d.set_gating_window(None)
+
+    def _slice(self, slices: Mapping[Tuple[int, int], torch.Tensor], phase: int, i: int) -> torch.Tensor:
+        j, r = divmod(i, self.stride)
+        if r == 0:
+            return slices[phase, j]
+        return torch.lerp(slices[phase, j], slices[phase, j + 1], r / self.stride)
+
+    def _positions(self, length: int) -> int:
+        """Clip positions of a window of ``length`` feature steps (one clip: ``clip_length``)."""
+        return (length - self.steps) * self.stride + self.clip_length
+
+    def _plan(self, total: int) -> List[Tuple[int, int, int, int]]:
+        """Windows ``(first, length, lo, hi)`` in feature steps covering steps 0..total - 1: each starts at step
+        ``first``, holds ``length`` steps and serves the slices starting at lo..hi, those at least ``margin`` steps
+        from its internal edges; consecutive windows serve consecutive slices."""
+        windows, first, lo = [], 0, 0
+        while True:
+            length = min(self.window, total - first)
+            last = first + length >= total
+            hi = first + length - self.steps - (0 if last else self.margin)
+            windows.append((first, length, lo, hi))
+            if last:
+                return windows
+            lo = hi + 1
+            first = lo - self.margin
+
+    def _groups(self, plan, num_phases: int):
+        """Consecutive windows of one length, batched so a forward takes about ``batch_size`` clips' positions."""
+        per_forward = max(1, self.batch_size * self.clip_length // (num_phases * self._positions(self.window)))
+        group = []
+        for window in plan:
+            if group and (len(group) == per_forward or window[1] != group[0][1]):
+                yield group
+                group = []
+            group.append(window)
+        yield group
+
+    # -- shared steps -------------------------------------------------------------------------------------------
+    def _clips(self, clips: Sequence[Sequence[int]], frames: Mapping[int, np.ndarray]) -> torch.Tensor:
+        """(B, 3, T, H, W): the frames of each clip, normalised for the 3D network and padded."""
+        return self._pad(torch.stack([self.norm_3d(np.stack([frames[int(f)] for f in clip])) for clip in clips]))
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., h', w') zero-padded at the bottom and right to multiples of ``size_divisible``."""
+        h, w = x.shape[-2:]
+        d = self.size_divisible
+        return torch.nn.functional.pad(x, (0, -(-w // d) * d - w, 0, -(-h // d) * d - h))
+
+    def _detect(self, keyframes: Sequence[int], frames: Mapping[int, np.ndarray], clip: Optional[torch.Tensor],
+                features: Optional[torch.Tensor], video_index: int, orig_size: Tuple[int, int]) -> np.ndarray:
+        """Rows of the 2D detector and the head on ``keyframes``, given their ``clip`` or their 3D ``features``."""
+        h, w = frames[keyframes[0]].shape[:2]
+        num = len(keyframes)
+        batch = {"keyframe": self._pad(torch.stack([self.norm_2d(frames[k]) for k in keyframes])),
+                 "image_sizes": [(h, w)] * num, "scale": [(h / orig_size[0], w / orig_size[1])] * num,
+                 "flipped": [False] * num, "orig_size": [orig_size] * num}
+        if clip is not None:
+            batch["clip"] = clip
+        outputs = self.model(batch, features=features)
+        outputs = [{k: (v.float() if v.is_floating_point() else v).cpu() for k, v in o.items()} for o in outputs]
+        return detections_to_rows(outputs, {"video": ["video"] * num, "frame": list(keyframes)}, {"video": video_index})
+
+
+def detect_dataset(detector: VideoDetector, dataset, *, progress: bool = True) -> Detections:
+    """``detector`` on every frame of every video of ``dataset`` (a ``TestClipDataset``: its videos, frame counts
+    and frame sources), one video at a time; with several processes each takes every world_size-th video.
+    Returns ``Detections(videos=dataset.videos, ...)`` on every process, rows by video, frame, then score."""
+    rank, world = get_rank(), get_world_size()
+    rows = [np.zeros((0, 8))]
+    videos = range(rank, len(dataset.videos), world)
+    for i in tqdm(videos, desc="videos", disable=not (progress and is_main_process()), leave=False):
+        video = dataset.videos[i]
+        rows.append(detector(dataset.source(video), video_index=i, num_frames=dataset.nframes[video]))
+    rows = np.concatenate(rows)
+    gathered = np.concatenate(all_gather(rows)) if world > 1 else rows
+    order = np.lexsort((-gathered[:, 3], gathered[:, 1], gathered[:, 0]))
+    return Detections(videos=list(dataset.videos), frame_dets=gathered[order])

@@ -1,0 +1,207 @@
+"""Video inference (s3d_det.engine.inference): the shared mode against the per-keyframe mode where their features
+must agree (a network without temporal mixing; clip windows of S3D-G on the keyframes the feature stride hits, the
+linear mix of the two neighbouring clips elsewhere), frames decoded once and held in a bounded number, bad input,
+and the sliding feature gate. Tiny random models, small frames, seeded, CPU-only."""
+from __future__ import annotations
+
+import weakref
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from s3d_det.data.frames import FrameSource
+from s3d_det.engine.inference import VideoDetector, open_video
+from s3d_det.modeling.detector import build_action_detector
+from s3d_det.modeling.s3dg import S3DG, FeatureGating
+
+H, W = 48, 64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class MemorySource(FrameSource):
+    """``n`` frames (H, W, 3) made on demand, each pixel repeated ``scale`` x ``scale`` times; counts the frames
+    alive (decoded and not yet freed) and their peak."""
+
+    def __init__(self, n: int, scale: int = 1):
+        super().__init__()
+        self.path, self._n, self.scale = "memory-video", n, scale
+        self._size = (H * scale, W * scale)
+        self.alive = self.peak_alive = 0
+
+    @property
+    def num_frames(self) -> int:
+        return self._n
+
+    def _freed(self):
+        self.alive -= 1
+
+    def _decode(self, wanted):
+        out = {}
+        for f in wanted:
+            rng = np.random.default_rng(f)
+            frame = np.full((H, W, 3), 90, np.uint8)
+            x = 8 + (2 * f) % (W - 24)  # a bright bar moving right: something for the network to see
+            frame[8:40, x:x + 12] = 200
+            frame += rng.integers(0, 20, frame.shape, dtype=np.uint8)
+            frame = np.ascontiguousarray(frame.repeat(self.scale, axis=0).repeat(self.scale, axis=1))
+            weakref.finalize(frame, self._freed)
+            self.alive += 1
+            self.peak_alive = max(self.peak_alive, self.alive)
+            self.decode_count += 1
+            out[f] = frame
+        return out
+
+
+def tiny_detector(variant: str):
+    torch.manual_seed(0)
+    return build_action_detector(num_classes=3, backbone_2d="resnet18", variant_3d=variant, width_3d=0.25,
+                                 feature_3d="mixed_3c", anchor_sizes=(16, 32), rpn_post_nms_top_n_test=6,
+                                 box_score_thresh=0.0, box_detections_per_img=20).eval()
+
+
+def run(model, n, **kwargs):
+    args = dict(clip_length=4, clip_stride=2, short_side=H, size_divisible=32, batch_size=4)
+    args.update(kwargs)
+    detector = VideoDetector(model, **args)
+    return detector(MemorySource(n)), detector.stats
+
+
+def roi_features(model, n, **kwargs):
+    """The 3D features each keyframe's RoIs were cut from, (n, C, T', h, w) in frame order, and the rows."""
+    seen = []
+    hook = model.roi_head.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    try:
+        rows, _ = run(model, n, **kwargs)
+    finally:
+        hook.remove()
+    return torch.cat(seen), rows
+
+
+def test_shared_equals_per_keyframe_without_temporal_mixing():
+    """I2D mixes no frames up to its feature layer: long windows, several of them, give every keyframe exactly
+    its clip's features, so the detections agree (both phases of clip stride 2, the edges by the boundary rule)."""
+    model = tiny_detector("i2d")
+    n = 37
+    per_keyframe, pk_stats = run(model, n, mode="per_keyframe")
+    shared, stats = run(model, n, mode="shared", window=12)
+    assert len(per_keyframe) > 0 and set(per_keyframe[:, 1].astype(int)) == set(range(1, n + 1))
+    assert shared.shape == per_keyframe.shape
+    np.testing.assert_allclose(shared, per_keyframe, rtol=0, atol=1e-4)
+    assert pk_stats["forwards_3d"] == -(-n // 4) and pk_stats["positions_3d"] == 4 * n
+    # two phases of 19 and 18 keyframes, windows of 12 positions with 2 of context: a few forwards, few positions
+    assert 1 < stats["forwards_3d"] < pk_stats["forwards_3d"] and stats["positions_3d"] < 0.6 * pk_stats["positions_3d"]
+
+
+def test_clip_windows_give_s3dg_its_clip_features_or_the_neighbours_mix():
+    """S3D-G at mixed_3c has temporal stride 2: with clip windows, keyframe i of a phase (frame 1 + p + 2i) gets
+    its own clip's features when i is even and the mean of the clips of keyframes i - 1 and i + 1 when i is odd."""
+    model = tiny_detector("s3dg")
+    n = 22
+    pk, pk_rows = roi_features(model, n, mode="per_keyframe")
+    shared, rows = roi_features(model, n, mode="shared")
+    assert pk.shape == shared.shape == (n, pk.shape[1], 2, 8, 8)
+    for f in range(1, n + 1):
+        i = (f - 1) // 2
+        if i % 2 == 0:
+            torch.testing.assert_close(shared[f - 1], pk[f - 1], rtol=0, atol=1e-5)
+            np.testing.assert_allclose(rows[rows[:, 1] == f], pk_rows[pk_rows[:, 1] == f], rtol=0, atol=1e-4)
+        elif f + 2 <= n:
+            torch.testing.assert_close(shared[f - 1], (pk[f - 3] + pk[f + 1]) / 2, rtol=0, atol=1e-5)
+    odd = [f for f in range(1, n - 1) if (f - 1) // 2 % 2]
+    assert not torch.allclose(shared[odd[0] - 1], pk[odd[0] - 1], atol=1e-3)  # the mix is not the clip itself
+
+
+def test_long_windows_are_decoded_once_and_hold_a_bounded_number_of_frames():
+    n = 150
+    source = MemorySource(n)
+    detector = VideoDetector(tiny_detector("s3dg"), clip_length=4, clip_stride=2, short_side=H, batch_size=4,
+                             window=16)
+    rows = detector(source)
+    assert source.decode_count == n and detector.stats["decoded"] == n
+    # a forward holds 2 phases x 16 positions (32 consecutive frames) and the keyframes it serves; while the next
+    # forward's frames are read, the last one's are still alive: at most two forwards' frames, whatever n
+    assert detector.stats["max_frames_held"] <= 40 and source.peak_alive <= 80
+    assert set(rows[:, 1].astype(int)) == set(range(1, n + 1))
+    assert rows[:, 4:].min() >= 0 and rows[:, [4, 6]].max() <= W and rows[:, [5, 7]].max() <= H
+
+
+def test_boxes_come_back_in_original_pixels():
+    """The same video at twice the size (each pixel doubled) is resized to the same 48 x 64 frames: the same
+    detections, boxes times 2."""
+    model = tiny_detector("i2d")
+    small, _ = run(model, 6, mode="per_keyframe")
+    big = VideoDetector(model, clip_length=4, clip_stride=2, short_side=H, mode="per_keyframe")(MemorySource(6, 2))
+    assert big.shape == small.shape
+    np.testing.assert_allclose(big[:, :4], small[:, :4], atol=0.02)
+    np.testing.assert_allclose(big[:, 4:], 2 * small[:, 4:], atol=0.2)
+
+
+def test_bad_input_names_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing_here.mp4"):
+        open_video(str(tmp_path / "nothing_here.mp4"))
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"this is not a video" * 100)
+    with pytest.raises(ValueError, match="garbage.mp4"):
+        open_video(str(garbage))
+    empty = tmp_path / "empty.mp4"
+    writer = cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"mp4v"), 25, (W, H))
+    writer.release()
+    with pytest.raises((ValueError, FileNotFoundError), match="empty.mp4"):
+        open_video(str(empty))
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for f, size in ((1, (H, W)), (2, (H, W)), (3, (H + 2, W))):
+        cv2.imwrite(str(folder / f"{f:05d}.png"), np.zeros((*size, 3), np.uint8))
+    source = open_video(str(folder))
+    detector = VideoDetector(tiny_detector("i2d"), clip_length=4, clip_stride=1, short_side=H)
+    with pytest.raises(ValueError, match=r"00003\.png is 50x64.*48x64"):
+        detector(source)
+
+
+def test_bad_arguments():
+    model = tiny_detector("s3dg")
+    with pytest.raises(ValueError, match="unknown mode"):
+        VideoDetector(model, clip_length=4, mode="fast")
+    with pytest.raises(ValueError, match="shorter than a clip"):
+        VideoDetector(model, clip_length=8, window=4)
+    with pytest.raises(ValueError, match="context=8 positions do not fit"):
+        VideoDetector(model, clip_length=8, window=16, context=8)
+    gt_model = build_action_detector(num_classes=2, proposals="gt", width_3d=0.25, feature_3d="mixed_3c")
+    with pytest.raises(ValueError, match="MODEL.PROPOSALS rpn"):
+        VideoDetector(gt_model, clip_length=4)
+
+
+def test_sliding_feature_gate_by_hand():
+    gate = FeatureGating(2)
+    with torch.no_grad():
+        gate.fc.weight.copy_(torch.eye(2))
+        gate.fc.bias.zero_()
+    x = torch.tensor([[1.0, 2.0, 3.0, 4.0, 5.0], [0.0, -2.0, 0.0, 2.0, 4.0]]).reshape(1, 2, 5, 1, 1)
+    x = x.expand(1, 2, 5, 2, 2).contiguous()
+    means = x.mean(dim=(2, 3, 4))[0]
+    torch.testing.assert_close(gate(x), x * torch.sigmoid(means)[None, :, None, None, None])
+    gate.temporal_window = 3  # step t pools steps t - 1 .. t + 1 that exist
+    pooled = torch.tensor([[1.5, 2.0, 3.0, 4.0, 4.5], [-1.0, -2 / 3, 0.0, 2.0, 3.0]])
+    torch.testing.assert_close(gate(x), x * torch.sigmoid(pooled)[None, :, :, None, None])
+    gate.temporal_window = 2  # steps t - 1 .. t
+    pooled = torch.tensor([[1.0, 1.5, 2.5, 3.5, 4.5], [0.0, -1.0, -1.0, 1.0, 3.0]])
+    torch.testing.assert_close(gate(x), x * torch.sigmoid(pooled)[None, :, :, None, None])
+
+
+def test_set_gating_window_reaches_the_layers_the_forward_runs():
+    net = S3DG("s3dg", width=0.25, out_features=("mixed_3c",))
+    net.set_gating_window(8)
+    assert net.conv_2c.gate.temporal_window == 4  # 8 frames are 4 steps after conv_1a's temporal stride 2
+    assert [g.temporal_window for g in net.mixed_3c.gates] == [4] * 4
+    assert all(g.temporal_window is None for g in net.mixed_4b.gates)  # beyond mixed_3c: the RoI head's layers
+    net.set_gating_window(None)
+    assert net.conv_2c.gate.temporal_window is None and net.mixed_3c.gates[0].temporal_window is None
