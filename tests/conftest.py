@@ -1,8 +1,9 @@
-"""Shared fixtures. ``shared_data`` is the folder of real annotation files that CI keeps beside the clone
+"""Shared fixtures. ``one_thread`` limits torch to one thread for a module; ``shared_data`` is the folder of real annotation files that CI keeps beside the clone
 (../shared/data); a user's clone has no such folder, so the tests that read it skip, saying why."""
 from pathlib import Path
 
 import pytest
+import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -12,3 +13,13 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real annotation files not found at {SHARED_DATA} (only CI has ../shared beside the clone)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op torch thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``): on a
+    shared 2-core machine, two spinning OpenMP threads make tiny ops 10x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -19,13 +19,7 @@ from s3d_det.modeling.s3dg import S3DG
 H = W = 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine, two spinning OpenMP threads make these tiny ops 10x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(proposals: str = "rpn", fpn: bool = False, **kwargs) -> ActionDetector:

@@ -19,12 +19,7 @@ from s3d_det.modeling.s3dg import S3DG, FeatureGating
 H, W = 48, 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class MemorySource(FrameSource):
