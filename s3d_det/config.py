@@ -108,6 +108,8 @@ _C.MODEL.ROI_HEAD.BG_IOU_THRESH = 0.5
 # Proposals sampled per keyframe for the head's losses, and the foreground share among them.
 _C.MODEL.ROI_HEAD.BATCH_SIZE_PER_IMAGE = 128
 _C.MODEL.ROI_HEAD.POSITIVE_FRACTION = 0.25
+# Factor on the head's box-regression loss (0: no box refinement is learned; the boxes are the proposals).
+_C.MODEL.ROI_HEAD.BOX_REG_LOSS_WEIGHT = 1.0
 # Inference: minimum class score, per-class NMS IoU, and at most this many detections a keyframe.
 _C.MODEL.ROI_HEAD.SCORE_THRESH = 0.05
 _C.MODEL.ROI_HEAD.NMS_THRESH = 0.5
@@ -163,6 +165,9 @@ _C.DATALOADER.KEYFRAMES_PER_VIDEO = 0
 # Also train on the frames without a box (untrimmed videos: people before and after their actions are
 # background). False follows ACT and the usual UCF101-24 recipes: annotated frames only.
 _C.DATALOADER.BACKGROUND_FRAMES = False
+# Untrimmed videos: on the frames outside a tube, hold its nearest box for this many frames (-1: to the video's
+# ends; 0: off) as a person doing none of the actions: a person for the RPN, background for the action head.
+_C.DATALOADER.IDLE_HOLD = 0
 
 _C.SOLVER = CfgNode()
 # Clips per iteration over all processes.

@@ -8,6 +8,7 @@ import pytest
 from s3d_det.data import (
     UnsafePickleError,
     drop_duplicate_tubes,
+    idle_boxes,
     keyframe_boxes,
     load_gt,
     make_gt,
@@ -148,6 +149,27 @@ def test_split_videos_and_keyframe_boxes():
     boxes, labels = frames[1]  # label 1's tube first (dict order), then label 0's
     np.testing.assert_array_equal(boxes, [[0, 0, 10, 10], [5, 5, 15, 15]])
     np.testing.assert_array_equal(labels, [1, 0])
+
+
+def test_idle_boxes_hold_each_tubes_ends():
+    gt = small_gt()
+    # jump/v1 (6 frames): one tube on frames 2-3; its first box before it, its last box after it
+    held = idle_boxes(gt, "jump/v1")
+    assert sorted(held) == [1, 4, 5, 6]
+    np.testing.assert_array_equal(held[1], [[10, 20, 50, 80]])
+    for frame in (4, 5, 6):
+        np.testing.assert_array_equal(held[frame], [[12, 20, 52, 80]])
+    assert sorted(idle_boxes(gt, "jump/v1", hold=2)) == [1, 4, 5]  # at most 2 frames from the tube
+    assert idle_boxes(gt, "jump/v1", hold=0) == {}
+    # run/v2 (4 frames): label 1's tube covers frame 1 only, label 0's frames 1-2; order as in gttubes
+    held = idle_boxes(gt, "run/v2")
+    np.testing.assert_array_equal(held[2], [[0, 0, 10, 10]])
+    np.testing.assert_array_equal(held[3], [[0, 0, 10, 10], [6, 6, 16, 16]])
+    assert held[3].dtype == np.float32 and sorted(held) == [2, 3, 4]
+    with pytest.raises(ValueError, match="hold must be None or at least 0"):
+        idle_boxes(gt, "run/v2", hold=-1)
+    with pytest.raises(KeyError, match="nope"):
+        idle_boxes(gt, "nope")
 
 
 def test_real_pyannot_pickle_loads_safely(shared_data):

@@ -187,3 +187,27 @@ def test_flip_swaps_directional_labels(data):
                          ([(0, 1), (1, 0)], "label 1 is in two pairs")):
         with pytest.raises(ValueError, match=message):
             TrainClipDataset(gt=gt, frames_root=root, flip_labels=bad)
+
+
+def test_idle_boxes_are_persons_with_label_minus_one(data):
+    gt, root = data
+    kwargs = dict(gt=gt, frames_root=root, clip_length=2, flip_labels=[(0, 1)], seed=3)
+    same_size = ClipTransform(short_side=H)
+    ds = TrainClipDataset(idle_hold=None, transform=same_size, **kwargs)
+    # keyframes stay the frames where someone acts; run/b frame 1: tube 0 acts, tube 1 (frame 3 only) is idle
+    assert ds.samples == [("run/a", f) for f in (2, 3, 4)] + [("run/b", f) for f in range(1, N + 1)]
+    s = ds[3]
+    assert (s["video"], s["frame"], s["labels"].tolist()) == ("run/b", 1, [1, -1])
+    np.testing.assert_allclose(s["boxes"], [[0, 0, 16, 24], [20, 2, 30, 20]])
+    # mirrored: "run" becomes "jump", the idle person stays -1
+    flipped = TrainClipDataset(idle_hold=None, transform=ClipTransform(short_side=H, hflip_prob=1.0),
+                               **kwargs)
+    assert flipped[3]["labels"].tolist() == [0, -1]
+    # with background frames: run/a's frames 1, 5, 6 show its person idle, held from frames 2 and 4
+    ds = TrainClipDataset(idle_hold=None, background_frames=True, transform=same_size, **kwargs)
+    assert [(ds[i]["frame"], ds[i]["labels"].tolist()) for i in (0, 4, 5)] == [(1, [-1]), (5, [-1]), (6, [-1])]
+    np.testing.assert_allclose(ds[0]["boxes"], [[2, 4, 10, 12]])
+    short = TrainClipDataset(idle_hold=1, background_frames=True, **kwargs)
+    assert [short[i]["labels"].tolist() for i in (0, 4, 5)] == [[-1], [-1], []]  # frame 6 is 2 frames away
+    with pytest.raises(ValueError, match="idle_hold must be None or at least 0"):
+        TrainClipDataset(idle_hold=-1, **kwargs)

@@ -142,6 +142,20 @@ def test_training_returns_four_finite_losses_and_backpropagates(fpn):
     assert model.backbone_2d.body.conv1.weight.grad is None  # frozen, as torchvision with trainable_layers=3
 
 
+def test_box_reg_loss_weight_scales_the_box_loss_only():
+    def losses(weight):
+        model = tiny(box_reg_loss_weight=weight).train()
+        torch.manual_seed(1)  # the same proposals sampled and the same dropout
+        return model(make_batch())
+    full, tenth, none = losses(1.0), losses(0.1), losses(0.0)
+    assert full["loss_box_reg"] > 0 and tenth["loss_box_reg"].item() == pytest.approx(0.1 * full["loss_box_reg"].item())
+    assert none["loss_box_reg"].item() == 0
+    for key in ("loss_cls", "loss_objectness"):
+        assert tenth[key].item() == pytest.approx(full[key].item()) == none[key].item()
+    with pytest.raises(ValueError, match="box_reg_loss_weight must be at least 0"):
+        tiny(box_reg_loss_weight=-1.0)
+
+
 def test_gt_proposals_train_without_the_2d_part():
     model = tiny("gt").train()
     assert model.backbone_2d is None and model.rpn is None
@@ -170,6 +184,20 @@ def forced_gt_model(proposals: str = "gt") -> ActionDetector:
         nn.init.zeros_(p)
     predictor.cls_score.bias.data = torch.tensor([0.0, 5.0, 0.0])
     return model
+
+
+def test_idle_person_label_is_background_for_the_head():
+    """Label -1 (a person doing none of the actions): its RoI is a background sample. Logits (0, 5, 0) for every
+    RoI: cross-entropy 5 + log(1 + 2 e^-5) for background or action 1, log(1 + 2 e^-5) for action 0."""
+    model = forced_gt_model().train()
+    batch = make_batch()
+    batch["labels"] = [torch.tensor([-1]), torch.tensor([1, 0])]  # targets: background, action 1, action 0
+    small = math.log(1 + 2 * math.exp(-5))
+    loss = model(batch)["loss_cls"]
+    assert loss.item() == pytest.approx((2 * (5 + small) + small) / 3, rel=1e-5)
+    batch["labels"] = [torch.tensor([-2]), torch.tensor([1, 0])]
+    with pytest.raises(ValueError, match=r"labels must be int64 in -1..1"):
+        model(batch)
 
 
 def test_eval_boxes_are_in_original_pixels():

@@ -126,6 +126,20 @@ def test_eval_tool_model_mode_reproduces_the_training_evaluation(trained, tmp_pa
     assert f"frame-mAP@0.5: {expected['frame_mAP']:.2f}" in proc.stdout and "video-mAP" in proc.stdout
 
 
+def test_eval_tool_runs_a_full_detector_on_oracle_boxes(trained, tmp_path):
+    """MODEL.PROPOSALS gt at evaluation: the trained weights without their 2D part, on the GT boxes only."""
+    datasets, out, _ = trained
+    proc = run_tool("eval_jhmdb.py", "--config-file", CONFIG, "--weights", out / "model_final.pth", "--out", tmp_path,
+                    *SMALL, "MODEL.PROPOSALS", "gt", datasets=datasets)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    dets = load_detections(str(tmp_path / "detections_split1.npz"))
+    gt = load_gt(str(datasets / "synthetic" / "synthetic-GT.pkl"))
+    annotated = {(i, int(row[0])) for i, v in enumerate(dets.videos) for tubes in gt["gttubes"][v].values()
+                 for tube in tubes for row in tube}
+    frames = {(int(v), int(f)) for v, f in dets.frame_dets[:, :2]}
+    assert frames and frames <= annotated
+
+
 def test_eval_tool_model_mode_bad_input(trained, tmp_path):
     datasets, out, _ = trained
     proc = run_tool("eval_jhmdb.py", "--config-file", CONFIG, "--weights", tmp_path / "missing.pth", *SMALL,
@@ -196,6 +210,9 @@ def test_bad_config_values_name_the_key(trained, tmp_path):
     proc = run_tool("train_det.py", "--config-file", CONFIG, *SMALL, "OUTPUT_DIR", tmp_path,
                     "DATALOADER.BACKGROUND_FRAMES", "True", "MODEL.PROPOSALS", "gt", datasets=datasets)
     assert proc.returncode == 2 and "DATALOADER.BACKGROUND_FRAMES" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_tool("train_det.py", "--config-file", CONFIG, *SMALL, "OUTPUT_DIR", tmp_path,
+                    "DATALOADER.IDLE_HOLD", "-2", datasets=datasets)
+    assert proc.returncode == 2 and "DATALOADER.IDLE_HOLD" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_eval_tool_model_mode_all_splits(trained, tmp_path):

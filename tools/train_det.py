@@ -85,9 +85,9 @@ def main(args) -> None:
         world = get_world_size()
         if cfg.SOLVER.BATCH_SIZE % world:
             raise ConfigError(f"SOLVER.BATCH_SIZE={cfg.SOLVER.BATCH_SIZE} does not split over {world} processes")
-        if cfg.DATALOADER.BACKGROUND_FRAMES and cfg.MODEL.PROPOSALS == "gt":
+        if cfg.DATALOADER.BACKGROUND_FRAMES and cfg.MODEL.PROPOSALS == "gt" and cfg.DATALOADER.IDLE_HOLD != -1:
             raise ConfigError("DATALOADER.BACKGROUND_FRAMES needs RoIs on frames without boxes: use MODEL.PROPOSALS "
-                              "rpn or given, not gt")
+                              "rpn or given, not gt (or DATALOADER.IDLE_HOLD -1, which boxes every person)")
         trainer = Trainer(model, dataset=train_set, batch_size=cfg.SOLVER.BATCH_SIZE // world, optimizer=optimizer,
                           scheduler=scheduler, max_iter=cfg.SOLVER.MAX_ITER, output_dir=cfg.OUTPUT_DIR,
                           checkpoint_period=cfg.SOLVER.CHECKPOINT_PERIOD, eval_period=cfg.TEST.EVAL_PERIOD,

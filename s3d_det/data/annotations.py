@@ -23,7 +23,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
-from typing import Dict, List, Mapping, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -41,6 +41,7 @@ __all__ = [
     "validate_gt",
     "split_videos",
     "keyframe_boxes",
+    "idle_boxes",
     "duplicate_tubes",
     "drop_duplicate_tubes",
 ]
@@ -234,6 +235,32 @@ def keyframe_boxes(gt: Mapping, video: str) -> Dict[int, Tuple[np.ndarray, np.nd
         frame: (np.asarray(boxes, dtype=np.float32).reshape(-1, 4), np.asarray(labels, dtype=np.int64))
         for frame, (boxes, labels) in sorted(frames.items())
     }
+
+
+def idle_boxes(gt: Mapping, video: str, hold: Optional[int] = None) -> Dict[int, np.ndarray]:
+    """Where the people of ``video`` are on the frames their tubes do not cover: frame (1-based) -> boxes (n, 4)
+    float32 x1,y1,x2,y2 in original pixels, each tube's first box held on the frames before it and its last box
+    on the frames after it, for at most ``hold`` frames (None: to the video's ends). In untrimmed videos
+    (UCF101-24, the synthetic set) these are the actors before and after their actions: people doing none of the
+    actions, which a detector may learn as persons that are background. Boxes in the order of ``gttubes[video]``.
+    """
+    if video not in gt["gttubes"]:
+        raise KeyError(f"video {video!r} has no entry in gttubes")
+    if hold is not None and hold < 0:
+        raise ValueError(f"hold must be None or at least 0, got {hold}")
+    nframes = int(gt["nframes"][video])
+    frames: Dict[int, list] = {}
+    for label, tubes in gt["gttubes"][video].items():
+        for tube in tubes:
+            tube = np.asarray(tube)
+            first, last = int(tube[0, 0]), int(tube[-1, 0])
+            before = range(1 if hold is None else max(1, first - hold), first)
+            after = range(last + 1, nframes + 1 if hold is None else min(nframes, last + hold) + 1)
+            for frame in before:
+                frames.setdefault(frame, []).append(tube[0, 1:5])
+            for frame in after:
+                frames.setdefault(frame, []).append(tube[-1, 1:5])
+    return {frame: np.asarray(boxes, dtype=np.float32).reshape(-1, 4) for frame, boxes in sorted(frames.items())}
 
 
 def duplicate_tubes(gt: Mapping) -> List[Tuple[str, int, int, int]]:

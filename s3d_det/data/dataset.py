@@ -5,7 +5,7 @@ A sample is a dict::
     clip       (3,T,H,W) float32   the clip, normalised for the 3D branch (``norm_3d``)
     keyframe   (3,H,W) float32     the clip's frame at index T // 2, normalised for the 2D branch (``norm_2d``)
     boxes      (N,4) float32       x1,y1,x2,y2 in pixels of the resized (and flipped) keyframe
-    labels     (N,) int64          0-based class indices
+    labels     (N,) int64          0-based class indices; -1: a person doing none of the actions (idle boxes)
     video      str                 "<class>/<video>"
     frame      int                 the keyframe, 1-based
     orig_size  (h, w)              the video's frame size
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from .annotations import keyframe_boxes, split_videos
+from .annotations import idle_boxes, keyframe_boxes, split_videos
 from .clips import IMAGENET, ClipTransform, Normalize, clip_frames, read_clip
 from .frames import FrameSource, find_frames, open_frames
 
@@ -134,7 +134,7 @@ class ClipDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.transform.is_random else None
         out = self.transform(clip, boxes, rng)
         if out.flipped:
-            labels = self.flip_map[labels]
+            labels = np.where(labels >= 0, self.flip_map[np.maximum(labels, 0)], labels)
         return {
             "clip": self.norm_3d(out.clip),
             "keyframe": self.norm_2d(out.clip[self.clip_length // 2]),
@@ -156,16 +156,32 @@ class TrainClipDataset(ClipDataset):
     (``set_epoch``). With ``background_frames=True`` every frame of a train video is a candidate, also
     those without a box: in untrimmed videos they show the people before and after their actions, which
     the detector must learn to leave undetected (as frame-mAP counts any detection there as false).
+
+    ``idle_hold`` (frames; 0: off, None: to the video's ends) adds, on every frame outside a tube, that tube's
+    nearest box held for at most this many frames (``annotations.idle_boxes``) with label -1: a person doing
+    none of the actions. The RPN then still learns these people as persons, and the action head learns them as
+    background, where a frame without their box would teach the RPN that they are not people at all.
     Other keyword arguments: see ``ClipDataset``.
     """
 
     def __init__(self, *, gt: Mapping, frames_root: str, split: int = 1,
-                 keyframes_per_video: Optional[int] = None, background_frames: bool = False, **kwargs):
+                 keyframes_per_video: Optional[int] = None, background_frames: bool = False,
+                 idle_hold: Optional[int] = 0, **kwargs):
         super().__init__(gt=gt, frames_root=frames_root, videos=split_videos(gt, split, "train"), **kwargs)
         if keyframes_per_video is not None and keyframes_per_video < 1:
             raise ValueError(f"keyframes_per_video must be at least 1 or None, got {keyframes_per_video}")
+        if idle_hold is not None and idle_hold < 0:
+            raise ValueError(f"idle_hold must be None or at least 0, got {idle_hold}")
         self.keyframes_per_video = keyframes_per_video
         self.background_frames = bool(background_frames)
+        self.idle_hold = idle_hold
+        if idle_hold != 0:
+            for video in self.videos:
+                acting = self.annotations[video]
+                for frame, idle in idle_boxes(gt, video, idle_hold).items():
+                    boxes, labels = acting.get(frame, _NO_BOXES)
+                    acting[frame] = (np.concatenate([boxes, idle]),
+                                     np.concatenate([labels, np.full(len(idle), -1, np.int64)]))
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -174,7 +190,10 @@ class TrainClipDataset(ClipDataset):
         rng = np.random.default_rng([self.seed, self.epoch])
         self.samples = []
         for video in self.videos:
-            frames = range(1, self.nframes[video] + 1) if self.background_frames else list(self.annotations[video])
+            if self.background_frames:
+                frames = range(1, self.nframes[video] + 1)
+            else:  # frames where someone acts (idle boxes alone do not make a keyframe)
+                frames = [f for f, (_, labels) in self.annotations[video].items() if (labels >= 0).any()]
             if k is not None and k < len(frames):
                 frames = sorted(int(f) for f in rng.choice(frames, size=k, replace=False))
             self.samples.extend((video, f) for f in frames)

@@ -77,6 +77,9 @@ def build_datasets(cfg, gt: Mapping, root: str) -> Tuple[TrainClipDataset, TestC
             raise ConfigError(f"INPUT.HFLIP_SWAP: {list(pair)!r} must be two class names of the dataset "
                              f"({', '.join(names)}); unknown: {unknown}")
         flip_labels.append((names.index(pair[0]), names.index(pair[1])))
+    if cfg.DATALOADER.IDLE_HOLD < -1:
+        raise ConfigError(f"DATALOADER.IDLE_HOLD must be -1 (to the video's ends), 0 (off) or a number of frames, "
+                          f"got {cfg.DATALOADER.IDLE_HOLD}")
     common = dict(clip_length=cfg.INPUT.CLIP_LENGTH, clip_stride=cfg.INPUT.CLIP_STRIDE, boundary=cfg.INPUT.BOUNDARY,
                   norm_3d=Normalize.from_preset(cfg.INPUT.NORM_3D) if cfg.INPUT.NORM_3D else Normalize(),
                   seed=cfg.SEED)
@@ -87,7 +90,8 @@ def build_datasets(cfg, gt: Mapping, root: str) -> Tuple[TrainClipDataset, TestC
     train = TrainClipDataset(gt=gt, frames_root=root, split=cfg.DATASETS.SPLIT, transform=train_tf,
                              flip_labels=flip_labels,
                              keyframes_per_video=cfg.DATALOADER.KEYFRAMES_PER_VIDEO or None,
-                             background_frames=cfg.DATALOADER.BACKGROUND_FRAMES, **common)
+                             background_frames=cfg.DATALOADER.BACKGROUND_FRAMES,
+                             idle_hold=None if cfg.DATALOADER.IDLE_HOLD == -1 else cfg.DATALOADER.IDLE_HOLD, **common)
     test = TestClipDataset(gt=gt, frames_root=root, split=cfg.DATASETS.SPLIT, transform=test_tf, **common)
     return train, test
 
@@ -100,7 +104,8 @@ def batch_collate(cfg):
 def build_model(cfg, num_classes: int) -> torch.nn.Module:
     """The detector of ``cfg.MODEL`` with its weights: ``WEIGHTS_2D`` and ``WEIGHTS_3D`` converted on load, then
     ``WEIGHTS`` (our own checkpoint) over them. A missing file or a key that does not fit is an error naming
-    the file and key."""
+    the file and key. A full detector's checkpoint also loads into a model without the 2D part
+    (``MODEL.PROPOSALS`` gt or given: the same weights on oracle boxes); its 2D weights are then unused."""
     model = build_action_detector_from_cfg(cfg, num_classes)
     if cfg.MODEL.WEIGHTS_2D:
         if model.backbone_2d is None:
@@ -116,6 +121,8 @@ def build_model(cfg, num_classes: int) -> torch.nn.Module:
             raise FileNotFoundError(f"MODEL.WEIGHTS not found: {cfg.MODEL.WEIGHTS}")
         state = load_checkpoint(cfg.MODEL.WEIGHTS)
         state = state.get("model", state)
+        if model.backbone_2d is None:  # oracle or given boxes: a full detector's 2D part has nothing to fill
+            state = {k: v for k, v in state.items() if not k.startswith(("backbone_2d.", "rpn."))}
         result = model.load_state_dict(state, strict=False)
         if result.missing_keys or result.unexpected_keys:
             raise ValueError(f"{cfg.MODEL.WEIGHTS} does not fit the model: missing {result.missing_keys[:5]}, "

@@ -113,6 +113,7 @@ def action_detector_kwargs(cfg, num_classes: int) -> dict:
         box_bg_iou_thresh=m.ROI_HEAD.BG_IOU_THRESH,
         box_batch_size_per_image=m.ROI_HEAD.BATCH_SIZE_PER_IMAGE,
         box_positive_fraction=m.ROI_HEAD.POSITIVE_FRACTION,
+        box_reg_loss_weight=m.ROI_HEAD.BOX_REG_LOSS_WEIGHT,
         box_score_thresh=m.ROI_HEAD.SCORE_THRESH,
         box_nms_thresh=m.ROI_HEAD.NMS_THRESH,
         box_detections_per_img=m.ROI_HEAD.DETECTIONS_PER_IMG,

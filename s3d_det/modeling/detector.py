@@ -242,6 +242,7 @@ def build_action_detector(
     box_batch_size_per_image: int = 128,
     box_positive_fraction: float = 0.25,
     bbox_reg_weights: Tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0),
+    box_reg_loss_weight: float = 1.0,
     box_score_thresh: float = 0.05,
     box_nms_thresh: float = 0.5,
     box_detections_per_img: int = 100,
@@ -274,9 +275,9 @@ def build_action_detector(
         roi_output_size (int), roi_sampling_ratio (int): the tube RoIAlign (see ``TubeRoIAlign``).
         dropout (float), class_specific_boxes (bool): the predictor (see ``TubeBoxPredictor``).
         box_fg_iou_thresh, box_bg_iou_thresh, box_batch_size_per_image, box_positive_fraction,
-        bbox_reg_weights, box_score_thresh, box_nms_thresh, box_detections_per_img: the head's training and
-            inference settings (see ``TubeRoIHead``; 128 RoIs per keyframe by default, not torchvision's 512,
-            since each runs stage 5 in 3D).
+        bbox_reg_weights, box_reg_loss_weight, box_score_thresh, box_nms_thresh, box_detections_per_img: the
+            head's training and inference settings (see ``TubeRoIHead``; 128 RoIs per keyframe by default, not
+            torchvision's 512, since each runs stage 5 in 3D).
     """
     if proposals not in PROPOSAL_SOURCES:
         raise ValueError(f"unknown proposals {proposals!r}; expected one of {', '.join(PROPOSAL_SOURCES)}")
@@ -297,7 +298,8 @@ def build_action_detector(
         spatial_scale=1.0 / stride[1], output_size=roi_output_size, sampling_ratio=roi_sampling_ratio,
         dropout=dropout, class_specific_boxes=class_specific_boxes, fg_iou_thresh=box_fg_iou_thresh,
         bg_iou_thresh=box_bg_iou_thresh, batch_size_per_image=box_batch_size_per_image,
-        positive_fraction=box_positive_fraction, bbox_reg_weights=bbox_reg_weights, score_thresh=box_score_thresh,
+        positive_fraction=box_positive_fraction, bbox_reg_weights=bbox_reg_weights,
+        box_reg_loss_weight=box_reg_loss_weight, score_thresh=box_score_thresh,
         nms_thresh=box_nms_thresh, detections_per_img=box_detections_per_img,
     )
     if proposals != "rpn":

@@ -144,6 +144,8 @@ class TubeRoIHead(RoIHeads):
         batch_size_per_image (int): RoIs sampled per keyframe in training.
         positive_fraction (float): at most this fraction of them are actions.
         bbox_reg_weights (tuple of 4 floats): box-coder weights (wx, wy, ww, wh).
+        box_reg_loss_weight (float): factor on the box-regression loss (detectron2's ``BBOX_REG_LOSS_WEIGHT``); 0
+            trains no box refinement (the deltas stay at their near-zero initialisation: boxes are the proposals).
         score_thresh (float): inference keeps (box, action) pairs with a probability above this.
         nms_thresh (float): IoU of the per-action NMS.
         detections_per_img (int): at most this many detections per keyframe.
@@ -151,9 +153,11 @@ class TubeRoIHead(RoIHeads):
     Forward: features (B, C, T', h, w); proposals, a list of B tensors (R_b, 4) x1, y1, x2, y2 in pixels of the
     resized, padded keyframe; image_sizes, a list of B (h, w), the keyframes' sizes before padding; targets
     (training only), a list of B dicts {"boxes": (N_b, 4) float, same frame, "labels": (N_b,) int64 0-based
-    actions}. In training the GT boxes are appended to the proposals (as torchvision does) and it returns
+    actions, or -1 for a person doing none of them: its proposals are background}. In training the GT boxes
+    are appended to the proposals (as torchvision does) and it returns
     {"loss_cls", "loss_box_reg"}: cross-entropy over C + 1 (target action + 1, background 0) and smooth-L1
-    (beta 1/9) summed over the actions' RoIs and divided by the number of sampled RoIs. In eval it returns per
+    (beta 1/9) summed over the actions' RoIs, divided by the number of sampled RoIs and multiplied by
+    ``box_reg_loss_weight``. In eval it returns per
     keyframe {"boxes": (K, 4) in the same frame, clipped to its image size, "scores": (K,), "labels": (K,)
     int64 0-based actions}, highest score first.
     """
@@ -175,6 +179,7 @@ class TubeRoIHead(RoIHeads):
         batch_size_per_image: int = 128,
         positive_fraction: float = 0.25,
         bbox_reg_weights: Tuple[float, float, float, float] = (10.0, 10.0, 5.0, 5.0),
+        box_reg_loss_weight: float = 1.0,
         score_thresh: float = 0.05,
         nms_thresh: float = 0.5,
         detections_per_img: int = 100,
@@ -191,8 +196,11 @@ class TubeRoIHead(RoIHeads):
             fg_iou_thresh, bg_iou_thresh, batch_size_per_image, positive_fraction, tuple(bbox_reg_weights),
             score_thresh, nms_thresh, detections_per_img,
         )
+        if box_reg_loss_weight < 0:
+            raise ValueError(f"box_reg_loss_weight must be at least 0, got {box_reg_loss_weight}")
         self.num_classes = num_classes
         self.class_specific_boxes = class_specific_boxes
+        self.box_reg_loss_weight = float(box_reg_loss_weight)
 
     def forward(
         self,
@@ -219,12 +227,13 @@ class TubeRoIHead(RoIHeads):
             deltas = deltas.repeat(1, self.num_classes + 1)
         if self.training:
             loss_cls, loss_box_reg = fastrcnn_loss(logits, deltas, labels, regression_targets)
-            return {"loss_cls": loss_cls, "loss_box_reg": loss_box_reg}
+            return {"loss_cls": loss_cls, "loss_box_reg": self.box_reg_loss_weight * loss_box_reg}
         boxes, scores, labels = self.postprocess_detections(logits, deltas, proposals, image_sizes)
         return [{"boxes": b, "scores": s, "labels": lab - 1} for b, s, lab in zip(boxes, scores, labels)]
 
     def _shifted_targets(self, targets) -> List[Dict[str, torch.Tensor]]:
-        """Targets with labels + 1 (0 is background), after checking shapes and the label range."""
+        """Targets with labels + 1 (0 is background, also for the -1 of idle people), after checking shapes and
+        the label range."""
         if targets is None:
             raise ValueError("the head needs targets (GT boxes and labels) in training mode")
         shifted = []
@@ -233,9 +242,9 @@ class TubeRoIHead(RoIHeads):
             if boxes.dim() != 2 or boxes.shape[1] != 4 or labels.shape != (len(boxes),):
                 raise ValueError(f"targets of image {i}: expected boxes (N, 4) and labels (N,), got "
                                  f"{tuple(boxes.shape)} and {tuple(labels.shape)}")
-            if labels.dtype != torch.int64 or (len(labels) and not 0 <= int(labels.min()) <= int(labels.max())
+            if labels.dtype != torch.int64 or (len(labels) and not -1 <= int(labels.min()) <= int(labels.max())
                                               < self.num_classes):
-                raise ValueError(f"targets of image {i}: labels must be int64 in 0..{self.num_classes - 1}, got "
+                raise ValueError(f"targets of image {i}: labels must be int64 in -1..{self.num_classes - 1}, got "
                                  f"{labels.tolist()} ({labels.dtype})")
             shifted.append({"boxes": boxes, "labels": labels + 1})
         return shifted
