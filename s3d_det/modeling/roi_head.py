@@ -154,12 +154,11 @@ class TubeRoIHead(RoIHeads):
     resized, padded keyframe; image_sizes, a list of B (h, w), the keyframes' sizes before padding; targets
     (training only), a list of B dicts {"boxes": (N_b, 4) float, same frame, "labels": (N_b,) int64 0-based
     actions, or -1 for a person doing none of them: its proposals are background}. In training the GT boxes
-    are appended to the proposals (as torchvision does) and it returns
-    {"loss_cls", "loss_box_reg"}: cross-entropy over C + 1 (target action + 1, background 0) and smooth-L1
-    (beta 1/9) summed over the actions' RoIs, divided by the number of sampled RoIs and multiplied by
-    ``box_reg_loss_weight``. In eval it returns per
-    keyframe {"boxes": (K, 4) in the same frame, clipped to its image size, "scores": (K,), "labels": (K,)
-    int64 0-based actions}, highest score first.
+    are appended to the proposals (as torchvision does) and it returns {"loss_cls", "loss_box_reg"}:
+    cross-entropy over C + 1 (target action + 1, background 0) and smooth-L1 (beta 1/9) summed over the
+    actions' RoIs, divided by the number of sampled RoIs and multiplied by ``box_reg_loss_weight``. In eval it
+    returns per keyframe {"boxes": (K, 4) in the same frame, clipped to its image size, "scores": (K,),
+    "labels": (K,) int64 0-based actions}, highest score first.
     """
 
     def __init__(
