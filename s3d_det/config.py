@@ -151,6 +151,8 @@ _C.INPUT.HFLIP_SWAP = []
 _C.INPUT.BRIGHTNESS = 0.0
 _C.INPUT.CONTRAST = 0.0
 _C.INPUT.SATURATION = 0.0
+# Hue shift strength in turns, at most 0.5 (0.5: any hue): keeps a network from learning actors by their colours.
+_C.INPUT.HUE = 0.0
 # Normalisation of the 3D clip: a preset's input range and mean/std ("" = [0, 1] with Kinetics-style
 # mean/std as the 3D network's default; "tfslim"/"milnce" = [-1, 1]; "torchvision" = its mean/std).
 _C.INPUT.NORM_3D = ""

@@ -99,15 +99,29 @@ def test_color_jitter_identical_across_frames():
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 256, (8, 10, 3), dtype=np.uint8)
     clip = np.stack([frame] * 4)
-    t = ClipTransform(short_side=8, brightness=0.4, contrast=0.4, saturation=0.4)
+    t = ClipTransform(short_side=8, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.2)
     out = t(clip, np.zeros((0, 4)), rng=np.random.default_rng(1)).clip
     assert out.dtype == np.float32
     for i in range(1, 4):
         np.testing.assert_array_equal(out[i], out[0])
     plain = ClipTransform(short_side=8)(clip, np.zeros((0, 4))).clip.astype(np.float32)
     assert np.abs(out - plain).max() > 1  # the jitter did something
-    b, c, s = sample_color_factors(np.random.default_rng(1), 0.4, 0.4, 0.4)
-    assert all(0.6 <= f <= 1.4 for f in (b, c, s))
+    b, c, s, h = sample_color_factors(np.random.default_rng(1), 0.4, 0.4, 0.4, 0.2)
+    assert all(0.6 <= f <= 1.4 for f in (b, c, s)) and -0.2 <= h <= 0.2 and h != 0
+    assert sample_color_factors(np.random.default_rng(1), 0, 0, 0) == (1.0, 1.0, 1.0, 0.0)
+
+
+def test_hue_shift_by_hand():
+    px = np.array([[[[255, 0, 0], [0, 0, 255], [128, 128, 128], [255, 128, 0]]]], np.uint8)  # red, blue, grey, orange
+    third = color_jitter(px, (1, 1, 1, 1 / 3))  # hue +120 degrees: red -> green, blue -> red; grey stays
+    np.testing.assert_allclose(third[0, 0, :3], [[0, 255, 0], [255, 0, 0], [128, 128, 128]], atol=0.01)
+    np.testing.assert_allclose(third[0, 0, 3], [0, 255, 128], atol=0.6)  # orange (30 deg) -> spring green (150)
+    np.testing.assert_allclose(color_jitter(px, (1, 1, 1, -1 / 3))[0, 0, 0], [0, 0, 255], atol=0.01)
+    np.testing.assert_allclose(color_jitter(px, (1, 1, 1, 0.5))[0, 0, 0], [0, 255, 255], atol=0.01)  # cyan
+    with pytest.raises(ValueError, match="hue shift"):
+        color_jitter(px, (1, 1, 1, 0.6))
+    with pytest.raises(ValueError, match=r"hue must lie in \[0, 0.5\]"):
+        ClipTransform(short_side=8, hue=0.7)
 
 
 def test_normalize():

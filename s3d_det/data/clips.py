@@ -97,24 +97,32 @@ def hflip_clip(clip: np.ndarray, boxes: np.ndarray) -> Tuple[np.ndarray, np.ndar
 
 
 def sample_color_factors(rng: np.random.Generator, brightness: float, contrast: float,
-                         saturation: float) -> Tuple[float, float, float]:
-    """(b, c, s), each uniform in [max(0, 1 - v), 1 + v] for its strength v (1.0 when v is 0)."""
-    return tuple(float(rng.uniform(max(0.0, 1 - v), 1 + v)) if v > 0 else 1.0
-                 for v in (brightness, contrast, saturation))
+                         saturation: float, hue: float = 0.0) -> Tuple[float, float, float, float]:
+    """(b, c, s, h): b, c, s each uniform in [max(0, 1 - v), 1 + v] for its strength v (1.0 when v is 0); h, the
+    hue shift in turns, uniform in [-hue, hue] (0.0 when hue is 0; torchvision's ``ColorJitter(hue=)``)."""
+    factors = tuple(float(rng.uniform(max(0.0, 1 - v), 1 + v)) if v > 0 else 1.0
+                    for v in (brightness, contrast, saturation))
+    return factors + (float(rng.uniform(-hue, hue)) if hue > 0 else 0.0,)
 
 
 _GRAY = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 
 
-def color_jitter(clip: np.ndarray, factors: Tuple[float, float, float]) -> np.ndarray:
-    """Brightness, then contrast, then saturation, the same on every frame; (T,H,W,3) RGB in 0..255 ->
-    float32 in [0, 255].
+def color_jitter(clip: np.ndarray, factors: Sequence[float]) -> np.ndarray:
+    """Brightness, then contrast, then saturation, then hue, the same on every frame; (T,H,W,3) RGB in 0..255
+    -> float32 in [0, 255].
 
-    brightness b: x * b; contrast c: m + c (x - m), m the mean grey level of the whole clip (one value,
-    so every frame gets the same map); saturation s: g + s (x - g), g each pixel's grey level.
-    Each step clamps to [0, 255].
+    ``factors`` (b, c, s) or (b, c, s, h). Brightness b: x * b; contrast c: m + c (x - m), m the mean grey level
+    of the whole clip (one value, so every frame gets the same map); saturation s: g + s (x - g), g each
+    pixel's grey level; hue h (turns, in [-0.5, 0.5]): each pixel's HSV hue rotated by h (OpenCV's HSV; 1/3
+    turns red into green). Each step clamps to [0, 255].
     """
-    b, c, s = factors
+    if len(factors) not in (3, 4):
+        raise ValueError(f"factors must be (b, c, s) or (b, c, s, h), got {tuple(factors)}")
+    b, c, s = factors[:3]
+    h = factors[3] if len(factors) == 4 else 0.0
+    if not -0.5 <= h <= 0.5:
+        raise ValueError(f"the hue shift must lie in [-0.5, 0.5] turns, got {h}")
     x = clip.astype(np.float32)
     if b != 1.0:
         x *= b
@@ -126,6 +134,12 @@ def color_jitter(clip: np.ndarray, factors: Tuple[float, float, float]) -> np.nd
     if s != 1.0:
         g = (x @ _GRAY)[..., None]
         x = g + s * (x - g)
+        np.clip(x, 0, 255, out=x)
+    if h != 0.0:
+        shape = x.shape
+        hsv = cv2.cvtColor(x.reshape(-1, shape[-2], 3) / 255.0, cv2.COLOR_RGB2HSV)  # float: H in degrees
+        hsv[..., 0] = np.mod(hsv[..., 0] + 360.0 * h, 360.0)
+        x = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB).reshape(shape) * 255.0
         np.clip(x, 0, 255, out=x)
     return x
 
@@ -153,7 +167,8 @@ class ClipTransform:
             instead (overrides ``short_side``).
         max_size: cap on the resized longer side (None: no cap).
         hflip_prob: probability of a horizontal flip.
-        brightness, contrast, saturation: jitter strengths (0: off), see ``sample_color_factors``.
+        brightness, contrast, saturation, hue: jitter strengths (0: off), see ``sample_color_factors``; hue
+            at most 0.5 (turns).
     """
 
     short_side: Union[int, Sequence[int]] = 240
@@ -163,6 +178,7 @@ class ClipTransform:
     brightness: float = 0.0
     contrast: float = 0.0
     saturation: float = 0.0
+    hue: float = 0.0
 
     def __post_init__(self) -> None:
         sides = [self.short_side] if isinstance(self.short_side, int) else list(self.short_side)
@@ -172,11 +188,13 @@ class ClipTransform:
             raise ValueError(f"short_side_range must be (lo, hi) with 1 <= lo <= hi, got {self.short_side_range!r}")
         if not 0 <= self.hflip_prob <= 1 or min(self.brightness, self.contrast, self.saturation) < 0:
             raise ValueError("hflip_prob must lie in [0, 1] and the jitter strengths be >= 0")
+        if not 0 <= self.hue <= 0.5:
+            raise ValueError(f"hue must lie in [0, 0.5] (turns), got {self.hue}")
 
     @property
     def is_random(self) -> bool:
         multi = not isinstance(self.short_side, int) and len(self.short_side) > 1
-        jitter = self.brightness > 0 or self.contrast > 0 or self.saturation > 0
+        jitter = self.brightness > 0 or self.contrast > 0 or self.saturation > 0 or self.hue > 0
         return multi or self.short_side_range is not None or self.hflip_prob > 0 or jitter
 
     def _short_side(self, rng: Optional[np.random.Generator]) -> int:
@@ -203,9 +221,9 @@ class ClipTransform:
         flipped = self.hflip_prob > 0 and rng.random() < self.hflip_prob
         if flipped:
             clip, boxes = hflip_clip(clip, boxes)
-        factors = sample_color_factors(rng, self.brightness, self.contrast, self.saturation) \
-            if rng is not None else (1.0, 1.0, 1.0)
-        if factors != (1.0, 1.0, 1.0):
+        factors = sample_color_factors(rng, self.brightness, self.contrast, self.saturation, self.hue) \
+            if rng is not None else (1.0, 1.0, 1.0, 0.0)
+        if factors != (1.0, 1.0, 1.0, 0.0):
             clip = color_jitter(clip, factors)
         return TransformedClip(clip=clip, boxes=boxes, scale=(size[0] / h, size[1] / w), flipped=bool(flipped))
 

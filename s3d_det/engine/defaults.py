@@ -80,12 +80,15 @@ def build_datasets(cfg, gt: Mapping, root: str) -> Tuple[TrainClipDataset, TestC
     if cfg.DATALOADER.IDLE_HOLD < -1:
         raise ConfigError(f"DATALOADER.IDLE_HOLD must be -1 (to the video's ends), 0 (off) or a number of frames, "
                           f"got {cfg.DATALOADER.IDLE_HOLD}")
+    if not 0 <= cfg.INPUT.HUE <= 0.5:
+        raise ConfigError(f"INPUT.HUE must lie in [0, 0.5] (turns of the colour wheel), got {cfg.INPUT.HUE}")
     common = dict(clip_length=cfg.INPUT.CLIP_LENGTH, clip_stride=cfg.INPUT.CLIP_STRIDE, boundary=cfg.INPUT.BOUNDARY,
                   norm_3d=Normalize.from_preset(cfg.INPUT.NORM_3D) if cfg.INPUT.NORM_3D else Normalize(),
                   seed=cfg.SEED)
     train_tf = ClipTransform(short_side=list(cfg.INPUT.SHORT_SIDE_TRAIN), max_size=cfg.INPUT.MAX_SIZE,
                              hflip_prob=cfg.INPUT.HFLIP_PROB, brightness=cfg.INPUT.BRIGHTNESS,
-                             contrast=cfg.INPUT.CONTRAST, saturation=cfg.INPUT.SATURATION)
+                             contrast=cfg.INPUT.CONTRAST, saturation=cfg.INPUT.SATURATION,
+                             hue=cfg.INPUT.HUE)
     test_tf = ClipTransform(short_side=cfg.INPUT.SHORT_SIDE_TEST, max_size=cfg.INPUT.MAX_SIZE)
     train = TrainClipDataset(gt=gt, frames_root=root, split=cfg.DATASETS.SPLIT, transform=train_tf,
                              flip_labels=flip_labels,
