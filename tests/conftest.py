@@ -1,5 +1,6 @@
-"""Shared fixtures. ``one_thread`` limits torch to one thread for a module; ``shared_data`` is the folder of real annotation files that CI keeps beside the clone
-(../shared/data); a user's clone has no such folder, so the tests that read it skip, saying why."""
+"""Shared fixtures. ``one_thread`` limits torch to one thread for a module; ``shared_data`` is the folder of real
+annotation files that CI keeps beside the clone (../shared/data); a user's clone has no such folder, so the tests
+that read it skip, saying why."""
 from pathlib import Path
 
 import pytest
