@@ -102,6 +102,10 @@ _C.MODEL.ROI_HEAD.SAMPLING_RATIO = 0
 _C.MODEL.ROI_HEAD.DROPOUT = 0.2
 # One box regression per class (True) or one for all (False).
 _C.MODEL.ROI_HEAD.CLASS_SPECIFIC_BOXES = False
+# How a detection is scored: "joint" (Faster R-CNN: one softmax over actions + background, trained on proposals
+# sampled against the person boxes) or "person" (two-stage, as AVA detectors: the RPN's person objectness x the
+# action probability; the head learns actions on people only: GT boxes and proposals with IoU >= FG_IOU_THRESH).
+_C.MODEL.ROI_HEAD.SCORING = "joint"
 # Proposal IoU with a person box at or above which it takes that person's action, below which background.
 _C.MODEL.ROI_HEAD.FG_IOU_THRESH = 0.5
 _C.MODEL.ROI_HEAD.BG_IOU_THRESH = 0.5
@@ -221,6 +225,7 @@ class ConfigError(ValueError):
 # Keys whose value must be one of a few words (the modules check them again; this names the key early).
 CHOICES = {
     "MODEL.PROPOSALS": ("rpn", "gt", "given"),
+    "MODEL.ROI_HEAD.SCORING": ("joint", "person"),
     "INPUT.BOUNDARY": ("repeat", "reflect"),
     "SOLVER.OPTIMIZER": ("sgd", "adamw"),
     "SOLVER.SCHEDULE": ("step", "cosine"),

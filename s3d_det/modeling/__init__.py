@@ -17,7 +17,8 @@ from .s3dg import (
     VideoClassifier,
     conv_kinds,
 )
-from .roi_head import TubeRoIAlign, TubeRoIHead
+from .roi_head import SCORINGS, TubeRoIAlign, TubeRoIHead
+from .rpn import ScoredRPN
 
 __all__ = [
     "ActionDetector",
@@ -25,6 +26,8 @@ __all__ = [
     "detections_to_rows",
     "TubeRoIAlign",
     "TubeRoIHead",
+    "SCORINGS",
+    "ScoredRPN",
     "build_video_backbone",
     "build_video_classifier",
     "build_video_backbone_from_cfg",

@@ -109,6 +109,7 @@ def action_detector_kwargs(cfg, num_classes: int) -> dict:
         roi_sampling_ratio=m.ROI_HEAD.SAMPLING_RATIO,
         dropout=m.ROI_HEAD.DROPOUT,
         class_specific_boxes=m.ROI_HEAD.CLASS_SPECIFIC_BOXES,
+        scoring=m.ROI_HEAD.SCORING,
         box_fg_iou_thresh=m.ROI_HEAD.FG_IOU_THRESH,
         box_bg_iou_thresh=m.ROI_HEAD.BG_IOU_THRESH,
         box_batch_size_per_image=m.ROI_HEAD.BATCH_SIZE_PER_IMAGE,

@@ -27,6 +27,7 @@ from torchvision.ops import FrozenBatchNorm2d, clip_boxes_to_image
 
 from .build import build_video_backbone
 from .roi_head import TubeRoIHead
+from .rpn import ScoredRPN
 from .s3dg import LAYERS, S3DG
 
 __all__ = ["PROPOSAL_SOURCES", "RESNETS_2D", "ResNetC4", "build_backbone_2d", "ActionDetector",
@@ -103,11 +104,14 @@ class ActionDetector(nn.Module):
             both ``backbone_3d`` and ``roi_head``: ``parameters()`` lists each once, ``state_dict()`` names each
             under both prefixes).
         backbone_2d (nn.Module, optional): keyframe (B, 3, H, W) -> OrderedDict of feature maps; for "rpn".
-        rpn (RegionProposalNetwork, optional): class-agnostic person proposals; for "rpn".
+        rpn (RegionProposalNetwork, optional): class-agnostic person proposals; for "rpn". A ``ScoredRPN``
+            (as ``build_action_detector`` makes) also gives their objectness, the person score of a head with
+            ``scoring="person"``, which needs one.
         proposals (str): where the head's RoIs come from: ``"rpn"``; ``"gt"``, the batch's GT boxes (oracle
-            boxes; in training the head's own appending of the GT boxes gives exactly them); ``"given"``,
-            ``batch["proposals"]`` (list of (R_b, 4) in resized-keyframe pixels; the GT boxes are appended in
-            training).
+            boxes, person score 1; in training the head's own appending of the GT boxes gives exactly them);
+            ``"given"``, ``batch["proposals"]`` (list of (R_b, 4) in resized-keyframe pixels; the GT boxes are
+            appended in training), with person scores ``batch["proposal_scores"]`` (list of (R_b,)) if the
+            batch has them, else 1.
 
     Forward: ``batch`` as made by ``s3d_det.data.dataset.collate``: "clip" (B, 3, T, H, W), "keyframe"
     (B, 3, H, W) (read for "rpn"), "image_sizes" list of (h, w), "boxes" list of (N_b, 4) float in pixels of
@@ -128,6 +132,9 @@ class ActionDetector(nn.Module):
             raise ValueError(f"unknown proposals {proposals!r}; expected one of {', '.join(PROPOSAL_SOURCES)}")
         if proposals == "rpn" and (backbone_2d is None or rpn is None):
             raise ValueError("proposals='rpn' needs backbone_2d and rpn")
+        if proposals == "rpn" and roi_head.scoring == "person" and not isinstance(rpn, ScoredRPN):
+            raise ValueError(f"a head with scoring='person' needs the RPN's objectness: rpn must be a ScoredRPN, "
+                             f"got {type(rpn).__name__}")
         if len(backbone_3d.out_features) != 1:
             raise ValueError(f"backbone_3d must return one layer, it returns {list(backbone_3d.out_features)}")
         self.feature_3d = backbone_3d.out_features[0]
@@ -169,19 +176,26 @@ class ActionDetector(nn.Module):
         features = self.backbone_3d(clip)[self.feature_3d] if features is None else features.to(device)
 
         losses: Dict[str, torch.Tensor] = {}
+        scores: Optional[List[torch.Tensor]] = None  # person scores of the proposals; None: all 1
         if self.proposals == "rpn":
             images = ImageList(batch["keyframe"].to(device, non_blocking=True), image_sizes)
             rpn_targets = [{"boxes": t["boxes"]} for t in targets] if self.training else None
-            proposals, losses = self.rpn(images, self.backbone_2d(images.tensors), rpn_targets)
+            maps = self.backbone_2d(images.tensors)
+            if isinstance(self.rpn, ScoredRPN):
+                proposals, scores, losses = self.rpn.propose(images, maps, rpn_targets)
+            else:
+                proposals, losses = self.rpn(images, maps, rpn_targets)
         elif self.proposals == "gt":
             proposals = [t["boxes"][:0] if self.training else t["boxes"] for t in targets]
         else:
             proposals = [self._boxes(p, device, f"proposals[{i}]") for i, p in enumerate(batch["proposals"])]
+            if "proposal_scores" in batch:
+                scores = [torch.as_tensor(s, dtype=torch.float32, device=device) for s in batch["proposal_scores"]]
 
         if self.training:
             losses.update(self.roi_head(features, proposals, image_sizes, targets))
             return losses
-        results = self.roi_head(features, proposals, image_sizes)
+        results = self.roi_head(features, proposals, image_sizes, proposal_scores=scores)
         for i, result in enumerate(results):
             result["boxes"] = boxes_to_original(
                 result["boxes"], image_size=image_sizes[i], scale=batch["scale"][i],
@@ -237,6 +251,7 @@ def build_action_detector(
     roi_sampling_ratio: int = 0,
     dropout: float = 0.2,
     class_specific_boxes: bool = False,
+    scoring: str = "joint",
     box_fg_iou_thresh: float = 0.5,
     box_bg_iou_thresh: float = 0.5,
     box_batch_size_per_image: int = 128,
@@ -274,6 +289,8 @@ def build_action_detector(
             stage 5 (default mixed_4f, stride 16 in space).
         roi_output_size (int), roi_sampling_ratio (int): the tube RoIAlign (see ``TubeRoIAlign``).
         dropout (float), class_specific_boxes (bool): the predictor (see ``TubeBoxPredictor``).
+        scoring (str): "joint" (actions + background in one softmax) or "person" (RPN objectness x action
+            probability, the head trained on people only); see ``TubeRoIHead``.
         box_fg_iou_thresh, box_bg_iou_thresh, box_batch_size_per_image, box_positive_fraction,
         bbox_reg_weights, box_reg_loss_weight, box_score_thresh, box_nms_thresh, box_detections_per_img: the
             head's training and inference settings (see ``TubeRoIHead``; 128 RoIs per keyframe by default, not
@@ -296,7 +313,7 @@ def build_action_detector(
         stage5=OrderedDict(s3dg.layers(first_head_layer, LAYERS[-1])),
         feature_channels=s3dg.feature_info[LAYERS[-1]].channels, num_classes=num_classes,
         spatial_scale=1.0 / stride[1], output_size=roi_output_size, sampling_ratio=roi_sampling_ratio,
-        dropout=dropout, class_specific_boxes=class_specific_boxes, fg_iou_thresh=box_fg_iou_thresh,
+        dropout=dropout, class_specific_boxes=class_specific_boxes, scoring=scoring, fg_iou_thresh=box_fg_iou_thresh,
         bg_iou_thresh=box_bg_iou_thresh, batch_size_per_image=box_batch_size_per_image,
         positive_fraction=box_positive_fraction, bbox_reg_weights=bbox_reg_weights,
         box_reg_loss_weight=box_reg_loss_weight, score_thresh=box_score_thresh,
@@ -313,7 +330,7 @@ def build_action_detector(
         anchors = AnchorGenerator(tuple((s,) for s in sizes), (ratios,) * len(sizes))
     else:
         anchors = AnchorGenerator((sizes,), (ratios,))
-    rpn = RegionProposalNetwork(
+    rpn = ScoredRPN(
         anchors, RPNHead(body.out_channels, anchors.num_anchors_per_location()[0]),
         fg_iou_thresh=rpn_fg_iou_thresh, bg_iou_thresh=rpn_bg_iou_thresh,
         batch_size_per_image=rpn_batch_size_per_image, positive_fraction=rpn_positive_fraction,

@@ -14,9 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
-from torchvision.ops import roi_align
+from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes, roi_align
 
-__all__ = ["TubeRoIAlign", "TubeBoxHead", "TubeBoxPredictor", "TubeRoIHead"]
+__all__ = ["SCORINGS", "TubeRoIAlign", "TubeBoxHead", "TubeBoxPredictor", "TubeRoIHead"]
+
+# How the head scores a detection (``TubeRoIHead(scoring=)``).
+SCORINGS = ("joint", "person")
 
 
 class TubeRoIAlign(nn.Module):
@@ -130,8 +133,19 @@ class TubeBoxPredictor(nn.Module):
 class TubeRoIHead(RoIHeads):
     """Tube RoIAlign -> stage 5 -> global average pool -> action logits and box deltas, with torchvision's
     Faster R-CNN training (``Matcher``, ``BalancedPositiveNegativeSampler``, ``BoxCoder``, ``fastrcnn_loss``)
-    and inference (``postprocess_detections``: softmax, decode, clip, score threshold, small boxes removed,
-    per-class ``batched_nms``, top ``detections_per_img``).
+    and inference (softmax, decode, clip, score threshold, small boxes removed, per-class ``batched_nms``, top
+    ``detections_per_img``, as torchvision's ``postprocess_detections``).
+
+    Two ways to score a detection (``scoring``):
+
+    - ``"joint"`` (Faster R-CNN): one softmax over C actions + background. Training samples the proposals
+      against the person boxes: IoU >= ``fg_iou_thresh`` takes that person's action, < ``bg_iou_thresh`` is
+      background; a detection's score is its action's probability.
+    - ``"person"`` (two-stage, as AVA detectors: a person detector, then an action classifier on its boxes):
+      the head learns actions on people only. Training keeps the GT boxes and the proposals with IoU >=
+      ``fg_iou_thresh`` with one, labelled with that person's action; column 0 is "no action" (idle people);
+      nothing else is sampled. A detection's score is the proposal's person score (the RPN's objectness; 1
+      for given boxes without scores) times its action's probability.
 
     Args:
         stage5 (Mapping[str, nn.Module]): the 3D network's stage 5 (see ``TubeBoxHead``).
@@ -139,25 +153,28 @@ class TubeRoIHead(RoIHeads):
         num_classes (int): C actions.
         spatial_scale, output_size, sampling_ratio, aligned: the RoIAlign (see ``TubeRoIAlign``).
         dropout (float), class_specific_boxes (bool): the predictor (see ``TubeBoxPredictor``).
+        scoring (str): one of ``SCORINGS`` (above).
         fg_iou_thresh (float): a proposal with IoU >= this with a GT box is that box's action.
-        bg_iou_thresh (float): a proposal whose best IoU is < this is background (between: ignored).
-        batch_size_per_image (int): RoIs sampled per keyframe in training.
-        positive_fraction (float): at most this fraction of them are actions.
+        bg_iou_thresh (float): "joint": a proposal whose best IoU is < this is background (between: ignored).
+        batch_size_per_image (int): RoIs sampled per keyframe in training ("person": the GT boxes first, then
+            random matching proposals up to this many).
+        positive_fraction (float): "joint": at most this fraction of them are actions.
         bbox_reg_weights (tuple of 4 floats): box-coder weights (wx, wy, ww, wh).
         box_reg_loss_weight (float): factor on the box-regression loss (detectron2's ``BBOX_REG_LOSS_WEIGHT``); 0
             trains no box refinement (the deltas stay at their near-zero initialisation: boxes are the proposals).
-        score_thresh (float): inference keeps (box, action) pairs with a probability above this.
+        score_thresh (float): inference keeps (box, action) pairs with a score above this.
         nms_thresh (float): IoU of the per-action NMS.
         detections_per_img (int): at most this many detections per keyframe.
 
     Forward: features (B, C, T', h, w); proposals, a list of B tensors (R_b, 4) x1, y1, x2, y2 in pixels of the
     resized, padded keyframe; image_sizes, a list of B (h, w), the keyframes' sizes before padding; targets
     (training only), a list of B dicts {"boxes": (N_b, 4) float, same frame, "labels": (N_b,) int64 0-based
-    actions, or -1 for a person doing none of them: its proposals are background}. In training the GT boxes
-    are appended to the proposals (as torchvision does) and it returns {"loss_cls", "loss_box_reg"}:
-    cross-entropy over C + 1 (target action + 1, background 0) and smooth-L1 (beta 1/9) summed over the
-    actions' RoIs, divided by the number of sampled RoIs and multiplied by ``box_reg_loss_weight``. In eval it
-    returns per keyframe {"boxes": (K, 4) in the same frame, clipped to its image size, "scores": (K,),
+    actions, or -1 for a person doing none of them: background, or "no action" under "person"};
+    proposal_scores (eval, "person" only; optional), a list of B (R_b,) person scores in [0, 1]. In training
+    the GT boxes are appended to the proposals (as torchvision does) and it returns {"loss_cls",
+    "loss_box_reg"}: cross-entropy over C + 1 (target action + 1, background 0) and smooth-L1 (beta 1/9) summed
+    over the actions' RoIs, divided by the number of sampled RoIs and multiplied by ``box_reg_loss_weight``. In
+    eval it returns per keyframe {"boxes": (K, 4) in the same frame, clipped to its image size, "scores": (K,),
     "labels": (K,) int64 0-based actions}, highest score first.
     """
 
@@ -173,6 +190,7 @@ class TubeRoIHead(RoIHeads):
         aligned: bool = True,
         dropout: float = 0.2,
         class_specific_boxes: bool = False,
+        scoring: str = "joint",
         fg_iou_thresh: float = 0.5,
         bg_iou_thresh: float = 0.5,
         batch_size_per_image: int = 128,
@@ -185,6 +203,8 @@ class TubeRoIHead(RoIHeads):
     ):
         if num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+        if scoring not in SCORINGS:
+            raise ValueError(f"unknown scoring {scoring!r}; expected one of {', '.join(SCORINGS)}")
         if bg_iou_thresh > fg_iou_thresh:
             raise ValueError(f"bg_iou_thresh ({bg_iou_thresh}) must not exceed fg_iou_thresh ({fg_iou_thresh})")
         super().__init__(
@@ -199,6 +219,9 @@ class TubeRoIHead(RoIHeads):
             raise ValueError(f"box_reg_loss_weight must be at least 0, got {box_reg_loss_weight}")
         self.num_classes = num_classes
         self.class_specific_boxes = class_specific_boxes
+        self.scoring = scoring
+        self.fg_iou_thresh = float(fg_iou_thresh)
+        self.batch_size_per_image = int(batch_size_per_image)
         self.box_reg_loss_weight = float(box_reg_loss_weight)
 
     def forward(
@@ -207,6 +230,7 @@ class TubeRoIHead(RoIHeads):
         proposals: Sequence[torch.Tensor],
         image_sizes: Sequence[Tuple[int, int]],
         targets: Optional[Sequence[Mapping[str, torch.Tensor]]] = None,
+        proposal_scores: Optional[Sequence[torch.Tensor]] = None,
     ):
         image_sizes = [tuple(int(v) for v in size) for size in image_sizes]
         if not len(proposals) == len(image_sizes) == features.shape[0]:
@@ -214,10 +238,14 @@ class TubeRoIHead(RoIHeads):
                              f"and image_sizes for {len(image_sizes)}")
         proposals = list(proposals)
         if self.training:
-            proposals, _, labels, regression_targets = self.select_training_samples(
-                proposals, self._shifted_targets(targets))
-            if sum(len(p) for p in proposals) == 0:
-                raise ValueError("no RoIs to train on: the batch has neither proposals nor GT boxes")
+            if self.scoring == "person":
+                proposals, labels, regression_targets = self._person_samples(proposals,
+                                                                             self._shifted_targets(targets))
+            else:
+                proposals, _, labels, regression_targets = self.select_training_samples(
+                    proposals, self._shifted_targets(targets))
+                if sum(len(p) for p in proposals) == 0:
+                    raise ValueError("no RoIs to train on: the batch has neither proposals nor GT boxes")
         elif sum(len(p) for p in proposals) == 0:
             empty = features.new_zeros((0, 4))
             return [{"boxes": empty, "scores": empty[:, 0], "labels": empty[:, 0].long()} for _ in proposals]
@@ -225,10 +253,74 @@ class TubeRoIHead(RoIHeads):
         if not self.class_specific_boxes:  # torchvision's code reads deltas per class: the same for every class
             deltas = deltas.repeat(1, self.num_classes + 1)
         if self.training:
+            if len(logits) == 0:  # "person" on keyframes without people: nothing to learn, but keep the graph
+                zero = logits.sum() + deltas.sum()
+                return {"loss_cls": zero, "loss_box_reg": zero}
             loss_cls, loss_box_reg = fastrcnn_loss(logits, deltas, labels, regression_targets)
             return {"loss_cls": loss_cls, "loss_box_reg": self.box_reg_loss_weight * loss_box_reg}
-        boxes, scores, labels = self.postprocess_detections(logits, deltas, proposals, image_sizes)
+        probs = F.softmax(logits, dim=-1)
+        if self.scoring == "person":
+            probs = probs * self._person_scores(proposal_scores, proposals, probs)[:, None]
+        boxes, scores, labels = self._detections(probs, deltas, proposals, image_sizes)
         return [{"boxes": b, "scores": s, "labels": lab - 1} for b, s, lab in zip(boxes, scores, labels)]
+
+    @staticmethod
+    def _person_scores(proposal_scores, proposals, probs) -> torch.Tensor:
+        """The proposals' person scores as one (R,) tensor; all 1 when none are given."""
+        if proposal_scores is None:
+            return probs.new_ones(len(probs))
+        if len(proposal_scores) != len(proposals):
+            raise ValueError(f"got proposal_scores for {len(proposal_scores)} images and proposals for "
+                             f"{len(proposals)}")
+        for i, (s, p) in enumerate(zip(proposal_scores, proposals)):
+            if s.shape != (len(p),):
+                raise ValueError(f"proposal_scores[{i}] has shape {tuple(s.shape)} for {len(p)} proposals")
+        return torch.cat(list(proposal_scores)).to(probs)
+
+    def _person_samples(self, proposals: List[torch.Tensor], targets: List[Dict[str, torch.Tensor]]):
+        """"person" training RoIs: per keyframe its GT boxes, then proposals with IoU >= ``fg_iou_thresh`` with
+        a GT box, drawn at random, up to ``batch_size_per_image``. Returns (RoIs, a list of B (S_b, 4); labels,
+        a list of B (S_b,) int64, the matched person's action + 1 or 0; regression targets, B (S_b, 4))."""
+        rois, labels, matched = [], [], []
+        for props, target in zip(proposals, targets):
+            gt = target["boxes"].to(props.dtype)
+            if len(gt) == 0:
+                rois.append(props[:0])
+                labels.append(target["labels"][:0])
+                matched.append(props[:0])
+                continue
+            iou, index = box_iou(gt, props).max(dim=0) if len(props) else (props[:0, 0], target["labels"][:0])
+            extra = torch.where(iou >= self.fg_iou_thresh)[0]
+            room = max(self.batch_size_per_image - len(gt), 0)
+            extra = extra[torch.randperm(len(extra), device=extra.device)[:room]]
+            index = torch.cat([torch.arange(len(gt), device=gt.device), index[extra]])
+            rois.append(torch.cat([gt, props[extra]]))
+            labels.append(target["labels"][index])
+            matched.append(gt[index])
+        return rois, labels, self.box_coder.encode(matched, rois)
+
+    def _detections(self, probs: torch.Tensor, deltas: torch.Tensor, proposals: Sequence[torch.Tensor],
+                    image_sizes: Sequence[Tuple[int, int]]):
+        """Per keyframe (boxes (K, 4), scores (K,), labels (K,) 1-based) from scores (R, C + 1) and deltas
+        (R, 4 (C + 1)): decode, clip, drop column 0, keep scores > ``score_thresh`` and boxes wider and taller
+        than 0.01 px, per-class NMS, top ``detections_per_img`` (torchvision's ``postprocess_detections``, on
+        scores instead of logits)."""
+        counts = [len(p) for p in proposals]
+        decoded = self.box_coder.decode(deltas, list(proposals))  # (R, C + 1, 4)
+        out_boxes, out_scores, out_labels = [], [], []
+        for boxes, scores, size in zip(decoded.split(counts), probs.split(counts), image_sizes):
+            boxes = clip_boxes_to_image(boxes, size)[:, 1:].reshape(-1, 4)
+            labels = torch.arange(1, scores.shape[1], device=scores.device).repeat(len(scores))
+            scores = scores[:, 1:].reshape(-1)
+            keep = torch.where(scores > self.score_thresh)[0]
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+            keep = remove_small_boxes(boxes, min_size=1e-2)
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+            keep = batched_nms(boxes, scores, labels, self.nms_thresh)[: self.detections_per_img]
+            out_boxes.append(boxes[keep])
+            out_scores.append(scores[keep])
+            out_labels.append(labels[keep])
+        return out_boxes, out_scores, out_labels
 
     def _shifted_targets(self, targets) -> List[Dict[str, torch.Tensor]]:
         """Targets with labels + 1 (0 is background, also for the -1 of idle people), after checking shapes and
