@@ -289,7 +289,7 @@ class TubeRoIHead(RoIHeads):
                 labels.append(target["labels"][:0])
                 matched.append(props[:0])
                 continue
-            iou, index = box_iou(gt, props).max(dim=0) if len(props) else (props[:0, 0], target["labels"][:0])
+            iou, index = box_iou(gt, props).max(dim=0)  # (R,) each; empty when there are no proposals
             extra = torch.where(iou >= self.fg_iou_thresh)[0]
             room = max(self.batch_size_per_image - len(gt), 0)
             extra = extra[torch.randperm(len(extra), device=extra.device)[:room]]
