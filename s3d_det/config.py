@@ -7,8 +7,9 @@ error naming it and the file.
 """
 from __future__ import annotations
 
+import ast
 import os
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 from fvcore.common.config import CfgNode
 
@@ -256,12 +257,16 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Cf
         except KeyError as e:
             raise ConfigError(f"{path}: {e.args[0] if e.args else e} (a key the defaults do not have; see "
                               "s3d_det/config.py)") from None
+        except ValueError as e:  # yacs: a value of another type than the default's
+            raise ConfigError(f"{path} (or a _BASE_ it names): {e}") from None
     if len(overrides) % 2:
         raise ConfigError(f"overrides come in KEY VALUE pairs, got {len(overrides)} items: {list(overrides)}")
     try:
-        cfg.merge_from_list(list(overrides))
+        cfg.merge_from_list(_ints_as_floats(cfg, overrides))
     except (KeyError, AssertionError) as e:  # yacs asserts on unknown keys given as overrides
         raise ConfigError(f"command-line override: {e.args[0] if e.args else e}") from None
+    except ValueError as e:
+        raise ConfigError(f"command-line override: {e}") from None
     for key, choices in CHOICES.items():
         node = cfg
         for part in key.split("."):
@@ -271,6 +276,23 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Cf
                               f"{', '.join(repr(c) for c in choices)}")
     cfg.freeze()
     return cfg
+
+
+def _ints_as_floats(cfg: CfgNode, overrides: Sequence[str]) -> List[str]:
+    """``overrides`` with a whole number given for a float key written as a float (``BASE_LR 1`` -> ``1.0``),
+    which yacs would otherwise refuse as a type mismatch."""
+    out = list(overrides)
+    for i in range(0, len(out) - 1, 2):
+        node = cfg
+        for part in str(out[i]).split("."):
+            node = node.get(part) if isinstance(node, CfgNode) else None
+        try:
+            value = ast.literal_eval(str(out[i + 1]))
+        except (ValueError, SyntaxError):
+            continue
+        if isinstance(node, float) and isinstance(value, int) and not isinstance(value, bool):
+            out[i + 1] = repr(float(value))
+    return out
 
 
 def datasets_root() -> str:

@@ -46,6 +46,18 @@ def test_unknown_keys_name_the_key(tmp_path):
         load_config(str(tmp_path / "nowhere.yaml"))
 
 
+def test_whole_numbers_for_float_keys_and_type_mismatches(tmp_path):
+    cfg = load_config(None, ["MODEL.ROI_HEAD.BOX_REG_LOSS_WEIGHT", "0", "SOLVER.BASE_LR", "1", "SOLVER.MAX_ITER", "7"])
+    assert cfg.MODEL.ROI_HEAD.BOX_REG_LOSS_WEIGHT == 0.0 and type(cfg.MODEL.ROI_HEAD.BOX_REG_LOSS_WEIGHT) is float
+    assert cfg.SOLVER.BASE_LR == 1.0 and type(cfg.SOLVER.BASE_LR) is float
+    assert cfg.SOLVER.MAX_ITER == 7 and type(cfg.SOLVER.MAX_ITER) is int  # int keys stay int
+    with pytest.raises(ConfigError, match="command-line override.*SOLVER.MAX_ITER"):
+        load_config(None, ["SOLVER.MAX_ITER", "2.5"])
+    (tmp_path / "typed.yaml").write_text("SOLVER:\n  MAX_ITER: fast\n")
+    with pytest.raises(ConfigError, match=r"typed\.yaml.*SOLVER\.MAX_ITER"):
+        load_config(str(tmp_path / "typed.yaml"))
+
+
 def test_words_outside_their_choices_name_the_key():
     with pytest.raises(ConfigError, match="SOLVER.OPTIMIZER='lbfgs'.*'sgd', 'adamw'"):
         load_config(None, ["SOLVER.OPTIMIZER", "lbfgs"])
