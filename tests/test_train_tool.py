@@ -208,7 +208,8 @@ def test_bad_config_values_name_the_key(trained, tmp_path):
     assert proc.returncode == 2 and "DATASETS.SYNTHETIC_TEST_VIDEOS" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "fresh").exists()  # refused before anything was written
     proc = run_tool("train_det.py", "--config-file", CONFIG, *SMALL, "OUTPUT_DIR", tmp_path,
-                    "DATALOADER.BACKGROUND_FRAMES", "True", "MODEL.PROPOSALS", "gt", datasets=datasets)
+                    "DATALOADER.BACKGROUND_FRAMES", "True", "MODEL.PROPOSALS", "gt", "DATALOADER.IDLE_HOLD", "0",
+                    datasets=datasets)
     assert proc.returncode == 2 and "DATALOADER.BACKGROUND_FRAMES" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_tool("train_det.py", "--config-file", CONFIG, *SMALL, "OUTPUT_DIR", tmp_path,
                     "DATALOADER.IDLE_HOLD", "-2", datasets=datasets)
