@@ -175,6 +175,10 @@ _C.DATALOADER.BACKGROUND_FRAMES = False
 # Untrimmed videos: on the frames outside a tube, hold its nearest box for this many frames (-1: to the video's
 # ends; 0: off) as a person doing none of the actions: a person for the RPN, background for the action head.
 _C.DATALOADER.IDLE_HOLD = 0
+# With IDLE_HOLD: the idle boxes at most this many frames from their tube stay persons for the RPN but are ignored
+# by the action head (0: none are), as a clip around such a keyframe still shows part of the action (a clip
+# reaches CLIP_LENGTH * CLIP_STRIDE // 2 frames to each side).
+_C.DATALOADER.IDLE_MARGIN = 0
 
 _C.SOLVER = CfgNode()
 # Clips per iteration over all processes.

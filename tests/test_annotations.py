@@ -9,6 +9,7 @@ from s3d_det.data import (
     UnsafePickleError,
     drop_duplicate_tubes,
     idle_boxes,
+    idle_people,
     keyframe_boxes,
     load_gt,
     make_gt,
@@ -170,6 +171,17 @@ def test_idle_boxes_hold_each_tubes_ends():
         idle_boxes(gt, "run/v2", hold=-1)
     with pytest.raises(KeyError, match="nope"):
         idle_boxes(gt, "nope")
+
+
+def test_idle_people_give_each_boxs_distance_from_its_tube():
+    gt = small_gt()
+    people = idle_people(gt, "jump/v1")  # the tube covers frames 2-3 of 6
+    assert {frame: gaps.tolist() for frame, (_, gaps) in people.items()} == {1: [1], 4: [1], 5: [2], 6: [3]}
+    np.testing.assert_array_equal(people[6][0], [[12, 20, 52, 80]])
+    boxes, gaps = idle_people(gt, "run/v2")[3]  # label 1's tube ends on frame 1, label 0's on frame 2
+    np.testing.assert_array_equal(boxes, [[0, 0, 10, 10], [6, 6, 16, 16]])
+    assert gaps.tolist() == [2, 1] and gaps.dtype == np.int64
+    assert sorted(idle_people(gt, "jump/v1", hold=1)) == [1, 4]
 
 
 def test_real_pyannot_pickle_loads_safely(shared_data):

@@ -211,3 +211,17 @@ def test_idle_boxes_are_persons_with_label_minus_one(data):
     assert [short[i]["labels"].tolist() for i in (0, 4, 5)] == [[-1], [-1], []]  # frame 6 is 2 frames away
     with pytest.raises(ValueError, match="idle_hold must be None or at least 0"):
         TrainClipDataset(idle_hold=-1, **kwargs)
+
+
+def test_idle_boxes_near_their_tube_are_ignored_with_a_margin(data):
+    gt, root = data
+    kwargs = dict(gt=gt, frames_root=root, clip_length=2, seed=3, transform=ClipTransform(short_side=H))
+    # run/a acts on frames 2-4 of 6: frames 1 and 5 lie next to its tube (gap 1), frame 6 two frames away
+    ds = TrainClipDataset(idle_hold=None, background_frames=True, idle_margin=1, **kwargs)
+    assert [(ds[i]["frame"], ds[i]["labels"].tolist()) for i in (0, 4, 5)] == [(1, [-2]), (5, [-2]), (6, [-1])]
+    np.testing.assert_allclose(ds[0]["boxes"], [[2, 4, 10, 12]])  # still there, for the RPN
+    assert (ds[6]["video"], ds[6]["frame"], ds[6]["labels"].tolist()) == ("run/b", 1, [1, -1])  # tube 1: frame 3
+    wide = TrainClipDataset(idle_hold=None, background_frames=True, idle_margin=2, **kwargs)
+    assert wide[5]["labels"].tolist() == [-2] and wide[6]["labels"].tolist() == [1, -2]
+    with pytest.raises(ValueError, match="idle_margin must be at least 0, and needs idle_hold"):
+        TrainClipDataset(idle_margin=2, **kwargs)

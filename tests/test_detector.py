@@ -195,8 +195,8 @@ def test_idle_person_label_is_background_for_the_head():
     small = math.log(1 + 2 * math.exp(-5))
     loss = model(batch)["loss_cls"]
     assert loss.item() == pytest.approx((2 * (5 + small) + small) / 3, rel=1e-5)
-    batch["labels"] = [torch.tensor([-2]), torch.tensor([1, 0])]
-    with pytest.raises(ValueError, match=r"labels must be int64 in -1..1"):
+    batch["labels"] = [torch.tensor([-3]), torch.tensor([1, 0])]  # -2 (ignore) is the lowest label
+    with pytest.raises(ValueError, match=r"labels must be int64 in -2..1"):
         model(batch)
 
 

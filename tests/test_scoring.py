@@ -107,6 +107,16 @@ def test_person_samples_are_the_people_and_their_matching_proposals():
     assert rois[0].shape == (0, 4) and labels[0].shape == (0,) and regression[0].shape == (0, 4)
 
 
+def test_person_samples_leave_out_ignored_people_and_their_proposals():
+    head = tiny_head(scoring="person", batch_size_per_image=3).train()
+    gt = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
+    near_0, near_1 = [0.0, 0.0, 10.0, 9.0], [20.0, 20.0, 30.0, 31.0]
+    targets = [{"boxes": gt, "labels": torch.tensor([3, -1])}]  # shifted: action 2, and a person to ignore
+    rois, labels, _ = head._person_samples([torch.tensor([near_1, near_0])], targets)
+    # person 1 and near_1 are left out, and person 1 takes no room: person 0 and near_0 (room for 3)
+    assert rois[0].tolist() == [gt[0].tolist(), near_0] and labels[0].tolist() == [3, 3]
+
+
 def forced(model: ActionDetector) -> ActionDetector:
     """Zero box deltas, logits (0, 5, 0) for every RoI."""
     predictor = model.roi_head.box_predictor
@@ -127,6 +137,19 @@ def test_person_training_samples_no_background(scoring):
     batch["proposals"] = [torch.tensor([[40.0, 0.0, 60.0, 10.0]]), torch.zeros(0, 4)]
     s = math.log(1 + 2 * math.exp(-5))
     expected = (2 * (5 + s) + s) / 3 if scoring == "person" else (3 * (5 + s) + s) / 4
+    assert model(batch)["loss_cls"].item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("scoring", ["joint", "person"])
+def test_ignored_people_train_neither_as_actions_nor_as_background(scoring):
+    """As above, but image 0's person is ignored (-2) and a proposal overlaps it (IoU 0.95): neither trains.
+    "joint" keeps the far box as background: 3 RoIs (5 + s twice, s once); "person" the 2 people of image 1."""
+    model = forced(tiny("given", scoring=scoring)).train()
+    batch = make_batch()
+    batch["labels"] = [torch.tensor([-2]), torch.tensor([1, 0])]
+    batch["proposals"] = [torch.tensor([[10.0, 20.0, 30.0, 39.0], [40.0, 0.0, 60.0, 10.0]]), torch.zeros(0, 4)]
+    s = math.log(1 + 2 * math.exp(-5))
+    expected = ((5 + s) + s) / 2 if scoring == "person" else (2 * (5 + s) + s) / 3
     assert model(batch)["loss_cls"].item() == pytest.approx(expected, rel=1e-5)
 
 

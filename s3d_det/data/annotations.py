@@ -42,6 +42,7 @@ __all__ = [
     "split_videos",
     "keyframe_boxes",
     "idle_boxes",
+    "idle_people",
     "duplicate_tubes",
     "drop_duplicate_tubes",
 ]
@@ -243,7 +244,17 @@ def idle_boxes(gt: Mapping, video: str, hold: Optional[int] = None) -> Dict[int,
     on the frames after it, for at most ``hold`` frames (None: to the video's ends). In untrimmed videos
     (UCF101-24, the synthetic set) these are the actors before and after their actions: people doing none of the
     actions, which a detector may learn as persons that are background. Boxes in the order of ``gttubes[video]``.
+    ``idle_people`` also gives each box's distance from its tube.
     """
+    return {frame: boxes for frame, (boxes, _) in idle_people(gt, video, hold).items()}
+
+
+def idle_people(gt: Mapping, video: str, hold: Optional[int] = None) -> Dict[int, Tuple[np.ndarray, np.ndarray]]:
+    """``idle_boxes`` with each box's distance from its tube: frame (1-based) -> (boxes (n, 4) float32 in original
+    pixels, gaps (n,) int64), the gap being how many frames lie between that frame and the tube's nearest
+    annotated frame, counting the frame itself (1: the frame next to the tube). A clip of ``T`` frames at stride
+    ``s`` around a keyframe reaches ``T * s // 2`` frames to each side: up to that gap it still shows part of
+    the action."""
     if video not in gt["gttubes"]:
         raise KeyError(f"video {video!r} has no entry in gttubes")
     if hold is not None and hold < 0:
@@ -257,10 +268,12 @@ def idle_boxes(gt: Mapping, video: str, hold: Optional[int] = None) -> Dict[int,
             before = range(1 if hold is None else max(1, first - hold), first)
             after = range(last + 1, nframes + 1 if hold is None else min(nframes, last + hold) + 1)
             for frame in before:
-                frames.setdefault(frame, []).append(tube[0, 1:5])
+                frames.setdefault(frame, []).append((tube[0, 1:5], first - frame))
             for frame in after:
-                frames.setdefault(frame, []).append(tube[-1, 1:5])
-    return {frame: np.asarray(boxes, dtype=np.float32).reshape(-1, 4) for frame, boxes in sorted(frames.items())}
+                frames.setdefault(frame, []).append((tube[-1, 1:5], frame - last))
+    return {frame: (np.asarray([b for b, _ in people], dtype=np.float32).reshape(-1, 4),
+                    np.asarray([g for _, g in people], dtype=np.int64))
+            for frame, people in sorted(frames.items())}
 
 
 def duplicate_tubes(gt: Mapping) -> List[Tuple[str, int, int, int]]:

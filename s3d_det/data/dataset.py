@@ -5,7 +5,8 @@ A sample is a dict::
     clip       (3,T,H,W) float32   the clip, normalised for the 3D branch (``norm_3d``)
     keyframe   (3,H,W) float32     the clip's frame at index T // 2, normalised for the 2D branch (``norm_2d``)
     boxes      (N,4) float32       x1,y1,x2,y2 in pixels of the resized (and flipped) keyframe
-    labels     (N,) int64          0-based class indices; -1: a person doing none of the actions (idle boxes)
+    labels     (N,) int64          0-based class indices; -1: a person doing none of the actions (idle boxes);
+                                   -2: a person the action head ignores (idle, but the clip still shows the action)
     video      str                 "<class>/<video>"
     frame      int                 the keyframe, 1-based
     orig_size  (h, w)              the video's frame size
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from .annotations import idle_boxes, keyframe_boxes, split_videos
+from .annotations import idle_people, keyframe_boxes, split_videos
 from .clips import IMAGENET, ClipTransform, Normalize, clip_frames, read_clip
 from .frames import FrameSource, find_frames, open_frames
 
@@ -161,27 +162,33 @@ class TrainClipDataset(ClipDataset):
     nearest box held for at most this many frames (``annotations.idle_boxes``) with label -1: a person doing
     none of the actions. The RPN then still learns these people as persons, and the action head learns them as
     background, where a frame without their box would teach the RPN that they are not people at all.
+    ``idle_margin`` (frames; 0: off) labels the idle boxes at most this many frames from their tube -2 instead:
+    still persons for the RPN, but ignored by the action head, since a clip around such a keyframe still shows
+    part of the action (a clip of T frames at stride s reaches T * s // 2 frames to each side).
     Other keyword arguments: see ``ClipDataset``.
     """
 
     def __init__(self, *, gt: Mapping, frames_root: str, split: int = 1,
                  keyframes_per_video: Optional[int] = None, background_frames: bool = False,
-                 idle_hold: Optional[int] = 0, **kwargs):
+                 idle_hold: Optional[int] = 0, idle_margin: int = 0, **kwargs):
         super().__init__(gt=gt, frames_root=frames_root, videos=split_videos(gt, split, "train"), **kwargs)
         if keyframes_per_video is not None and keyframes_per_video < 1:
             raise ValueError(f"keyframes_per_video must be at least 1 or None, got {keyframes_per_video}")
         if idle_hold is not None and idle_hold < 0:
             raise ValueError(f"idle_hold must be None or at least 0, got {idle_hold}")
+        if idle_margin < 0 or (idle_margin and idle_hold == 0):
+            raise ValueError(f"idle_margin must be at least 0, and needs idle_hold (not 0); got idle_margin "
+                             f"{idle_margin}, idle_hold {idle_hold}")
         self.keyframes_per_video = keyframes_per_video
         self.background_frames = bool(background_frames)
-        self.idle_hold = idle_hold
+        self.idle_hold, self.idle_margin = idle_hold, int(idle_margin)
         if idle_hold != 0:
             for video in self.videos:
                 acting = self.annotations[video]
-                for frame, idle in idle_boxes(gt, video, idle_hold).items():
+                for frame, (idle, gaps) in idle_people(gt, video, idle_hold).items():
                     boxes, labels = acting.get(frame, _NO_BOXES)
                     acting[frame] = (np.concatenate([boxes, idle]),
-                                     np.concatenate([labels, np.full(len(idle), -1, np.int64)]))
+                                     np.concatenate([labels, np.where(gaps <= self.idle_margin, -2, -1)]))
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:

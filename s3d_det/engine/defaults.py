@@ -80,6 +80,10 @@ def build_datasets(cfg, gt: Mapping, root: str) -> Tuple[TrainClipDataset, TestC
     if cfg.DATALOADER.IDLE_HOLD < -1:
         raise ConfigError(f"DATALOADER.IDLE_HOLD must be -1 (to the video's ends), 0 (off) or a number of frames, "
                           f"got {cfg.DATALOADER.IDLE_HOLD}")
+    if cfg.DATALOADER.IDLE_MARGIN < 0 or (cfg.DATALOADER.IDLE_MARGIN and not cfg.DATALOADER.IDLE_HOLD):
+        raise ConfigError(f"DATALOADER.IDLE_MARGIN must be at least 0 frames, and above 0 needs DATALOADER.IDLE_HOLD "
+                          f"(-1 or a number of frames); got IDLE_MARGIN {cfg.DATALOADER.IDLE_MARGIN}, IDLE_HOLD "
+                          f"{cfg.DATALOADER.IDLE_HOLD}")
     if not 0 <= cfg.INPUT.HUE <= 0.5:
         raise ConfigError(f"INPUT.HUE must lie in [0, 0.5] (turns of the colour wheel), got {cfg.INPUT.HUE}")
     common = dict(clip_length=cfg.INPUT.CLIP_LENGTH, clip_stride=cfg.INPUT.CLIP_STRIDE, boundary=cfg.INPUT.BOUNDARY,
@@ -94,7 +98,8 @@ def build_datasets(cfg, gt: Mapping, root: str) -> Tuple[TrainClipDataset, TestC
                              flip_labels=flip_labels,
                              keyframes_per_video=cfg.DATALOADER.KEYFRAMES_PER_VIDEO or None,
                              background_frames=cfg.DATALOADER.BACKGROUND_FRAMES,
-                             idle_hold=None if cfg.DATALOADER.IDLE_HOLD == -1 else cfg.DATALOADER.IDLE_HOLD, **common)
+                             idle_hold=None if cfg.DATALOADER.IDLE_HOLD == -1 else cfg.DATALOADER.IDLE_HOLD,
+                             idle_margin=cfg.DATALOADER.IDLE_MARGIN, **common)
     test = TestClipDataset(gt=gt, frames_root=root, split=cfg.DATASETS.SPLIT, transform=test_tf, **common)
     return train, test
 

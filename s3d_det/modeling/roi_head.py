@@ -169,7 +169,8 @@ class TubeRoIHead(RoIHeads):
     Forward: features (B, C, T', h, w); proposals, a list of B tensors (R_b, 4) x1, y1, x2, y2 in pixels of the
     resized, padded keyframe; image_sizes, a list of B (h, w), the keyframes' sizes before padding; targets
     (training only), a list of B dicts {"boxes": (N_b, 4) float, same frame, "labels": (N_b,) int64 0-based
-    actions, or -1 for a person doing none of them: background, or "no action" under "person"};
+    actions, or -1 for a person doing none of them: background, or "no action" under "person"; -2 for a person
+    to ignore: no RoI matched to it (IoU at least ``fg_iou_thresh``) is trained on, nor is the box itself};
     proposal_scores (eval, "person" only; optional), a list of B (R_b,) person scores in [0, 1]. In training
     the GT boxes are appended to the proposals (as torchvision does) and it returns {"loss_cls",
     "loss_box_reg"}: cross-entropy over C + 1 (target action + 1, background 0) and smooth-L1 (beta 1/9) summed
@@ -279,8 +280,9 @@ class TubeRoIHead(RoIHeads):
 
     def _person_samples(self, proposals: List[torch.Tensor], targets: List[Dict[str, torch.Tensor]]):
         """"person" training RoIs: per keyframe its GT boxes, then proposals with IoU >= ``fg_iou_thresh`` with
-        a GT box, drawn at random, up to ``batch_size_per_image``. Returns (RoIs, a list of B (S_b, 4); labels,
-        a list of B (S_b,) int64, the matched person's action + 1 or 0; regression targets, B (S_b, 4))."""
+        a GT box, drawn at random, up to ``batch_size_per_image``; ignored people (shifted label -1) and the
+        proposals matched to them are left out. Returns (RoIs, a list of B (S_b, 4); labels, a list of B (S_b,) int64,
+        the matched person's action + 1 or 0; regression targets, B (S_b, 4))."""
         rois, labels, matched = [], [], []
         for props, target in zip(proposals, targets):
             gt = target["boxes"].to(props.dtype)
@@ -290,11 +292,12 @@ class TubeRoIHead(RoIHeads):
                 matched.append(props[:0])
                 continue
             iou, index = box_iou(gt, props).max(dim=0)  # (R,) each; empty when there are no proposals
-            extra = torch.where(iou >= self.fg_iou_thresh)[0]
-            room = max(self.batch_size_per_image - len(gt), 0)
+            known = target["labels"] >= 0  # the -1 (shifted) of ignored people: neither they nor their RoIs
+            extra = torch.where((iou >= self.fg_iou_thresh) & known[index])[0]
+            room = max(self.batch_size_per_image - int(known.sum()), 0)
             extra = extra[torch.randperm(len(extra), device=extra.device)[:room]]
-            index = torch.cat([torch.arange(len(gt), device=gt.device), index[extra]])
-            rois.append(torch.cat([gt, props[extra]]))
+            index = torch.cat([torch.where(known)[0], index[extra]])
+            rois.append(torch.cat([gt[known], props[extra]]))
             labels.append(target["labels"][index])
             matched.append(gt[index])
         return rois, labels, self.box_coder.encode(matched, rois)
@@ -323,8 +326,9 @@ class TubeRoIHead(RoIHeads):
         return out_boxes, out_scores, out_labels
 
     def _shifted_targets(self, targets) -> List[Dict[str, torch.Tensor]]:
-        """Targets with labels + 1 (0 is background, also for the -1 of idle people), after checking shapes and
-        the label range."""
+        """Targets with labels + 1 (0 is background, also for the -1 of idle people; -1 for the -2 of ignored
+        people, which torchvision's sampler skips as it skips RoIs between its IoU thresholds), after checking
+        shapes and the label range."""
         if targets is None:
             raise ValueError("the head needs targets (GT boxes and labels) in training mode")
         shifted = []
@@ -333,9 +337,9 @@ class TubeRoIHead(RoIHeads):
             if boxes.dim() != 2 or boxes.shape[1] != 4 or labels.shape != (len(boxes),):
                 raise ValueError(f"targets of image {i}: expected boxes (N, 4) and labels (N,), got "
                                  f"{tuple(boxes.shape)} and {tuple(labels.shape)}")
-            if labels.dtype != torch.int64 or (len(labels) and not -1 <= int(labels.min()) <= int(labels.max())
+            if labels.dtype != torch.int64 or (len(labels) and not -2 <= int(labels.min()) <= int(labels.max())
                                               < self.num_classes):
-                raise ValueError(f"targets of image {i}: labels must be int64 in -1..{self.num_classes - 1}, got "
+                raise ValueError(f"targets of image {i}: labels must be int64 in -2..{self.num_classes - 1}, got "
                                  f"{labels.tolist()} ({labels.dtype})")
             shifted.append({"boxes": boxes, "labels": labels + 1})
         return shifted
