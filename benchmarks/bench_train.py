@@ -10,9 +10,11 @@ Each config (default: ``configs/synthetic/s3dg_tiny.yaml`` and its i2d, i3d and 
 one fixed batch made of the config's input size: ``SOLVER.BATCH_SIZE`` clips of ``INPUT.CLIP_LENGTH`` frames,
 shorter side the first ``INPUT.SHORT_SIDE_TRAIN``, 4:3, each with two person boxes. A fixed batch measures the
 model alone; ``--with-loader`` also times steps fed by the real data loader on the synthetic set (made under
-``$S3D_DET_DATASETS`` on first use), which is what the quick start sees. After ``--warmup`` steps, ``--iters``
-steps are timed ``--repeats`` times; the table gives the median iterations/s and clips/s, and on CUDA the
-peak memory. On the CPU, torch uses one thread per core (``--threads``), as train_det.py does with 0 workers.
+``$S3D_DET_DATASETS`` on first use), which is what the quick start sees. Every config is built and given
+``--warmup`` steps first; then come ``--repeats`` rounds, each timing ``--iters`` steps of every config in
+turn, so the configs are compared side by side under the same machine load. The table gives the median
+iterations/s and clips/s, and on CUDA the peak memory (with several configs, their resident weights count in
+each other's peaks). On the CPU, torch uses one thread per core (``--threads``), as train_det.py does with 0 workers.
 
 The figures in README.md come from this script; the machine is printed with them.
 """
@@ -77,25 +79,21 @@ def fixed_batch(cfg, num_classes: int, generator: torch.Generator) -> Dict:
             "labels": [torch.randint(0, num_classes, (2,), generator=generator) for _ in range(b)]}
 
 
-def time_steps(trainer: Trainer, batches, *, iters: int, warmup: int, repeats: int, device) -> List[float]:
-    """Seconds per step, one median-able figure per repeat."""
-    trainer.model.train()
-    for i in range(warmup):
+def time_block(trainer: Trainer, batches, *, iters: int, device) -> float:
+    """Seconds per step over ``iters`` steps."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for i in range(iters):
         trainer.run_step(next(batches), i)
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for i in range(iters):
-            trainer.run_step(next(batches), i)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - start) / iters)
-    return times
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / iters
 
 
-def bench_config(path: str, args, device: torch.device, tmp: str) -> Dict:
+def prepare_config(path: str, args, device: torch.device, tmp: str) -> Dict:
+    """The config's trainer (random weights) and its batch streams: "fixed" (one batch, again and again) and,
+    with ``--with-loader``, "loader" (the real training loader on the synthetic set); each warmed up."""
     from s3d_det.engine.defaults import batch_collate, build_datasets, build_model, load_dataset_gt
 
     cfg = load_config(path, list(args.opts) + ["MODEL.DEVICE", device.type])
@@ -117,16 +115,7 @@ def bench_config(path: str, args, device: torch.device, tmp: str) -> Dict:
         while True:
             yield batch
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    times = time_steps(trainer, repeat(), iters=args.iters, warmup=args.warmup, repeats=args.repeats,
-                       device=device)
-    row = {"config": path, "batch": cfg.SOLVER.BATCH_SIZE,
-           "input": f"{cfg.INPUT.CLIP_LENGTH}x{int(cfg.INPUT.SHORT_SIDE_TRAIN[0])}",
-           "iters_per_s": 1 / statistics.median(times), "step_s": times}
-    row["clips_per_s"] = row["iters_per_s"] * cfg.SOLVER.BATCH_SIZE
-    if device.type == "cuda":
-        row["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
+    streams = {"fixed": repeat()}
     if args.with_loader:
         gt, root = load_dataset_gt(cfg)
         train_set, _ = build_datasets(cfg, gt, root)
@@ -138,10 +127,41 @@ def bench_config(path: str, args, device: torch.device, tmp: str) -> Dict:
             while True:
                 yield from loader
 
-        times = time_steps(trainer, forever(), iters=args.iters, warmup=args.warmup, repeats=args.repeats,
-                           device=device)
-        row["loader_iters_per_s"] = 1 / statistics.median(times)
-    return row
+        streams["loader"] = forever()
+    trainer.model.train()
+    for stream in streams.values():
+        for i in range(args.warmup):
+            trainer.run_step(next(stream), i)
+    return {"config": path, "batch": cfg.SOLVER.BATCH_SIZE,
+            "input": f"{cfg.INPUT.CLIP_LENGTH}x{int(cfg.INPUT.SHORT_SIDE_TRAIN[0])}",
+            "trainer": trainer, "streams": streams, "step_s": {name: [] for name in streams}}
+
+
+def bench_configs(paths: Sequence[str], args, device: torch.device, tmp: str) -> List[Dict]:
+    """Every config prepared first, then ``--repeats`` rounds, each timing one block of ``--iters`` steps per
+    config and stream in turn: a slow spell of the machine then falls on every config alike, so their ratios
+    hold even where the absolute figures drift."""
+    runs = [prepare_config(path, args, device, tmp) for path in paths]
+    for _ in range(args.repeats):
+        for run in runs:
+            for name, stream in run["streams"].items():
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                run["step_s"][name].append(time_block(run["trainer"], stream, iters=args.iters, device=device))
+                if device.type == "cuda":
+                    run["peak"] = max(run.get("peak", 0), torch.cuda.max_memory_allocated(device))
+    rows = []
+    for run in runs:
+        row = {k: run[k] for k in ("config", "batch", "input", "step_s")}
+        row["iters_per_s"] = 1 / statistics.median(run["step_s"]["fixed"])
+        row["clips_per_s"] = row["iters_per_s"] * row["batch"]
+        if "loader" in run["step_s"]:
+            row["loader_iters_per_s"] = 1 / statistics.median(run["step_s"]["loader"])
+        if "peak" in run:  # includes the weights and optimizer state of the other configs, resident too
+            row["peak_mem_gib"] = run["peak"] / 2 ** 30
+        rows.append(row)
+        print(f"  {row['config']}: {row['iters_per_s']:.2f} it/s", file=sys.stderr, flush=True)
+    return rows
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -153,11 +173,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
     print(f"training step speed on {device.type} ({machine}), torch {torch.__version__}; median of "
           f"{args.repeats} x {args.iters} steps after {args.warmup} warm-up steps")
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for path in args.configs:
-            rows.append(bench_config(path, args, device, tmp))
-            print(f"  {path}: {rows[-1]['iters_per_s']:.2f} it/s", file=sys.stderr, flush=True)
+        rows = bench_configs(args.configs, args, device, tmp)
     headers = ["config", "batch", "T x short side", "it/s", "clips/s"]
     table = [[os.path.basename(r["config"]), r["batch"], r["input"], f"{r['iters_per_s']:.2f}",
               f"{r['clips_per_s']:.1f}"] for r in rows]
