@@ -140,6 +140,18 @@ def test_boxes_come_back_in_original_pixels():
     np.testing.assert_allclose(big[:, 4:], 2 * small[:, 4:], atol=0.2)
 
 
+def test_smooth_frames_smooths_each_videos_detections():
+    from s3d_det.engine.smoothing import smooth_rows
+
+    model = tiny_detector("i2d")
+    plain, _ = run(model, 9, mode="per_keyframe")
+    smoothed, _ = run(model, 9, mode="per_keyframe", smooth_frames=2)
+    expected = smooth_rows(plain, {0: 9}, window=2)
+    expected = expected[np.lexsort((-expected[:, 3], expected[:, 1]))]
+    assert len(plain) > 9 and not np.allclose(smoothed[:, 3], plain[:, 3])
+    np.testing.assert_allclose(smoothed, expected, atol=1e-6)
+
+
 def test_bad_input_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothing_here.mp4"):
         open_video(str(tmp_path / "nothing_here.mp4"))

@@ -238,7 +238,7 @@ def evaluate_split(config_file: str, weights: str, split: Optional[int], args) -
     model = build_model(cfg, num_classes=len(gt["labels"])).to(device).eval()
     if args.inference == "loader":
         dets = detect_videos(model, test_set, batch_size=cfg.TEST.BATCH_SIZE, num_workers=cfg.DATALOADER.NUM_WORKERS,
-                             collate_fn=batch_collate(cfg), device=device)
+                             collate_fn=batch_collate(cfg), device=device, smooth_frames=cfg.TEST.SMOOTH_FRAMES)
     else:
         from s3d_det.engine.inference import VideoDetector, detect_dataset
 

@@ -66,7 +66,7 @@ def main(args) -> None:
         result = evaluate_detector(m, test_set, gt, output_dir=cfg.OUTPUT_DIR, protocol=cfg.TEST.PROTOCOL,
                                    iou=cfg.TEST.IOU, with_video_map=cfg.TEST.VIDEO_MAP,
                                    batch_size=cfg.TEST.BATCH_SIZE, num_workers=cfg.DATALOADER.NUM_WORKERS,
-                                   collate_fn=collate_fn, device=device)
+                                   collate_fn=collate_fn, device=device, smooth_frames=cfg.TEST.SMOOTH_FRAMES)
         metrics = {"frame_mAP": result["frame_mAP"]}
         if result["video_mAP"]:
             metrics.update({f"video_mAP@{k}": v for k, v in result["video_mAP"].items()})

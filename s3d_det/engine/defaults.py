@@ -84,6 +84,9 @@ def build_datasets(cfg, gt: Mapping, root: str) -> Tuple[TrainClipDataset, TestC
         raise ConfigError(f"DATALOADER.IDLE_MARGIN must be at least 0 frames, and above 0 needs DATALOADER.IDLE_HOLD "
                           f"(-1 or a number of frames); got IDLE_MARGIN {cfg.DATALOADER.IDLE_MARGIN}, IDLE_HOLD "
                           f"{cfg.DATALOADER.IDLE_HOLD}")
+    if cfg.TEST.SMOOTH_FRAMES < 0:
+        raise ConfigError(f"TEST.SMOOTH_FRAMES must be at least 0 (frames to each side; 0: off), got "
+                          f"{cfg.TEST.SMOOTH_FRAMES}")
     if not 0 <= cfg.INPUT.HUE <= 0.5:
         raise ConfigError(f"INPUT.HUE must lie in [0, 0.5] (turns of the colour wheel), got {cfg.INPUT.HUE}")
     common = dict(clip_length=cfg.INPUT.CLIP_LENGTH, clip_stride=cfg.INPUT.CLIP_STRIDE, boundary=cfg.INPUT.BOUNDARY,

@@ -19,6 +19,7 @@ from s3d_det.modeling.detector import detections_to_rows
 from s3d_det.utils.io import write_json
 
 from .distributed import all_gather, get_rank, get_world_size, is_main_process
+from .smoothing import smooth_rows
 from .trainer import to_device
 
 __all__ = ["detect_videos", "score_detections", "evaluate_detector"]
@@ -26,9 +27,11 @@ __all__ = ["detect_videos", "score_detections", "evaluate_detector"]
 
 @torch.no_grad()
 def detect_videos(model: torch.nn.Module, dataset, *, batch_size: int = 4, num_workers: int = 0,
-                  collate_fn=None, device="cpu", progress: bool = True) -> Detections:
+                  collate_fn=None, device="cpu", progress: bool = True, smooth_frames: int = 0) -> Detections:
     """Detections of ``model`` (in eval mode) on every sample of ``dataset`` (a ``TestClipDataset``):
-    ``Detections(videos=dataset.videos, frame_dets (N, 8))`` in original frame pixels, on every process."""
+    ``Detections(videos=dataset.videos, frame_dets (N, 8))`` in original frame pixels, on every process, rows by
+    video, frame, then score. ``smooth_frames`` > 0 smooths the scores over that many frames to each side
+    (``smoothing.smooth_rows``) once every frame is detected."""
     rank, world = get_rank(), get_world_size()
     shard = Subset(dataset, range(rank, len(dataset), world))
     loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_fn)
@@ -42,6 +45,9 @@ def detect_videos(model: torch.nn.Module, dataset, *, batch_size: int = 4, num_w
     model.train(was_training)
     rows = np.concatenate(rows) if rows else np.zeros((0, 8))
     gathered = np.concatenate(all_gather(rows)) if world > 1 else rows
+    if smooth_frames:
+        gathered = smooth_rows(gathered, {i: dataset.nframes[v] for i, v in enumerate(dataset.videos)},
+                               window=smooth_frames)
     order = np.lexsort((-gathered[:, 3], gathered[:, 1], gathered[:, 0]))  # by video, frame, score: any shard count
     return Detections(videos=list(dataset.videos), frame_dets=gathered[order])
 
@@ -58,11 +64,11 @@ def score_detections(gt: Mapping, dets: Detections, *, protocol: str = "act", io
 def evaluate_detector(model: torch.nn.Module, dataset, gt: Mapping, *, output_dir: Optional[str] = None,
                       protocol: str = "act", iou: float = 0.5, with_video_map: bool = False,
                       batch_size: int = 4, num_workers: int = 0, collate_fn=None, device="cpu",
-                      progress: bool = True) -> Dict:
-    """Detects on ``dataset`` and scores it against ``gt``. With ``output_dir``, rank 0 writes
-    ``detections.npz`` and ``frame_map.json`` there (atomically). Returns the scores on every process."""
+                      progress: bool = True, smooth_frames: int = 0) -> Dict:
+    """Detects on ``dataset`` (``detect_videos``, with ``smooth_frames``) and scores it against ``gt``. With
+    ``output_dir``, rank 0 writes ``detections.npz`` and ``frame_map.json`` there (atomically). Returns the scores on every process."""
     dets = detect_videos(model, dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_fn,
-                         device=device, progress=progress)
+                         device=device, progress=progress, smooth_frames=smooth_frames)
     result = score_detections(gt, dets, protocol=protocol, iou=iou, with_video_map=with_video_map)
     if output_dir and is_main_process():
         save_detections(os.path.join(output_dir, "detections.npz"), dets)

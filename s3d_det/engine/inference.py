@@ -39,6 +39,7 @@ from s3d_det.evaluation.detections import Detections
 from s3d_det.modeling.detector import detections_to_rows
 
 from .distributed import all_gather, get_rank, get_world_size, is_main_process
+from .smoothing import smooth_rows
 
 __all__ = ["MODES", "open_video", "VideoDetector", "detect_dataset"]
 
@@ -111,6 +112,8 @@ class VideoDetector:
             edge of its window (default: up to ``clip_length // 2``, as far as the window allows).
         device: where the model runs.
         amp_dtype (torch.dtype, optional): autocast dtype (e.g. ``torch.bfloat16`` on CUDA).
+        smooth_frames (int): once every frame of the video is detected, smooth the scores over this many frames
+            to each side (``smoothing.smooth_rows``; ``TEST.SMOOTH_FRAMES``); 0: off.
 
     Calling it on a ``FrameSource`` returns the detections of every frame as interchange rows (N, 8) float64
     ``video_index, frame (1-based), label (0-based), score, x1, y1, x2, y2`` in pixels of the original frames,
@@ -123,7 +126,7 @@ class VideoDetector:
                  short_side: int = 240, max_size: Optional[int] = 1333, size_divisible: int = 32,
                  norm_2d: Normalize = IMAGENET, norm_3d: Normalize = Normalize(), mode: str = "shared",
                  batch_size: int = 8, window: Optional[int] = None, context: Optional[int] = None, device="cpu",
-                 amp_dtype: Optional[torch.dtype] = None):
+                 amp_dtype: Optional[torch.dtype] = None, smooth_frames: int = 0):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         if getattr(model, "proposals", None) != "rpn":
@@ -132,6 +135,9 @@ class VideoDetector:
         clip_frames(1, 1, clip_length, clip_stride, boundary)  # checks the clip arguments
         if batch_size < 1 or size_divisible < 1:
             raise ValueError(f"batch_size and size_divisible must be at least 1, got {batch_size}, {size_divisible}")
+        if smooth_frames < 0:
+            raise ValueError(f"smooth_frames must be at least 0 (frames to each side; 0: off), got {smooth_frames}")
+        self.smooth_frames = int(smooth_frames)
         self.model = model.eval()
         self.clip_length, self.clip_stride, self.boundary = clip_length, clip_stride, boundary
         self.short_side, self.max_size, self.size_divisible = short_side, max_size, size_divisible
@@ -158,6 +164,7 @@ class VideoDetector:
     @classmethod
     def from_config(cls, model: torch.nn.Module, cfg, **kwargs) -> "VideoDetector":
         """The detector with ``cfg``'s test input (``INPUT.*``, ``TEST.BATCH_SIZE``, ``TEST.WINDOW``,
+        ``TEST.SMOOTH_FRAMES``,
         ``SOLVER.AMP_DTYPE`` on CUDA, ``MODEL.DEVICE``); ``kwargs`` override any argument."""
         device = torch.device(cfg.MODEL.DEVICE if cfg.MODEL.DEVICE != "cuda" or torch.cuda.is_available() else "cpu")
         amp = getattr(torch, cfg.SOLVER.AMP_DTYPE) if cfg.SOLVER.AMP_DTYPE and device.type == "cuda" else None
@@ -165,7 +172,8 @@ class VideoDetector:
                     short_side=cfg.INPUT.SHORT_SIDE_TEST, max_size=cfg.INPUT.MAX_SIZE,
                     size_divisible=cfg.INPUT.SIZE_DIVISIBLE or 1,
                     norm_3d=Normalize.from_preset(cfg.INPUT.NORM_3D) if cfg.INPUT.NORM_3D else Normalize(),
-                    batch_size=cfg.TEST.BATCH_SIZE, window=cfg.TEST.WINDOW, device=device, amp_dtype=amp)
+                    batch_size=cfg.TEST.BATCH_SIZE, window=cfg.TEST.WINDOW, device=device, amp_dtype=amp,
+                    smooth_frames=cfg.TEST.SMOOTH_FRAMES)
         args.update(kwargs)
         return cls(model, **args)
 
@@ -190,6 +198,8 @@ class VideoDetector:
                 bar.update(len(keyframes))
         self.stats.update(decoded=source.decode_count - decoded, max_frames_held=cache.max_held)
         rows = np.concatenate(rows)
+        if self.smooth_frames:
+            rows = smooth_rows(rows, {video_index: n}, window=self.smooth_frames)
         return rows[np.lexsort((-rows[:, 3], rows[:, 1]))]
 
     # -- the two modes: each yields (keyframes, their resized frames, clip (B, 3, T, H, W) or None, features

@@ -1,0 +1,74 @@
+"""Temporal smoothing of frame detections: each detection's score averaged along its action over nearby frames.
+
+A detection of action c at frame f with box b and score s gets the mean, over the frames f' of the video within
+``window`` frames of f, of s on f itself and elsewhere of the highest score among the detections of c on f' whose
+box overlaps b with IoU at least ``iou`` (0 where none does). Frames outside the video do not count: near its ends the mean runs
+over fewer frames. Boxes and labels are kept; only scores change. This is the frame-level counterpart of scoring
+a tubelet by its mean (ACT): a person's action holds over many frames, a false detection rarely does.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from s3d_det.evaluation.detections import Detections
+
+__all__ = ["smooth_rows", "smooth_scores"]
+
+
+def _iou(boxes: np.ndarray) -> np.ndarray:
+    """(N, N) IoU of (N, 4) x1, y1, x2, y2 boxes (torchvision's convention: width = x2 - x1)."""
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    lt = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    rb = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    union = area[:, None] + area[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def smooth_rows(rows: np.ndarray, nframes: Mapping[int, int], *, window: int, iou: float = 0.5) -> np.ndarray:
+    """Interchange rows (N, 8) ``video_index, frame, label, score, x1, y1, x2, y2`` with every score replaced by
+    its temporal mean (module docstring), in the same order. ``nframes`` maps each video index of the rows to its
+    number of frames; ``window`` is frames to each side (0: a copy, unchanged); ``iou`` the least IoU for a
+    detection on another frame to count as the same person."""
+    if window < 0:
+        raise ValueError(f"window must be at least 0 frames, got {window}")
+    if not 0 < iou <= 1:
+        raise ValueError(f"iou must lie in (0, 1], got {iou}")
+    rows = np.array(rows, dtype=np.float64).reshape(-1, 8)
+    if window == 0 or len(rows) == 0:
+        return rows
+    missing = sorted(set(np.unique(rows[:, 0]).astype(int).tolist()) - set(int(k) for k in nframes))
+    if missing:
+        raise KeyError(f"no frame count for video index(es) {missing[:5]} of the detections")
+    smoothed = rows[:, 3].copy()
+    order = np.lexsort((rows[:, 1], rows[:, 2], rows[:, 0]))  # by video, label, frame
+    keys = rows[order][:, [0, 2]]
+    starts = np.flatnonzero(np.r_[True, np.any(keys[1:] != keys[:-1], axis=1)])
+    for lo, hi in zip(starts, np.r_[starts[1:], len(order)]):
+        idx = order[lo:hi]
+        frame, score = rows[idx, 1].astype(np.int64), rows[idx, 3]
+        last = int(nframes[int(rows[idx[0], 0])])
+        if frame.min() < 1 or frame.max() > last:
+            raise ValueError(f"video index {int(rows[idx[0], 0])}: detections on frame(s) outside 1..{last}")
+        overlap = _iou(rows[idx, 4:8]) >= iou
+        total = score.copy()
+        for d in (d for d in range(-window, window + 1) if d):  # per offset, the best overlapping detection there
+            hit = overlap & (frame[None, :] == frame[:, None] + d)
+            total += np.max(np.where(hit, score[None, :], 0.0), axis=1)
+        span = np.minimum(frame + window, last) - np.maximum(frame - window, 1) + 1
+        smoothed[idx] = total / span
+    rows[:, 3] = smoothed
+    return rows
+
+
+def smooth_scores(dets: Detections, nframes: Mapping[str, int], *, window: int, iou: float = 0.5) -> Detections:
+    """``dets`` with every score smoothed by ``smooth_rows``; ``nframes`` maps video names (the GT's
+    ``nframes``) to frame counts. Rows keep their order; tubes, if any, are dropped (linked from the old
+    scores)."""
+    missing = [v for v in dets.videos if v not in nframes]
+    if missing:
+        raise KeyError(f"nframes has no entry for video(s) {missing[:3]} of the detections")
+    counts = {i: int(nframes[v]) for i, v in enumerate(dets.videos)}
+    return Detections(videos=dets.videos, frame_dets=smooth_rows(dets.frame_dets, counts, window=window, iou=iou))
