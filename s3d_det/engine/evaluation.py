@@ -66,7 +66,8 @@ def evaluate_detector(model: torch.nn.Module, dataset, gt: Mapping, *, output_di
                       batch_size: int = 4, num_workers: int = 0, collate_fn=None, device="cpu",
                       progress: bool = True, smooth_frames: int = 0) -> Dict:
     """Detects on ``dataset`` (``detect_videos``, with ``smooth_frames``) and scores it against ``gt``. With
-    ``output_dir``, rank 0 writes ``detections.npz`` and ``frame_map.json`` there (atomically). Returns the scores on every process."""
+    ``output_dir``, rank 0 writes ``detections.npz`` and ``frame_map.json`` there (atomically). Returns the
+    scores on every process."""
     dets = detect_videos(model, dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_fn,
                          device=device, progress=progress, smooth_frames=smooth_frames)
     result = score_detections(gt, dets, protocol=protocol, iou=iou, with_video_map=with_video_map)

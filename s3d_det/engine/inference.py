@@ -164,8 +164,7 @@ class VideoDetector:
     @classmethod
     def from_config(cls, model: torch.nn.Module, cfg, **kwargs) -> "VideoDetector":
         """The detector with ``cfg``'s test input (``INPUT.*``, ``TEST.BATCH_SIZE``, ``TEST.WINDOW``,
-        ``TEST.SMOOTH_FRAMES``,
-        ``SOLVER.AMP_DTYPE`` on CUDA, ``MODEL.DEVICE``); ``kwargs`` override any argument."""
+        ``TEST.SMOOTH_FRAMES``, ``SOLVER.AMP_DTYPE`` on CUDA, ``MODEL.DEVICE``); ``kwargs`` override any argument."""
         device = torch.device(cfg.MODEL.DEVICE if cfg.MODEL.DEVICE != "cuda" or torch.cuda.is_available() else "cpu")
         amp = getattr(torch, cfg.SOLVER.AMP_DTYPE) if cfg.SOLVER.AMP_DTYPE and device.type == "cuda" else None
         args = dict(clip_length=cfg.INPUT.CLIP_LENGTH, clip_stride=cfg.INPUT.CLIP_STRIDE, boundary=cfg.INPUT.BOUNDARY,

@@ -2,29 +2,22 @@
 
 A detection of action c at frame f with box b and score s gets the mean, over the frames f' of the video within
 ``window`` frames of f, of s on f itself and elsewhere of the highest score among the detections of c on f' whose
-box overlaps b with IoU at least ``iou`` (0 where none does). Frames outside the video do not count: near its ends the mean runs
-over fewer frames. Boxes and labels are kept; only scores change. This is the frame-level counterpart of scoring
-a tubelet by its mean (ACT): a person's action holds over many frames, a false detection rarely does.
+box overlaps b with IoU at least ``iou`` (0 where none does). Frames outside the video do not count: near its
+ends the mean runs over fewer frames. Boxes and labels are kept; only scores change. This is the frame-level
+counterpart of scoring a tubelet by its mean (ACT): a person's action holds over many frames, a false detection
+rarely does.
 """
 from __future__ import annotations
 
 from typing import Mapping
 
 import numpy as np
+import torch
+from torchvision.ops import box_iou
 
 from s3d_det.evaluation.detections import Detections
 
 __all__ = ["smooth_rows", "smooth_scores"]
-
-
-def _iou(boxes: np.ndarray) -> np.ndarray:
-    """(N, N) IoU of (N, 4) x1, y1, x2, y2 boxes (torchvision's convention: width = x2 - x1)."""
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    lt = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
-    rb = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    union = area[:, None] + area[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def smooth_rows(rows: np.ndarray, nframes: Mapping[int, int], *, window: int, iou: float = 0.5) -> np.ndarray:
@@ -52,9 +45,10 @@ def smooth_rows(rows: np.ndarray, nframes: Mapping[int, int], *, window: int, io
         last = int(nframes[int(rows[idx[0], 0])])
         if frame.min() < 1 or frame.max() > last:
             raise ValueError(f"video index {int(rows[idx[0], 0])}: detections on frame(s) outside 1..{last}")
-        overlap = _iou(rows[idx, 4:8]) >= iou
-        total = score.copy()
-        for d in (d for d in range(-window, window + 1) if d):  # per offset, the best overlapping detection there
+        boxes = torch.from_numpy(rows[idx, 4:8])
+        overlap = (box_iou(boxes, boxes) >= iou).numpy()
+        total = score.copy()  # the detection's own frame: its own score
+        for d in [*range(-window, 0), *range(1, window + 1)]:  # each other frame: the best overlapping detection
             hit = overlap & (frame[None, :] == frame[:, None] + d)
             total += np.max(np.where(hit, score[None, :], 0.0), axis=1)
         span = np.minimum(frame + window, last) - np.maximum(frame - window, 1) + 1

@@ -281,8 +281,8 @@ class TubeRoIHead(RoIHeads):
     def _person_samples(self, proposals: List[torch.Tensor], targets: List[Dict[str, torch.Tensor]]):
         """"person" training RoIs: per keyframe its GT boxes, then proposals with IoU >= ``fg_iou_thresh`` with
         a GT box, drawn at random, up to ``batch_size_per_image``; ignored people (shifted label -1) and the
-        proposals matched to them are left out. Returns (RoIs, a list of B (S_b, 4); labels, a list of B (S_b,) int64,
-        the matched person's action + 1 or 0; regression targets, B (S_b, 4))."""
+        proposals matched to them are left out. Returns (RoIs, a list of B (S_b, 4); labels, a list of B (S_b,)
+        int64, the matched person's action + 1 or 0; regression targets, B (S_b, 4))."""
         rois, labels, matched = [], [], []
         for props, target in zip(proposals, targets):
             gt = target["boxes"].to(props.dtype)
