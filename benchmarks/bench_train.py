@@ -15,6 +15,8 @@ model alone; ``--with-loader`` also times steps fed by the real data loader on t
 turn, so the configs are compared side by side under the same machine load. The table gives the median
 iterations/s and clips/s, and on CUDA the peak memory (with several configs, their resident weights count in
 each other's peaks). On the CPU, torch uses one thread per core (``--threads``), as train_det.py does with 0 workers.
+A config that changes its model during training (``SOLVER.FREEZE_2D_AT``) is timed twice: as it starts, and, in
+a row named "from iteration N", with every change made (as from iteration N on).
 
 The figures in README.md come from this script; the machine is printed with them.
 """
@@ -91,10 +93,11 @@ def time_block(trainer: Trainer, batches, *, iters: int, device) -> float:
     return (time.perf_counter() - start) / iters
 
 
-def prepare_config(path: str, args, device: torch.device, tmp: str) -> Dict:
+def prepare_config(path: str, args, device: torch.device, tmp: str, changed: bool = False) -> Dict:
     """The config's trainer (random weights) and its batch streams: "fixed" (one batch, again and again) and,
-    with ``--with-loader``, "loader" (the real training loader on the synthetic set); each warmed up."""
-    from s3d_det.engine.defaults import batch_collate, build_datasets, build_model, load_dataset_gt
+    with ``--with-loader``, "loader" (the real training loader on the synthetic set); each warmed up. ``changed``:
+    the config's model changes (``model_changes``) are made first."""
+    from s3d_det.engine.defaults import batch_collate, build_datasets, build_model, load_dataset_gt, model_changes
 
     cfg = load_config(path, list(args.opts) + ["MODEL.DEVICE", device.type])
     num_classes = cfg.MODEL.ROI_HEAD.NUM_CLASSES or KNOWN_CLASSES.get(cfg.DATASETS.NAME)
@@ -109,6 +112,13 @@ def prepare_config(path: str, args, device: torch.device, tmp: str) -> Dict:
     trainer = Trainer(model, dataset=[0], batch_size=1, optimizer=optimizer, scheduler=scheduler,
                       max_iter=10 ** 6, output_dir=tmp, checkpoint_period=0, amp_dtype=cfg.SOLVER.AMP_DTYPE or None, device=device,
                       tensorboard=False)
+    trainer.model.train()
+    label = path
+    if changed:
+        changes = model_changes(cfg)
+        for _, change in changes:
+            change(model)
+        label = f"{path}, from iteration {changes[-1][0]}"
     batch = fixed_batch(cfg, num_classes, torch.Generator().manual_seed(0))
 
     def repeat():
@@ -128,11 +138,10 @@ def prepare_config(path: str, args, device: torch.device, tmp: str) -> Dict:
                 yield from loader
 
         streams["loader"] = forever()
-    trainer.model.train()
     for stream in streams.values():
         for i in range(args.warmup):
             trainer.run_step(next(stream), i)
-    return {"config": path, "batch": cfg.SOLVER.BATCH_SIZE,
+    return {"config": label, "batch": cfg.SOLVER.BATCH_SIZE,
             "input": f"{cfg.INPUT.CLIP_LENGTH}x{int(cfg.INPUT.SHORT_SIDE_TRAIN[0])}",
             "trainer": trainer, "streams": streams, "step_s": {name: [] for name in streams}}
 
@@ -141,7 +150,13 @@ def bench_configs(paths: Sequence[str], args, device: torch.device, tmp: str) ->
     """Every config prepared first, then ``--repeats`` rounds, each timing one block of ``--iters`` steps per
     config and stream in turn: a slow spell of the machine then falls on every config alike, so their ratios
     hold even where the absolute figures drift."""
-    runs = [prepare_config(path, args, device, tmp) for path in paths]
+    from s3d_det.engine.defaults import model_changes
+
+    runs = []
+    for path in paths:
+        runs.append(prepare_config(path, args, device, tmp))
+        if model_changes(load_config(path, list(args.opts))):
+            runs.append(prepare_config(path, args, device, tmp, changed=True))
     for _ in range(args.repeats):
         for run in runs:
             for name, stream in run["streams"].items():

@@ -200,6 +200,9 @@ _C.SOLVER.WARMUP_ITERS = 500
 _C.SOLVER.WARMUP_FACTOR = 0.001
 # Gradient clipping by global norm (0: off).
 _C.SOLVER.CLIP_GRAD_NORM = 0.0
+# From this iteration on the 2D backbone is frozen (no gradient, BatchNorm in eval mode) and only the RPN's head
+# and the action detector train; -1: never. From scratch the person features settle long before the actions.
+_C.SOLVER.FREEZE_2D_AT = -1
 # Save a checkpoint every this many iterations.
 _C.SOLVER.CHECKPOINT_PERIOD = 2000
 # Mixed precision on CUDA: "bfloat16", "float16" or "" (fp32). CPU always runs fp32.

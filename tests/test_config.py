@@ -77,3 +77,18 @@ def test_choices_agree_with_the_modules():
     assert CHOICES["MODEL.PROPOSALS"] == PROPOSAL_SOURCES and CHOICES["INPUT.BOUNDARY"] == BOUNDARY_MODES
     assert CHOICES["SOLVER.OPTIMIZER"] == OPTIMIZERS and CHOICES["SOLVER.SCHEDULE"] == SCHEDULES
     assert CHOICES["SOLVER.AMP_DTYPE"] == ("", *AMP_DTYPES) and CHOICES["TEST.PROTOCOL"] == PROTOCOLS
+
+
+def test_freeze_2d_at_becomes_a_model_change_or_names_the_key():
+    from s3d_det.engine.defaults import model_changes
+    from s3d_det.modeling.detector import ActionDetector
+
+    assert model_changes(load_config(None, [])) == []
+    assert model_changes(load_config(None, ["SOLVER.FREEZE_2D_AT", "0"])) == [(0, ActionDetector.freeze_backbone_2d)]
+    last = ["SOLVER.MAX_ITER", "100", "SOLVER.FREEZE_2D_AT"]
+    assert model_changes(load_config(None, last + ["99"])) == [(99, ActionDetector.freeze_backbone_2d)]
+    for bad in (last + ["100"], ["SOLVER.FREEZE_2D_AT", "-2"]):
+        with pytest.raises(ConfigError, match=r"SOLVER.FREEZE_2D_AT must be -1 \(never\) or an iteration in 0"):
+            model_changes(load_config(None, bad))
+    with pytest.raises(ConfigError, match="SOLVER.FREEZE_2D_AT 5: MODEL.PROPOSALS 'gt' builds no 2D backbone"):
+        model_changes(load_config(None, ["SOLVER.FREEZE_2D_AT", "5", "MODEL.PROPOSALS", "gt"]))

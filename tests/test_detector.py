@@ -142,6 +142,31 @@ def test_training_returns_four_finite_losses_and_backpropagates(fpn):
     assert model.backbone_2d.body.conv1.weight.grad is None  # frozen, as torchvision with trainable_layers=3
 
 
+def changed_by_one_step(model) -> set:
+    """The state_dict keys that one SGD step on ``make_batch()`` changes (weights and BN statistics)."""
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    sum(model(make_batch()).values()).backward()
+    optimizer.step()
+    return {k for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
+
+
+def test_a_frozen_2d_backbone_keeps_its_weights_and_statistics_in_training():
+    options = dict(trainable_layers_2d=5, frozen_bn_2d=False)
+    trained = changed_by_one_step(tiny(**options).train())
+    assert {"backbone_2d.body.conv1.weight", "backbone_2d.body.bn1.running_mean"} <= trained
+    model = tiny(**options).train()
+    model.freeze_backbone_2d()
+    model.train()  # as the trainer does after an evaluation: the frozen BatchNorms stay in eval mode
+    assert not any(m.training for m in model.backbone_2d.modules()) and model.rpn.training
+    changed = changed_by_one_step(model)
+    assert not {k for k in changed if k.startswith("backbone_2d.")}
+    assert {"rpn.head.conv.0.0.weight", "backbone_3d.conv_1a.conv.weight"} <= changed, sorted(changed)[:8]
+    assert all(p.grad is None for p in model.backbone_2d.parameters())
+    with pytest.raises(ValueError, match="proposals='gt': there is no 2D backbone to freeze"):
+        tiny("gt").freeze_backbone_2d()
+
+
 def test_box_reg_loss_weight_scales_the_box_loss_only():
     def losses(weight):
         model = tiny(box_reg_loss_weight=weight).train()

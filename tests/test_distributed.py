@@ -39,16 +39,22 @@ def gathered_ranks(model):
     return {"ranks": float(sum(rank * 10 ** rank for rank in all_gather(get_rank()))), "world": get_world_size()}
 
 
-def train(output_dir, global_batch):
-    """Two iterations of batch ``global_batch`` split over the processes (the job's, or this one alone)."""
+def freeze_first_layer(model):
+    model.body[0].requires_grad_(False)
+    model.at_freeze = {k: v.clone() for k, v in model.body[0].state_dict().items()}
+
+
+def train(output_dir, global_batch, max_iter=2, model_changes=()):
+    """``max_iter`` iterations of batch ``global_batch`` split over the processes (the job's, or this one alone)."""
     torch.manual_seed(0)
     model = Regressor()
     optimizer = build_optimizer(model, lr=0.1, momentum=0.9, weight_decay=1e-2)
-    scheduler = build_lr_scheduler(optimizer, max_iter=2, warmup_iters=2, warmup_factor=0.5)
+    scheduler = build_lr_scheduler(optimizer, max_iter=max_iter, warmup_iters=2, warmup_factor=0.5)
     trainer = Trainer(model, dataset=Points(), batch_size=global_batch // get_world_size(), optimizer=optimizer,
-                      scheduler=scheduler, max_iter=2, output_dir=output_dir, checkpoint_period=0, log_period=1,
-                      eval_fn=gathered_ranks, tensorboard=False)
+                      scheduler=scheduler, max_iter=max_iter, output_dir=output_dir, checkpoint_period=0,
+                      log_period=1, eval_fn=gathered_ranks, tensorboard=False, model_changes=model_changes)
     trainer.train()
+    return model
 
 
 def record_job(path):
@@ -78,6 +84,24 @@ def test_two_gloo_processes_match_one(tmp_path):
         assert abs(a["total_loss"] - b["total_loss"]) < 1e-6
     assert (ddp_rows[2]["ranks"], ddp_rows[2]["world"]) == (10.0, 2)  # 0 * 1 + 1 * 10, gathered in rank order
     assert (single_rows[2]["ranks"], single_rows[2]["world"]) == (0.0, 1)
+
+
+def test_a_layer_frozen_mid_training_under_ddp_matches_one_process(tmp_path):
+    # DDP's reducer expects a gradient for every parameter it was built with: the trainer must rebuild it
+    changes = [(1, freeze_first_layer)]
+    launch(train, 2, args=(str(tmp_path / "ddp"), 8, 3, changes), backend="gloo")
+    train(str(tmp_path / "single"), 8, 3, changes)
+    ddp = load_checkpoint(str(tmp_path / "ddp" / "model_final.pth"))["model"]
+    single = load_checkpoint(str(tmp_path / "single" / "model_final.pth"))["model"]
+    model = train(str(tmp_path / "again"), 8, 3, changes)
+    assert set(model.at_freeze) == {"weight", "bias"}
+    for key, value in model.at_freeze.items():
+        assert torch.equal(single["body.0." + key], value)  # trained in iteration 0 only
+    torch.manual_seed(0)
+    initial = Regressor().state_dict()
+    for key, value in single.items():
+        assert not torch.equal(value, initial[key])
+        torch.testing.assert_close(ddp[key], value, rtol=0, atol=1e-6)
 
 
 def test_launch_joins_a_torchrun_job(tmp_path, monkeypatch):

@@ -314,3 +314,45 @@ def test_bad_losses_and_amp_on_cpu(tmp_path):
     assert trainer.amp_dtype is None
     with pytest.raises(ValueError, match=r"loss 'loss_vec' must be a scalar tensor, got \(4,\)"):
         trainer.train()
+
+
+def freeze_first_layer(model):
+    """A model change: the first linear layer stops training; records how many forward calls came before it."""
+    model.body[0].requires_grad_(False)
+    model.frozen_after_calls = model.calls
+
+
+def test_model_changes_run_once_before_their_iteration_and_again_on_resume(tmp_path):
+    options = dict(max_iter=6, checkpoint_period=2, model_changes=[(3, freeze_first_layer)])
+    seed_all(3)
+    straight = make_trainer(tmp_path / "straight", **options)
+    straight.train()
+    assert straight.model.frozen_after_calls == 3  # iterations 0, 1 and 2 ran before it
+    saved = {i: load_checkpoint(str(tmp_path / "straight" / f"model_000000{i}.pth"))["model"] for i in (1, 3)}
+    final = load_checkpoint(str(tmp_path / "straight" / "model_final.pth"))["model"]
+    for key in ("body.0.weight", "body.0.bias"):
+        assert not torch.equal(saved[1][key], saved[3][key])  # trained in iteration 2
+        assert torch.equal(saved[3][key], final[key])  # not in iterations 3, 4 and 5
+    assert not torch.equal(saved[3]["body.3.weight"], final["body.3.weight"])  # the rest trains on
+
+    # resumed after iteration 1 the change comes before iteration 3 as before; after iteration 3, at once
+    for last, calls_before in ((1, 1), (3, 0)):
+        out = tmp_path / f"resumed_{last}"
+        out.mkdir()
+        name = f"model_000000{last}.pth"
+        (out / name).write_bytes((tmp_path / "straight" / name).read_bytes())
+        (out / "last_checkpoint").write_text(name)
+        seed_all(99)
+        resumed = make_trainer(out, model_seed=1, **options)
+        assert resumed.resume_or_load(resume=True) == last + 1
+        resumed.train()
+        assert resumed.model.frozen_after_calls == calls_before
+        again = load_checkpoint(str(out / "model_final.pth"))["model"]
+        for key, value in final.items():
+            assert torch.equal(value, again[key]), (last, key)
+
+
+def test_bad_model_changes(tmp_path):
+    for bad in ([(-1, freeze_first_layer)], [(2, "freeze")], [(2,)]):
+        with pytest.raises(ValueError, match=r"model_changes\[0\] must be \(iteration >= 0, callable\)"):
+            make_trainer(tmp_path, model_changes=bad)

@@ -23,7 +23,7 @@ from s3d_det.config import ConfigError, load_config
 from s3d_det.engine import Trainer, build_lr_scheduler, build_optimizer, get_world_size, is_main_process, launch
 from s3d_det.engine import seed_all
 from s3d_det.engine.defaults import batch_collate, build_datasets, build_model, default_argument_parser
-from s3d_det.engine.defaults import load_dataset_gt
+from s3d_det.engine.defaults import load_dataset_gt, model_changes
 from s3d_det.engine.evaluation import evaluate_detector
 from s3d_det.utils.io import atomic_write, available_cores
 
@@ -93,7 +93,8 @@ def main(args) -> None:
                           checkpoint_period=cfg.SOLVER.CHECKPOINT_PERIOD, eval_period=cfg.TEST.EVAL_PERIOD,
                           eval_fn=evaluate, clip_grad_norm=cfg.SOLVER.CLIP_GRAD_NORM or None,
                           amp_dtype=cfg.SOLVER.AMP_DTYPE or None, device=device, collate_fn=collate_fn,
-                          seed=cfg.SEED, num_workers=cfg.DATALOADER.NUM_WORKERS)
+                          seed=cfg.SEED, num_workers=cfg.DATALOADER.NUM_WORKERS,
+                          model_changes=model_changes(cfg))
         trainer.resume_or_load(resume=args.resume)
         start = time.perf_counter()
         trainer.train()  # evaluates at the end (and every TEST.EVAL_PERIOD)

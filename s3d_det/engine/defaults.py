@@ -8,7 +8,7 @@ import argparse
 import functools
 import os
 from fractions import Fraction
-from typing import Mapping, Tuple
+from typing import Callable, List, Mapping, Tuple
 
 import torch
 
@@ -19,11 +19,12 @@ from s3d_det.data import load_gt
 from s3d_det.data.clips import ClipTransform, Normalize
 from s3d_det.data.dataset import TestClipDataset, TrainClipDataset, collate
 from s3d_det.modeling.build import build_action_detector_from_cfg
+from s3d_det.modeling.detector import ActionDetector
 
 from .checkpointer import load_checkpoint
 
 __all__ = ["default_argument_parser", "data_root", "load_dataset_gt", "build_datasets", "build_model",
-           "batch_collate"]
+           "batch_collate", "model_changes"]
 
 
 def default_argument_parser(description: str) -> argparse.ArgumentParser:
@@ -139,3 +140,17 @@ def build_model(cfg, num_classes: int) -> torch.nn.Module:
             raise ValueError(f"{cfg.MODEL.WEIGHTS} does not fit the model: missing {result.missing_keys[:5]}, "
                              f"unexpected {result.unexpected_keys[:5]}")
     return model
+
+
+def model_changes(cfg) -> List[Tuple[int, Callable[[torch.nn.Module], None]]]:
+    """The ``Trainer``'s ``model_changes`` that ``cfg.SOLVER`` asks for: ``FREEZE_2D_AT`` (-1: none)."""
+    at = cfg.SOLVER.FREEZE_2D_AT
+    if at == -1:
+        return []
+    if not 0 <= at < cfg.SOLVER.MAX_ITER:
+        raise ConfigError(f"SOLVER.FREEZE_2D_AT must be -1 (never) or an iteration in 0..SOLVER.MAX_ITER - 1 "
+                          f"({cfg.SOLVER.MAX_ITER - 1}), got {at}")
+    if cfg.MODEL.PROPOSALS != "rpn":
+        raise ConfigError(f"SOLVER.FREEZE_2D_AT {at}: MODEL.PROPOSALS {cfg.MODEL.PROPOSALS!r} builds no 2D backbone "
+                          "to freeze (only \"rpn\" does)")
+    return [(at, ActionDetector.freeze_backbone_2d)]

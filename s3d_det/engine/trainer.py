@@ -14,7 +14,7 @@ import math
 import numbers
 import time
 import warnings
-from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Union
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -109,6 +109,9 @@ class Trainer:
         num_workers, pin_memory, shuffle: of the data loading.
         find_unused_parameters: of DistributedDataParallel.
         tensorboard: also write TensorBoard events.
+        model_changes: ``(i, fn)`` pairs: ``fn(model)`` is called once before iteration ``i`` runs (at the start
+            of ``train`` when it resumes at or after ``i``), e.g. to freeze a part of the model. With several
+            processes the DDP wrapper is then rebuilt, since the parameters that train may have changed.
     """
 
     def __init__(self, model: nn.Module, *, dataset: Dataset, batch_size: int,
@@ -118,7 +121,8 @@ class Trainer:
                  clip_grad_norm: Optional[float] = None, amp_dtype: Union[None, str, torch.dtype] = None,
                  device: Union[str, torch.device] = "cpu", collate_fn: Optional[Callable[[list], Any]] = None,
                  seed: int = 0, num_workers: int = 0, pin_memory: bool = False, shuffle: bool = True,
-                 find_unused_parameters: bool = False, tensorboard: bool = True):
+                 find_unused_parameters: bool = False, tensorboard: bool = True,
+                 model_changes: Sequence[Tuple[int, Callable[[nn.Module], None]]] = ()):
         for name, value in (("max_iter", max_iter), ("log_period", log_period)):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
@@ -127,6 +131,11 @@ class Trainer:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         if clip_grad_norm is not None and clip_grad_norm <= 0:
             raise ValueError(f"clip_grad_norm must be positive or None, got {clip_grad_norm}")
+        for k, change in enumerate(model_changes):
+            if len(change) != 2 or not isinstance(change[0], int) or change[0] < 0 or not callable(change[1]):
+                raise ValueError(f"model_changes[{k}] must be (iteration >= 0, callable), got {change!r}")
+        self.model_changes = sorted(model_changes, key=lambda change: change[0])
+        self._changes_done = 0
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.optimizer, self.scheduler = optimizer, scheduler
@@ -138,12 +147,26 @@ class Trainer:
         self.loader = TrainLoader(dataset, batch_size=batch_size, collate_fn=collate_fn, seed=seed,
                                   rank=get_rank(), world_size=get_world_size(), shuffle=shuffle,
                                   num_workers=num_workers, pin_memory=pin_memory)
-        self.train_model = model  # what training calls: the model, or its DDP wrapper with several processes
-        if get_world_size() > 1:
-            device_ids = [get_local_rank()] if self.device.type == "cuda" else None
-            self.train_model = DistributedDataParallel(model, device_ids=device_ids,
-                                                   find_unused_parameters=find_unused_parameters)
+        self.find_unused_parameters = find_unused_parameters
+        self.train_model = self._wrap()  # what training calls: the model, or its DDP wrapper with several processes
         self.start_iter = 0
+
+    def _wrap(self) -> nn.Module:
+        if get_world_size() == 1:
+            return self.model
+        device_ids = [get_local_rank()] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=device_ids,
+                                       find_unused_parameters=self.find_unused_parameters)
+
+    def _apply_model_changes(self, iteration: int) -> None:
+        """Calls the ``model_changes`` due at or before ``iteration`` that have not run yet."""
+        due = [change for at, change in self.model_changes[self._changes_done:] if at <= iteration]
+        for change in due:
+            change(self.model)
+            logger.info("before iteration %d: %s", iteration, getattr(change, "__name__", repr(change)))
+        self._changes_done += len(due)
+        if due and get_world_size() > 1:
+            self.train_model = self._wrap()
 
     def resume_or_load(self, resume: bool = True) -> int:
         """With ``resume`` and a ``last_checkpoint`` in output_dir, loads the checkpoint it names (model,
@@ -199,6 +222,7 @@ class Trainer:
         self.model.train()
         try:
             for iteration in range(self.start_iter, self.max_iter):
+                self._apply_model_changes(iteration)
                 self._iteration(iteration, batches, events)
         finally:
             events.close()

@@ -146,10 +146,24 @@ class ActionDetector(nn.Module):
         self.backbone_3d, self.roi_head = backbone_3d, roi_head
         self.backbone_2d, self.rpn = backbone_2d, rpn
         self.proposals = proposals
+        self.backbone_2d_frozen = False
+
+    def freeze_backbone_2d(self) -> None:
+        """Stops training the keyframe backbone from now on: its parameters get no gradient and its BatchNorms
+        stay in eval mode (their running statistics kept), ``train()`` included. The RPN's head still trains.
+        Used by ``SOLVER.FREEZE_2D_AT``: trained from scratch, the person features settle long before the
+        actions are learnt, and the backbone's backward pass is a large share of a step."""
+        if self.backbone_2d is None:
+            raise ValueError(f"proposals={self.proposals!r}: there is no 2D backbone to freeze")
+        self.backbone_2d.requires_grad_(False)
+        self.backbone_2d.eval()
+        self.backbone_2d_frozen = True
 
     def train(self, mode: bool = True) -> "ActionDetector":
         super().train(mode)
         self.backbone_3d.train(mode)  # again, after the head: keeps the S3DG's frozen stages (stage 5 too) in eval
+        if self.backbone_2d_frozen:
+            self.backbone_2d.eval()
         return self
 
     def forward(self, batch: Mapping[str, Any], features: Optional[torch.Tensor] = None):
