@@ -201,7 +201,8 @@ _C.SOLVER.WARMUP_FACTOR = 0.001
 # Gradient clipping by global norm (0: off).
 _C.SOLVER.CLIP_GRAD_NORM = 0.0
 # From this iteration on the 2D backbone is frozen (no gradient, BatchNorm in eval mode) and only the RPN's head
-# and the action detector train; -1: never. From scratch the person features settle long before the actions.
+# and the action detector train; -1: never (nor, with a warning, when it is not before MAX_ITER or there is no 2D
+# backbone). From scratch the person features settle long before the actions.
 _C.SOLVER.FREEZE_2D_AT = -1
 # Save a checkpoint every this many iterations.
 _C.SOLVER.CHECKPOINT_PERIOD = 2000

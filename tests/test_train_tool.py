@@ -16,10 +16,12 @@ from s3d_det.evaluation.detections import check_detections, load_detections
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "configs/synthetic/s3dg_tiny.yaml"
-# The quick start, shrunk: 6 videos (4 train, 2 test), 64-pixel frames, 4-frame clips, 4 iterations.
+# The quick start, shrunk: 6 videos (4 train, 2 test), 64-pixel frames, 4-frame clips, 4 iterations (the 2D
+# backbone frozen from the third).
 SMALL = ["DATASETS.SYNTHETIC_NUM_VIDEOS", "6", "DATASETS.SYNTHETIC_TEST_VIDEOS", "2", "INPUT.SHORT_SIDE_TRAIN", "[64]", "INPUT.SHORT_SIDE_TEST", "64",
          "INPUT.CLIP_LENGTH", "4", "SOLVER.BATCH_SIZE", "2", "SOLVER.MAX_ITER", "4", "SOLVER.WARMUP_ITERS", "2",
-         "SOLVER.CHECKPOINT_PERIOD", "2", "DATALOADER.NUM_WORKERS", "0", "TEST.BATCH_SIZE", "16"]
+         "SOLVER.CHECKPOINT_PERIOD", "2", "SOLVER.FREEZE_2D_AT", "2", "DATALOADER.NUM_WORKERS", "0",
+         "TEST.BATCH_SIZE", "16"]
 
 
 def run_tool(tool, *args, datasets, timeout=600):
@@ -57,6 +59,9 @@ def test_quick_start_trains_evaluates_and_writes_its_outputs(trained):
     first = load_checkpoint(str(out / "model_0000001.pth"))
     changed = [k for k, v in final["model"].items() if v.is_floating_point() and not torch.equal(v, first["model"][k])]
     assert any(k.startswith("backbone_3d.") for k in changed) and any(k.startswith("rpn.") for k in changed)
+    # the recipe's SOLVER.FREEZE_2D_AT (2 here): the 2D backbone, statistics included, as after iteration 1
+    assert not [k for k in changed if k.startswith("backbone_2d.")]
+    assert any(k.startswith("backbone_2d.") and v.is_floating_point() for k, v in final["model"].items())
 
     result = json.load(open(out / "frame_map.json"))
     assert set(result) == {"protocol", "iou", "frame_mAP", "per_class_AP", "video_mAP"}

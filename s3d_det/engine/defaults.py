@@ -5,6 +5,7 @@ The config is only an adapter: everything here turns ``cfg`` keys into keyword a
 from __future__ import annotations
 
 import argparse
+import logging
 import functools
 import os
 from fractions import Fraction
@@ -22,6 +23,8 @@ from s3d_det.modeling.build import build_action_detector_from_cfg
 from s3d_det.modeling.detector import ActionDetector
 
 from .checkpointer import load_checkpoint
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["default_argument_parser", "data_root", "load_dataset_gt", "build_datasets", "build_model",
            "batch_collate", "model_changes"]
@@ -143,14 +146,22 @@ def build_model(cfg, num_classes: int) -> torch.nn.Module:
 
 
 def model_changes(cfg) -> List[Tuple[int, Callable[[torch.nn.Module], None]]]:
-    """The ``Trainer``'s ``model_changes`` that ``cfg.SOLVER`` asks for: ``FREEZE_2D_AT`` (-1: none)."""
+    """The ``Trainer``'s ``model_changes`` that ``cfg.SOLVER`` asks for: ``FREEZE_2D_AT`` (-1: none).
+
+    A recipe's freeze is kept out, with a warning, where it cannot apply: at or after ``SOLVER.MAX_ITER`` (a
+    shortened run, as detectron2 ignores ``SOLVER.STEPS`` past the end), or without a 2D backbone
+    (``MODEL.PROPOSALS`` "gt" or "file", the oracle-boxes ablation of the same recipe)."""
     at = cfg.SOLVER.FREEZE_2D_AT
     if at == -1:
         return []
-    if not 0 <= at < cfg.SOLVER.MAX_ITER:
-        raise ConfigError(f"SOLVER.FREEZE_2D_AT must be -1 (never) or an iteration in 0..SOLVER.MAX_ITER - 1 "
-                          f"({cfg.SOLVER.MAX_ITER - 1}), got {at}")
+    if at < 0:
+        raise ConfigError(f"SOLVER.FREEZE_2D_AT must be -1 (never) or an iteration >= 0, got {at}")
+    if at >= cfg.SOLVER.MAX_ITER:
+        logger.warning("SOLVER.FREEZE_2D_AT %d is not before SOLVER.MAX_ITER %d: the 2D backbone trains to the end",
+                       at, cfg.SOLVER.MAX_ITER)
+        return []
     if cfg.MODEL.PROPOSALS != "rpn":
-        raise ConfigError(f"SOLVER.FREEZE_2D_AT {at}: MODEL.PROPOSALS {cfg.MODEL.PROPOSALS!r} builds no 2D backbone "
-                          "to freeze (only \"rpn\" does)")
+        logger.warning("SOLVER.FREEZE_2D_AT %d: MODEL.PROPOSALS %r builds no 2D backbone, so nothing is frozen",
+                       at, cfg.MODEL.PROPOSALS)
+        return []
     return [(at, ActionDetector.freeze_backbone_2d)]
