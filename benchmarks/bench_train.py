@@ -93,13 +93,12 @@ def time_block(trainer: Trainer, batches, *, iters: int, device) -> float:
     return (time.perf_counter() - start) / iters
 
 
-def prepare_config(path: str, args, device: torch.device, tmp: str, changed: bool = False) -> Dict:
-    """The config's trainer (random weights) and its batch streams: "fixed" (one batch, again and again) and,
-    with ``--with-loader``, "loader" (the real training loader on the synthetic set); each warmed up. ``changed``:
-    the config's model changes (``model_changes``) are made first."""
-    from s3d_det.engine.defaults import batch_collate, build_datasets, build_model, load_dataset_gt, model_changes
+def prepare_config(path: str, cfg, args, device: torch.device, tmp: str, changes=()) -> Dict:
+    """The trainer (random weights) of ``cfg`` (loaded from ``path``) and its batch streams: "fixed" (one batch,
+    again and again) and, with ``--with-loader``, "loader" (the real training loader on the synthetic set); each
+    warmed up. ``changes``: the config's ``model_changes``, made first when given."""
+    from s3d_det.engine.defaults import batch_collate, build_datasets, build_model, load_dataset_gt
 
-    cfg = load_config(path, list(args.opts) + ["MODEL.DEVICE", device.type])
     num_classes = cfg.MODEL.ROI_HEAD.NUM_CLASSES or KNOWN_CLASSES.get(cfg.DATASETS.NAME)
     if not num_classes:
         raise SystemExit(f"{path}: set MODEL.ROI_HEAD.NUM_CLASSES (DATASETS.NAME {cfg.DATASETS.NAME!r} is not one of "
@@ -113,12 +112,9 @@ def prepare_config(path: str, args, device: torch.device, tmp: str, changed: boo
                       max_iter=10 ** 6, output_dir=tmp, checkpoint_period=0, amp_dtype=cfg.SOLVER.AMP_DTYPE or None, device=device,
                       tensorboard=False)
     trainer.model.train()
-    label = path
-    if changed:
-        changes = model_changes(cfg)
-        for _, change in changes:
-            change(model)
-        label = f"{path}, from iteration {changes[-1][0]}"
+    for _, change in changes:
+        change(model)
+    label = f"{path}, from iteration {changes[-1][0]}" if changes else path
     batch = fixed_batch(cfg, num_classes, torch.Generator().manual_seed(0))
 
     def repeat():
@@ -154,9 +150,11 @@ def bench_configs(paths: Sequence[str], args, device: torch.device, tmp: str) ->
 
     runs = []
     for path in paths:
-        runs.append(prepare_config(path, args, device, tmp))
-        if model_changes(load_config(path, list(args.opts))):
-            runs.append(prepare_config(path, args, device, tmp, changed=True))
+        cfg = load_config(path, list(args.opts) + ["MODEL.DEVICE", device.type])
+        runs.append(prepare_config(path, cfg, args, device, tmp))
+        changes = model_changes(cfg)
+        if changes:
+            runs.append(prepare_config(path, cfg, args, device, tmp, changes=changes))
     for _ in range(args.repeats):
         for run in runs:
             for name, stream in run["streams"].items():

@@ -5,8 +5,8 @@ The config is only an adapter: everything here turns ``cfg`` keys into keyword a
 from __future__ import annotations
 
 import argparse
-import logging
 import functools
+import logging
 import os
 from fractions import Fraction
 from typing import Callable, List, Mapping, Tuple
