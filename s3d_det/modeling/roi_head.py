@@ -16,6 +16,8 @@ from torch import nn
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
 from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes, roi_align
 
+from .roi_align import tube_roi_align
+
 __all__ = ["SCORINGS", "TubeRoIAlign", "TubeBoxHead", "TubeBoxPredictor", "TubeRoIHead"]
 
 # How the head scores a detection (``TubeRoIHead(scoring=)``).
@@ -35,6 +37,9 @@ class TubeRoIAlign(nn.Module):
     (resized, padded) keyframe. Output: (R, C, T', S, S), R = sum of R_b, RoIs in the order of ``boxes``
     (image 0's first); step t of RoI r is the box RoI-aligned on time step t of its image. The output is in
     the features' memory format (``channels_last_3d`` or contiguous), which the 3D layers after it run fastest in.
+
+    On the CPU (float32 or float64) it runs as a sparse matrix product (``s3d_det.modeling.roi_align``): the same
+    values, and a backward pass several times faster than torchvision's CPU kernel; elsewhere torchvision's op.
     """
 
     def __init__(self, *, output_size: int = 7, spatial_scale: float = 1 / 16, sampling_ratio: int = 0,
@@ -52,6 +57,9 @@ class TubeRoIAlign(nn.Module):
         for i, bx in enumerate(boxes):
             if bx.dim() != 2 or bx.shape[1] != 4:
                 raise ValueError(f"boxes of image {i} must be (R, 4), got shape {tuple(bx.shape)}")
+        if features.device.type == "cpu" and features.dtype in (torch.float32, torch.float64):
+            return tube_roi_align(features, boxes, output_size=self.output_size, spatial_scale=self.spatial_scale,
+                                  sampling_ratio=self.sampling_ratio, aligned=self.aligned)
         frames = features.transpose(1, 2).reshape(b * t, c, h, w)  # frame b * T' + t
         flat = torch.cat(list(boxes)).to(features.dtype)
         image = torch.cat([torch.full((len(bx),), i, device=flat.device) for i, bx in enumerate(boxes)])
