@@ -1,5 +1,6 @@
 """The training engine on the CPU: lr schedules, parameter groups, data order, checkpoints, exact resume,
 NaN stop, metrics.json and evaluation periods. Small models on random tensors."""
+import copy
 import json
 import os
 import random
@@ -127,6 +128,28 @@ def test_param_groups_without_decay_on_norms_and_biases():
                              0.0: ids(norm.weight, norm.bias)}
     with pytest.raises(ValueError, match="unknown optimizer 'adam'"):
         build_optimizer(model, name="adam", lr=0.1)
+
+
+def test_adamw_is_fused_and_steps_as_the_reference():
+    # three steps of the fused AdamW against AdamW's reference loop, from the same weights and gradients (no
+    # bias before the BatchNorm: its gradient is rounding noise, which Adam's normalisation would magnify)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 36, 2))
+    reference = copy.deepcopy(model)
+    fused = build_optimizer(model, name="adamw", lr=0.01, weight_decay=1e-2)
+    assert fused.defaults["fused"] is True
+    loop = torch.optim.AdamW([{"params": g["params"], "weight_decay": g["weight_decay"]}
+                              for g in build_optimizer(reference, name="adamw", lr=0.01,
+                                                       weight_decay=1e-2).param_groups], lr=0.01, betas=(0.9, 0.999),
+                             foreach=False)
+    x = torch.randn(4, 3, 8, 8)
+    for net, optimizer in ((model, fused), (reference, loop)):
+        for _ in range(3):
+            optimizer.zero_grad()
+            net(x).square().mean().backward()
+            optimizer.step()
+    for p, q in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
 
 
 def test_epoch_batches_are_sharded_and_resumable():
