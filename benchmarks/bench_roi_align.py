@@ -23,9 +23,8 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
-from torchvision.ops import roi_align
 
-from s3d_det.modeling.roi_align import tube_roi_align
+from s3d_det.modeling.roi_align import torchvision_tube_roi_align, tube_roi_align
 from s3d_det.utils.io import available_cores, write_json
 from s3d_det.utils.table import format_table
 
@@ -34,20 +33,6 @@ CASES = {  # name: (clips, boxes a clip, channels, T', h, w, stride, backward)
     "tiny, test": (8, 30, 120, 4, 16, 20, 8, False),
     "R50 + S3D-G, training": (2, 32, 832, 8, 15, 20, 16, True),
 }
-
-
-def torchvision_tube(features: torch.Tensor, boxes: Sequence[torch.Tensor], *, output_size: int,
-                     spatial_scale: float) -> torch.Tensor:
-    """``torchvision.ops.roi_align`` on every time step, as ``TubeRoIAlign`` called it: (R, C, T', S, S)."""
-    b, c, t, h, w = features.shape
-    frames = features.transpose(1, 2).reshape(b * t, c, h, w)
-    flat = torch.cat(list(boxes))
-    image = torch.cat([torch.full((len(bx),), i) for i, bx in enumerate(boxes)])
-    rois = torch.cat([(image[:, None] * t + torch.arange(t)).reshape(-1, 1).to(flat.dtype),
-                      flat.repeat_interleave(t, dim=0)], dim=1)
-    s = output_size
-    out = roi_align(frames, rois, (s, s), spatial_scale, 0, True)
-    return out.view(len(flat), t, c, s, s).transpose(1, 2).contiguous(memory_format=torch.channels_last_3d)
 
 
 def make_case(clips: int, per_clip: int, channels: int, t: int, h: int, w: int, stride: int, seed: int = 0):
@@ -77,7 +62,7 @@ def run_case(name: str, args) -> Dict[str, float]:
     features, boxes = make_case(clips, per_clip, channels, t, h, w, stride)
     kw = dict(output_size=7, spatial_scale=1 / stride)
     grad = torch.randn(clips * per_clip, channels, t, 7, 7, generator=torch.Generator().manual_seed(1))
-    ops = {"torchvision": lambda x: torchvision_tube(x, boxes, **kw),
+    ops = {"torchvision": lambda x: torchvision_tube_roi_align(x, boxes, **kw),
            "sparse": lambda x: tube_roi_align(x, boxes, **kw)}
 
     def call(op):
@@ -121,7 +106,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     torch.set_num_threads(args.threads or available_cores())
     results = {name: run_case(name, args) for name in CASES}
     rows = [[name, "forward + backward" if CASES[name][-1] else "forward", f"{r['torchvision_ms']:.2f}",
-             f"{r['sparse_ms']:.2f}", f"{r['speedup']:.2f}x", f"{r['max_abs_diff']:.1e}"] for name, r in results.items()]
+             f"{r['sparse_ms']:.2f}", f"{r['speedup']:.2f}x", f"{r['max_abs_diff']:.1e}"]
+            for name, r in results.items()]
     print(f"tube RoIAlign, CPU, {torch.get_num_threads()} threads, median of {args.repeats} x {args.iters} calls (ms)")
     print(format_table(["case", "pass", "torchvision", "sparse", "speed-up", "max |diff|"], rows))
     if args.json:

@@ -1,22 +1,8 @@
 """The CPU tube RoIAlign (a sparse matrix product) against torchvision's kernel, and by hand."""
 import pytest
 import torch
-from torchvision.ops import roi_align
 
-from s3d_det.modeling.roi_align import roi_align_matrix, tube_roi_align
-
-
-def torchvision_tube(features, boxes, **kw):
-    """torchvision's roi_align on every time step: (R, C, T, S, S)."""
-    b, c, t, h, w = features.shape
-    frames = features.transpose(1, 2).reshape(b * t, c, h, w)
-    flat = torch.cat(boxes)
-    image = torch.cat([torch.full((len(bx),), i) for i, bx in enumerate(boxes)])
-    rois = torch.cat([(image[:, None] * t + torch.arange(t)).reshape(-1, 1).to(flat.dtype),
-                      flat.repeat_interleave(t, dim=0)], dim=1)
-    s = kw["output_size"]
-    out = roi_align(frames, rois, (s, s), kw["spatial_scale"], kw["sampling_ratio"], kw["aligned"])
-    return out.view(len(flat), t, c, s, s).transpose(1, 2)
+from s3d_det.modeling.roi_align import roi_align_matrix, torchvision_tube_roi_align, tube_roi_align
 
 
 def random_boxes(generator, count, *, lo=-30.0, span=(200.0, 150.0), size=(80.0, 90.0)):
@@ -37,7 +23,7 @@ def test_matches_torchvision_forward_and_backward(aligned, sampling_ratio, chann
     boxes = [random_boxes(g, 6), random_boxes(g, 1), torch.tensor([[-40.0, -40.0, -20.0, -30.0], [5, 5, 5.5, 90]])]
     kw = dict(output_size=7, spatial_scale=1 / 8, sampling_ratio=sampling_ratio, aligned=aligned)
     grad = torch.randn(9, 5, 4, 7, 7, generator=g)
-    expected = torchvision_tube(features, boxes, **kw)
+    expected = torchvision_tube_roi_align(features, boxes, **kw)
     (expected_grad,) = torch.autograd.grad(expected, features, grad)
     out = tube_roi_align(features, boxes, **kw)
     (out_grad,) = torch.autograd.grad(out, features, grad)

@@ -150,7 +150,7 @@ def model_changes(cfg) -> List[Tuple[int, Callable[[torch.nn.Module], None]]]:
 
     A recipe's freeze is kept out, with a warning, where it cannot apply: at or after ``SOLVER.MAX_ITER`` (a
     shortened run, as detectron2 ignores ``SOLVER.STEPS`` past the end), or without a 2D backbone
-    (``MODEL.PROPOSALS`` "gt" or "file", the oracle-boxes ablation of the same recipe)."""
+    (``MODEL.PROPOSALS`` "gt" or "given", the oracle-boxes ablation of the same recipe)."""
     at = cfg.SOLVER.FREEZE_2D_AT
     if at == -1:
         return []

@@ -7,9 +7,11 @@ box at every time step, so one ``M`` serves all of them: ``tube_roi_align`` buil
 ``M^T @ grad``, two sparse-dense products over all time steps and channels at once.
 
 Why not torchvision's kernel on the CPU: its backward pass recomputes every sample's interpolation weights for
-each channel, on one thread. With the tiny detector's shapes (32 tube RoIs of 4 time steps on 120 channels) it
-took 38 ms against 4 ms for the forward, 11% of a training step (``benchmarks/bench_roi_align.py``). On other
-devices ``TubeRoIAlign`` keeps torchvision's kernel.
+each channel, on one thread. With the tiny detector's training shapes (32 tube RoIs of 4 time steps on 120
+channels, 2 threads) torchvision's forward and backward took 42 ms, this one's 5.4 ms
+(``benchmarks/bench_roi_align.py``); in a profiled training step the torchvision backward was 45 ms of 416 ms.
+``torchvision_tube_roi_align`` is the same RoIAlign with torchvision's kernel, which ``tube_roi_align`` uses on
+other devices and dtypes.
 """
 from __future__ import annotations
 
@@ -17,8 +19,9 @@ import warnings
 from typing import Sequence, Tuple
 
 import torch
+from torchvision.ops import roi_align
 
-__all__ = ["roi_align_matrix", "tube_roi_align"]
+__all__ = ["roi_align_matrix", "tube_roi_align", "torchvision_tube_roi_align"]
 
 
 def _axis_samples(start: torch.Tensor, bin_size: torch.Tensor, grid: torch.Tensor, bins: int, max_grid: int,
@@ -115,10 +118,16 @@ class _SparseProduct(torch.autograd.Function):
         return None, _to_csr(ctx.matrix.to_sparse_coo().t()) @ grad.contiguous()
 
 
+def _memory_format(features: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last_3d if features.is_contiguous(memory_format=torch.channels_last_3d) \
+        else torch.contiguous_format
+
+
 def tube_roi_align(features: torch.Tensor, boxes: Sequence[torch.Tensor], *, output_size: int,
                    spatial_scale: float, sampling_ratio: int = 0, aligned: bool = True) -> torch.Tensor:
     """RoIAlign of each box at every time step of its image's 3D feature map, equal (up to the order of the
-    sums) to ``torchvision.ops.roi_align`` applied frame by frame.
+    sums) to ``torchvision.ops.roi_align`` applied frame by frame. On the CPU in float32 or float64 it runs as the
+    sparse product; otherwise it is ``torchvision_tube_roi_align``.
 
     Args:
         features: (B, C, T, h, w); boxes: B tensors (R_b, 4), x1, y1, x2, y2 in input pixels.
@@ -126,16 +135,30 @@ def tube_roi_align(features: torch.Tensor, boxes: Sequence[torch.Tensor], *, out
     Returns: (R, C, T, S, S), R = sum of R_b, in the order of ``boxes``; in the features' memory format
     (``channels_last_3d`` or contiguous).
     """
+    kw = dict(output_size=output_size, spatial_scale=spatial_scale, sampling_ratio=sampling_ratio, aligned=aligned)
+    if features.device.type != "cpu" or features.dtype not in (torch.float32, torch.float64):
+        return torchvision_tube_roi_align(features, boxes, **kw)
     b, c, t, h, w = features.shape
     flat = torch.cat(list(boxes))
     image = torch.cat([torch.full((len(bx),), i, dtype=torch.int64, device=flat.device) for i, bx in enumerate(boxes)])
     s = output_size
     with torch.no_grad():
-        matrix = roi_align_matrix(flat, image, image_size=(h, w), num_images=b, output_size=s,
-                                  spatial_scale=spatial_scale, sampling_ratio=sampling_ratio, aligned=aligned,
-                                  dtype=features.dtype)
+        matrix = roi_align_matrix(flat, image, image_size=(h, w), num_images=b, dtype=features.dtype, **kw)
     dense = features.permute(0, 3, 4, 2, 1).reshape(b * h * w, t * c)  # rows (image, y, x), columns (t, channel)
     out = _SparseProduct.apply(matrix, dense).view(len(flat), s, s, t, c).permute(0, 4, 3, 1, 2)
-    fmt = torch.channels_last_3d if features.is_contiguous(memory_format=torch.channels_last_3d) \
-        else torch.contiguous_format
-    return out.contiguous(memory_format=fmt)
+    return out.contiguous(memory_format=_memory_format(features))
+
+
+def torchvision_tube_roi_align(features: torch.Tensor, boxes: Sequence[torch.Tensor], *, output_size: int,
+                               spatial_scale: float, sampling_ratio: int = 0, aligned: bool = True) -> torch.Tensor:
+    """``tube_roi_align`` with ``torchvision.ops.roi_align`` on the (B * T) frames: the kernel used on CUDA, and
+    the reference the tests and ``benchmarks/bench_roi_align.py`` compare the sparse product with."""
+    b, c, t, h, w = features.shape
+    frames = features.transpose(1, 2).reshape(b * t, c, h, w)  # frame b * T + t
+    flat = torch.cat(list(boxes)).to(features.dtype)
+    image = torch.cat([torch.full((len(bx),), i, device=flat.device) for i, bx in enumerate(boxes)])
+    frame = (image[:, None] * t + torch.arange(t, device=flat.device)).reshape(-1, 1)  # RoI-major, then time
+    rois = torch.cat([frame.to(flat.dtype), flat.repeat_interleave(t, dim=0)], dim=1)
+    s = output_size
+    out = roi_align(frames, rois, (s, s), spatial_scale, sampling_ratio, aligned)
+    return out.view(len(flat), t, c, s, s).transpose(1, 2).contiguous(memory_format=_memory_format(features))

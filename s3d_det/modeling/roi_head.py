@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
-from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes, roi_align
+from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
 
 from .roi_align import tube_roi_align
 
@@ -51,25 +51,14 @@ class TubeRoIAlign(nn.Module):
     def forward(self, features: torch.Tensor, boxes: Sequence[torch.Tensor]) -> torch.Tensor:
         if features.dim() != 5:
             raise ValueError(f"expected features (B, C, T', h, w), got a tensor of shape {tuple(features.shape)}")
-        b, c, t, h, w = features.shape
+        b = features.shape[0]
         if len(boxes) != b:
             raise ValueError(f"got boxes for {len(boxes)} images and features for {b}")
         for i, bx in enumerate(boxes):
             if bx.dim() != 2 or bx.shape[1] != 4:
                 raise ValueError(f"boxes of image {i} must be (R, 4), got shape {tuple(bx.shape)}")
-        if features.device.type == "cpu" and features.dtype in (torch.float32, torch.float64):
-            return tube_roi_align(features, boxes, output_size=self.output_size, spatial_scale=self.spatial_scale,
-                                  sampling_ratio=self.sampling_ratio, aligned=self.aligned)
-        frames = features.transpose(1, 2).reshape(b * t, c, h, w)  # frame b * T' + t
-        flat = torch.cat(list(boxes)).to(features.dtype)
-        image = torch.cat([torch.full((len(bx),), i, device=flat.device) for i, bx in enumerate(boxes)])
-        frame = (image[:, None] * t + torch.arange(t, device=flat.device)).reshape(-1, 1)  # RoI-major, then time
-        rois = torch.cat([frame.to(flat.dtype), flat.repeat_interleave(t, dim=0)], dim=1)
-        s = self.output_size
-        out = roi_align(frames, rois, (s, s), self.spatial_scale, self.sampling_ratio, self.aligned)
-        fmt = torch.channels_last_3d if features.is_contiguous(memory_format=torch.channels_last_3d) \
-            else torch.contiguous_format
-        return out.view(len(flat), t, c, s, s).transpose(1, 2).contiguous(memory_format=fmt)
+        return tube_roi_align(features, boxes, output_size=self.output_size, spatial_scale=self.spatial_scale,
+                              sampling_ratio=self.sampling_ratio, aligned=self.aligned)
 
 
 class TubeBoxHead(nn.Module):
