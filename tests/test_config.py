@@ -95,3 +95,18 @@ def test_freeze_2d_at_becomes_a_model_change_or_names_the_key(caplog):
         assert model_changes(load_config(None, ["SOLVER.FREEZE_2D_AT", "5", "MODEL.PROPOSALS", "gt"])) == []
     assert "SOLVER.FREEZE_2D_AT 100 is not before SOLVER.MAX_ITER 100" in caplog.text
     assert "SOLVER.FREEZE_2D_AT 5: MODEL.PROPOSALS 'gt' builds no 2D backbone, so nothing is frozen" in caplog.text
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("DATALOADER.FRAME_CACHE_MB", -1, "DATALOADER.FRAME_CACHE_MB must be at least 0"),
+    ("DATALOADER.IDLE_HOLD", -2, "DATALOADER.IDLE_HOLD must be -1"),
+    ("TEST.SMOOTH_FRAMES", -1, "TEST.SMOOTH_FRAMES must be at least 0"),
+    ("INPUT.HUE", 0.7, r"INPUT.HUE must lie in \[0, 0.5\]"),
+])
+def test_dataset_keys_out_of_range_are_named(key, value, message):
+    from s3d_det.engine.defaults import build_datasets
+
+    cfg = get_cfg()
+    cfg.merge_from_list([key, value])
+    with pytest.raises(ConfigError, match=message):  # checked before any file is read
+        build_datasets(cfg, {"labels": ["a", "b"]}, "/nonexistent")

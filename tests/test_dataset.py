@@ -161,6 +161,27 @@ def test_dataloader_with_a_worker(data):
         assert a["frame"] == b["frame"] and a["flipped"] == b["flipped"]
 
 
+def test_frame_cache_gives_the_same_samples_with_fewer_decodes(data):
+    gt, root = data
+    kwargs = dict(gt=gt, frames_root=root, clip_length=4, clip_stride=2, seed=2,
+                  transform=ClipTransform(short_side=12, hflip_prob=0.5, brightness=0.3, hue=0.2))
+    plain, cached = TrainClipDataset(**kwargs), TrainClipDataset(**kwargs, frame_cache_mb=1)
+    for _ in range(2):  # two epochs: the second decodes nothing
+        for i in range(len(plain)):
+            a, b = plain[i], cached[i]
+            torch.testing.assert_close(a["clip"], b["clip"], rtol=0, atol=0)
+            torch.testing.assert_close(a["keyframe"], b["keyframe"], rtol=0, atol=0)
+            assert a["flipped"] == b["flipped"] and a["labels"].tolist() == b["labels"].tolist()
+    decodes = {name: sum(ds.source(v).decode_count for v in ds.videos) for name, ds in (("plain", plain), ("cached", cached))}
+    assert decodes["cached"] == N + N  # each frame of run/a and run/b once
+    assert decodes["plain"] > 2 * decodes["cached"]
+    assert cached.frame_cache.nbytes == 2 * N * H * W * 3
+    copy = pickle.loads(pickle.dumps(cached))  # what a DataLoader worker gets: an empty cache of the same budget
+    assert len(copy.frame_cache) == 0 and copy.frame_cache.max_bytes == 2 ** 20
+    with pytest.raises(ValueError, match="frame_cache_mb must be at least 0"):
+        TrainClipDataset(**kwargs, frame_cache_mb=-1)
+
+
 def test_errors_name_the_video(data, tmp_path):
     gt, root = data
     with pytest.raises(FileNotFoundError, match=r"'run/a' are missing: looked for .*Frames/run/a and .*run/a\.avi"):

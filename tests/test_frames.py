@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from s3d_det.data.frames import ImageFolderSource, VideoFileSource, find_frames, open_frames
+from s3d_det.data.frames import FrameCache, ImageFolderSource, VideoFileSource, find_frames, open_frames
 
 H, W = 24, 32
 
@@ -117,3 +117,43 @@ def test_open_frames_prefers_the_folder(tmp_path):
     assert find_frames(str(tmp_path), "cls/c")[0] is None
     with pytest.raises(FileNotFoundError, match=r"'cls/c'.*Frames/cls/c and .*Videos/cls/c\.avi and .*c\.mp4"):
         open_frames(str(tmp_path), "cls/c")
+
+
+def test_frame_cache_keeps_the_most_recent_frames_within_its_budget():
+    frame = np.zeros((2, 5, 3), np.uint8)  # 30 bytes
+    cache = FrameCache(max_bytes=70)  # room for two frames
+    for key in "abc":
+        cache.put(key, frame.copy())
+    assert len(cache) == 2 and cache.nbytes == 60 and cache.get("a") is None  # "a", the oldest, went first
+    assert cache.get("b") is not None  # "b" is now the most recent: "c" goes next
+    cache.put("d", frame.copy())
+    assert cache.get("c") is None and cache.get("b") is not None and cache.get("d") is not None
+    assert (cache.hits, cache.misses) == (3, 2)
+    cache.put("huge", np.zeros(71, np.uint8))  # larger than the whole budget: not kept, nothing evicted
+    assert cache.get("huge") is None and len(cache) == 2
+    with pytest.raises(ValueError, match="read-only"):
+        cache.get("b")[0, 0, 0] = 1
+    copy = pickle.loads(pickle.dumps(cache))
+    assert len(copy) == 0 and copy.nbytes == 0 and copy.max_bytes == 70
+    with pytest.raises(ValueError, match="at least 0"):
+        FrameCache(-1)
+
+
+@pytest.mark.parametrize("kind", ["folder", "video"])
+def test_cached_source_decodes_each_frame_once(tmp_path, kind):
+    if kind == "folder":
+        src = ImageFolderSource(str(write_folder(tmp_path / "v", 6)))
+    else:
+        src = VideoFileSource(str(write_avi(tmp_path / "v.avi", 6)))
+    plain = {f: a.copy() for f, a in src.read(range(1, 7)).items()}
+    src.cache = FrameCache(max_bytes=10 ** 6)
+    before = src.decode_count
+    first = src.read([2, 3, 3, 4])
+    assert src.decode_count - before == 3  # 2, 3 and 4 (the video seeks back to 2 and grabs three)
+    second = src.read([5, 4, 3, 2])
+    assert list(second) == [2, 3, 4, 5]  # in increasing order, as without a cache
+    assert src.cache.hits == 3 and src.cache.misses == 4
+    for f in (2, 3, 4):
+        assert second[f] is first[f] and not second[f].flags.writeable
+    for f, array in second.items():
+        np.testing.assert_array_equal(array, plain[f])

@@ -28,7 +28,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from .annotations import idle_people, keyframe_boxes, split_videos
 from .clips import IMAGENET, ClipTransform, Normalize, clip_frames, read_clip
-from .frames import FrameSource, find_frames, open_frames
+from .frames import FrameCache, FrameSource, find_frames, open_frames
 
 __all__ = ["ClipDataset", "TrainClipDataset", "TestClipDataset", "collate"]
 
@@ -52,18 +52,25 @@ class ClipDataset(Dataset):
         flip_labels: pairs of 0-based labels that a horizontal flip turns into each other (a mirrored
             "move_left" is a "move_right"); the labels of a flipped sample are swapped accordingly. Classes
             not named keep their label, so a dataset without directional classes needs none.
+        frame_cache_mb: keep up to this many MiB of decoded frames in memory (``frames.FrameCache``; 0: none),
+            per process: a clip of T frames decodes each frame anew otherwise, so an epoch decodes every
+            frame about T times. A 320x240 frame takes 0.22 MiB.
     """
 
     def __init__(self, *, gt: Mapping, frames_root: str, videos: Sequence[str], clip_length: int = 16,
                  clip_stride: int = 1, boundary: str = "repeat", transform: ClipTransform = ClipTransform(),
                  norm_2d: Normalize = IMAGENET, norm_3d: Normalize = Normalize(), seed: int = 0,
-                 max_open_sources: int = 16, flip_labels: Sequence[Tuple[int, int]] = ()):
+                 max_open_sources: int = 16, flip_labels: Sequence[Tuple[int, int]] = (),
+                 frame_cache_mb: float = 0):
         self.frames_root = frames_root
         self.videos = list(videos)
         self.clip_length, self.clip_stride, self.boundary = clip_length, clip_stride, boundary
         self.transform, self.norm_2d, self.norm_3d = transform, norm_2d, norm_3d
         self.seed, self.epoch = seed, 0
         self.max_open_sources = max_open_sources
+        if frame_cache_mb < 0:
+            raise ValueError(f"frame_cache_mb must be at least 0 (0: no cache), got {frame_cache_mb}")
+        self.frame_cache = FrameCache(int(frame_cache_mb * 2 ** 20)) if frame_cache_mb > 0 else None
         num_labels = len(gt["labels"])
         self.flip_map = np.arange(num_labels)
         for pair in flip_labels:
@@ -110,6 +117,7 @@ class ClipDataset(Dataset):
             if src.num_frames < self.nframes[video]:
                 raise ValueError(f"video {video!r}: {src.path} has {src.num_frames} frames, the ground truth "
                                  f"needs {self.nframes[video]}")
+            src.cache = self.frame_cache
             self._sources[video] = src
             while len(self._sources) > self.max_open_sources:
                 self._sources.popitem(last=False)[1].close()

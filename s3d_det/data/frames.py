@@ -4,6 +4,9 @@ Both give ``num_frames``, ``size`` (h, w) and ``read(frames) -> {frame: (H,W,3) 
 numbers from 1 (the GT schema's). Sources open nothing until first used and drop OpenCV handles when
 pickled, so a Dataset can hold them and still go to DataLoader workers.
 
+A ``FrameCache`` given to a source keeps its decoded frames in memory (least recently used dropped first,
+within a byte budget): training reads each frame once per clip that holds it, T times an epoch.
+
 Counters, for tests and benchmarks: ``decode_count`` (frames the decoder produced: image files read, or
 video frames grabbed, including those stepped over) and ``decode_seconds`` (time spent inside OpenCV
 reading and decoding them).
@@ -13,17 +16,70 @@ from __future__ import annotations
 import os
 import re
 import time
-from typing import Dict, Optional, Sequence, Tuple
+from collections import OrderedDict
+from typing import Dict, Hashable, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-__all__ = ["FrameSource", "ImageFolderSource", "VideoFileSource", "open_frames", "find_frames", "frame_numbers",
+__all__ = ["FrameCache", "FrameSource", "ImageFolderSource", "VideoFileSource", "open_frames", "find_frames", "frame_numbers",
            "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = ("jpg", "png")
 VIDEO_EXTENSIONS = ("avi", "mp4")
 _FRAME_NAME = re.compile(r"^(\d{5,})\.(jpg|png)$")
+
+
+class FrameCache:
+    """Decoded frames in memory, up to ``max_bytes``; the least recently used go first.
+
+    Keys are (source path, frame number). Stored arrays are made read-only, so a caller that would change a
+    cached frame in place fails loudly instead of corrupting later reads. Each process has its own cache (a
+    pickled cache arrives empty, with its budget), so with DataLoader workers the budget holds per worker.
+    ``hits`` and ``misses`` count lookups.
+    """
+
+    def __init__(self, max_bytes: int):
+        if max_bytes < 0:
+            raise ValueError(f"max_bytes must be at least 0, got {max_bytes}")
+        self.max_bytes = int(max_bytes)
+        self.nbytes = 0
+        self.hits = self.misses = 0
+        self._frames: "OrderedDict[Hashable, np.ndarray]" = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def get(self, key: Hashable) -> Optional[np.ndarray]:
+        array = self._frames.get(key)
+        if array is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._frames.move_to_end(key)
+        return array
+
+    def put(self, key: Hashable, array: np.ndarray) -> None:
+        """Keeps ``array`` (made read-only) under ``key``; one larger than the whole budget is not kept."""
+        if array.nbytes > self.max_bytes:
+            return
+        old = self._frames.pop(key, None)
+        if old is not None:
+            self.nbytes -= old.nbytes
+        array.flags.writeable = False
+        self._frames[key] = array
+        self.nbytes += array.nbytes
+        while self.nbytes > self.max_bytes:
+            self.nbytes -= self._frames.popitem(last=False)[1].nbytes
+
+    def clear(self) -> None:
+        self._frames.clear()
+        self.nbytes = 0
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.update(_frames=OrderedDict(), nbytes=0, hits=0, misses=0)
+        return state
 
 
 class FrameSource:
@@ -35,6 +91,7 @@ class FrameSource:
         self.decode_count = 0
         self.decode_seconds = 0.0
         self._size: Optional[Tuple[int, int]] = None
+        self.cache: Optional[FrameCache] = None  # set to keep decoded frames (see FrameCache)
 
     @property
     def num_frames(self) -> int:
@@ -53,14 +110,23 @@ class FrameSource:
         Args:
             frames: frame numbers, 1..num_frames; repeats allowed (they share one decode).
         Returns:
-            {frame: (H,W,3) uint8 RGB array}, one entry per distinct frame.
+            {frame: (H,W,3) uint8 RGB array}, one entry per distinct frame. With a ``cache``, frames found
+            there are not decoded again, and every returned array is the cached one: read-only.
         """
         wanted = sorted({int(f) for f in frames})
         n = self.num_frames
         bad = [f for f in wanted if not 1 <= f <= n]
         if bad:
             raise ValueError(f"{self.path}: frame {bad[0]} out of range; this source has frames 1..{n}")
-        out = self._decode(wanted)
+        if self.cache is None:
+            out = self._decode(wanted)
+        else:
+            out = {f: self.cache.get((self.path, f)) for f in wanted}
+            missing = [f for f, array in out.items() if array is None]
+            if missing:
+                for f, array in self._decode(missing).items():
+                    self.cache.put((self.path, f), array)
+                    out[f] = array
         first = next(iter(out.values()), None)
         if first is not None and self._size is None:
             self._size = first.shape[:2]

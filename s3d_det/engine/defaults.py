@@ -91,11 +91,14 @@ def build_datasets(cfg, gt: Mapping, root: str) -> Tuple[TrainClipDataset, TestC
     if cfg.TEST.SMOOTH_FRAMES < 0:
         raise ConfigError(f"TEST.SMOOTH_FRAMES must be at least 0 (frames to each side; 0: off), got "
                           f"{cfg.TEST.SMOOTH_FRAMES}")
+    if cfg.DATALOADER.FRAME_CACHE_MB < 0:
+        raise ConfigError(f"DATALOADER.FRAME_CACHE_MB must be at least 0 (MiB; 0: no cache), got "
+                          f"{cfg.DATALOADER.FRAME_CACHE_MB}")
     if not 0 <= cfg.INPUT.HUE <= 0.5:
         raise ConfigError(f"INPUT.HUE must lie in [0, 0.5] (turns of the colour wheel), got {cfg.INPUT.HUE}")
     common = dict(clip_length=cfg.INPUT.CLIP_LENGTH, clip_stride=cfg.INPUT.CLIP_STRIDE, boundary=cfg.INPUT.BOUNDARY,
                   norm_3d=Normalize.from_preset(cfg.INPUT.NORM_3D) if cfg.INPUT.NORM_3D else Normalize(),
-                  seed=cfg.SEED)
+                  seed=cfg.SEED, frame_cache_mb=cfg.DATALOADER.FRAME_CACHE_MB)
     train_tf = ClipTransform(short_side=list(cfg.INPUT.SHORT_SIDE_TRAIN), max_size=cfg.INPUT.MAX_SIZE,
                              hflip_prob=cfg.INPUT.HFLIP_PROB, brightness=cfg.INPUT.BRIGHTNESS,
                              contrast=cfg.INPUT.CONTRAST, saturation=cfg.INPUT.SATURATION,
