@@ -172,7 +172,8 @@ def test_frame_cache_gives_the_same_samples_with_fewer_decodes(data):
             torch.testing.assert_close(a["clip"], b["clip"], rtol=0, atol=0)
             torch.testing.assert_close(a["keyframe"], b["keyframe"], rtol=0, atol=0)
             assert a["flipped"] == b["flipped"] and a["labels"].tolist() == b["labels"].tolist()
-    decodes = {name: sum(ds.source(v).decode_count for v in ds.videos) for name, ds in (("plain", plain), ("cached", cached))}
+    decodes = {name: sum(ds.source(v).decode_count for v in ds.videos)
+               for name, ds in (("plain", plain), ("cached", cached))}
     assert decodes["cached"] == N + N  # each frame of run/a and run/b once
     assert decodes["plain"] > 2 * decodes["cached"]
     assert cached.frame_cache.nbytes == 2 * N * H * W * 3

@@ -22,8 +22,8 @@ from typing import Dict, Hashable, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-__all__ = ["FrameCache", "FrameSource", "ImageFolderSource", "VideoFileSource", "open_frames", "find_frames", "frame_numbers",
-           "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS"]
+__all__ = ["FrameCache", "FrameSource", "ImageFolderSource", "VideoFileSource", "open_frames", "find_frames",
+           "frame_numbers", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = ("jpg", "png")
 VIDEO_EXTENSIONS = ("avi", "mp4")
