@@ -72,10 +72,6 @@ class FrameCache:
         while self.nbytes > self.max_bytes:
             self.nbytes -= self._frames.popitem(last=False)[1].nbytes
 
-    def clear(self) -> None:
-        self._frames.clear()
-        self.nbytes = 0
-
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state.update(_frames=OrderedDict(), nbytes=0, hits=0, misses=0)
