@@ -26,7 +26,7 @@ from s3d_det.modeling import (
     conv_kinds,
     get_preset,
 )
-from s3d_det.modeling.s3dg import ConvUnit, MaxPool, SpaceToDepth
+from s3d_det.modeling.s3dg import ConvUnit, MaxPool, SpaceToDepth, _Conv3d
 
 ALL_VARIANTS = ("i2d", "i3d", "bottom_heavy_i3d", "top_heavy_i3d", "s3d", "s3dg")
 # Hand-written forward order of the layers whose 3x3 (or 7x7) convolutions may be temporal.
@@ -822,6 +822,57 @@ def test_channels_last_gives_the_same_features():
     assert b["mixed_4f"].is_contiguous()
     for name in a:
         assert torch.allclose(a[name], b[name], atol=1e-5, rtol=1e-4)
+
+
+@pytest.fixture
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("kernel, stride, padding, bias", [
+    ((3, 1, 1), (1, 1, 1), (1, 0, 0), False),  # the separable temporal convolution
+    ((3, 1, 1), (2, 1, 1), (1, 0, 0), True),  # a strided temporal stem
+    ((1, 1, 1), (1, 1, 1), (0, 0, 0), True),  # the Inception branches' reductions
+    ((1, 3, 3), (1, 1, 1), (0, 1, 1), False),  # not 1x1 in space: nn.Conv3d itself
+])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_conv3d_on_one_thread_matches_torch_and_keeps_the_layout(one_thread, kernel, stride, padding, bias,
+                                                                   channels_last):
+    torch.manual_seed(0)
+    conv = _Conv3d(6, 5, kernel, stride, padding=padding, bias=bias)
+    x = torch.randn(2, 6, 5, 4, 3)
+    if channels_last:
+        conv = conv.to(memory_format=torch.channels_last_3d)
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    x.requires_grad_(True)
+    out = conv(x)
+    ref_x = x.detach().clone().requires_grad_(True)
+    ref = F.conv3d(ref_x, conv.weight, conv.bias, stride, padding)
+    assert out.shape == ref.shape
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert out.is_contiguous(memory_format=torch.channels_last_3d if channels_last else torch.contiguous_format)
+    grad = torch.randn_like(ref)
+    (weight_grad, *bias_grad, x_grad) = torch.autograd.grad(out, [conv.weight, *([conv.bias] if bias else []), x],
+                                                            grad)
+    ref_grads = torch.autograd.grad(ref, [conv.weight, *([conv.bias] if bias else []), ref_x], grad)
+    for a, b in zip((weight_grad, *bias_grad, x_grad), ref_grads):
+        assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_one_thread_keeps_every_layer_in_channels_last(one_thread, monkeypatch):
+    torch.manual_seed(0)
+    net = S3DG("s3dg", width=0.25, out_features=("mixed_3c", "mixed_4f", "mixed_5c")).eval()
+    x = torch.randn(2, 3, 8, 64, 64)
+    with torch.no_grad():
+        fast = net(x)
+        monkeypatch.setattr(_Conv3d, "forward", nn.Conv3d.forward)  # PyTorch's own one-thread route
+        ref = net(x)
+    for name in fast:
+        assert fast[name].is_contiguous(memory_format=torch.channels_last_3d), name
+        assert torch.allclose(fast[name], ref[name], atol=1e-5, rtol=1e-4), name
 
 
 def test_stem_style_applies_to_every_temporal_stem():

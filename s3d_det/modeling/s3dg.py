@@ -182,12 +182,41 @@ class _SameMaxPool3d(nn.MaxPool3d):
         return super().forward(_same_pad(x, self.kernel_size, self.stride, value=-math.inf))
 
 
+class _Conv3d(nn.Conv3d):
+    """Conv3d that keeps the CPU's fast convolution path on one thread.
+
+    On one CPU thread PyTorch sends a convolution whose spatial kernel is 1x1 (the separable ``kt x 1 x 1`` and
+    the ``1 x 1 x 1`` ones) of a batch under 16 to its reference kernel rather than to oneDNN. For a 3D
+    convolution that kernel unfolds the input, and it returns a contiguous tensor, so every later layer also
+    leaves ``channels_last_3d`` (its pools and normalisations then run on the slow paths too). Here, in that
+    case only, the same convolution runs as a 2D one over (T, H * W) (``kt x 1``, which oneDNN takes) or, for
+    ``1 x 1 x 1``, as one matrix product over the channels. The same values up to float rounding, the same
+    parameters; elsewhere (CUDA, several threads, larger batches) it is ``nn.Conv3d``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.device.type != "cpu" or x.dim() != 5 or x.shape[0] >= 16 or torch.get_num_threads() > 1
+                or self.kernel_size[1:] != (1, 1) or self.stride[1:] != (1, 1) or self.groups != 1
+                or self.dilation != (1, 1, 1) or self.padding_mode != "zeros" or self.padding[1:] != (0, 0)):
+            return super().forward(x)
+        b, c, t, h, w = x.shape
+        if self.kernel_size[0] == 1 and self.stride[0] == 1 and self.padding[0] == 0:
+            weight = self.weight.view(self.out_channels, c)
+            if x.is_contiguous(memory_format=torch.channels_last_3d):  # (B, T, H, W, C) rows: stays channels-last
+                return F.linear(x.permute(0, 2, 3, 4, 1), weight, self.bias).permute(0, 4, 1, 2, 3)
+            y = torch.matmul(weight, x.reshape(b, c, t * h * w))  # stays contiguous
+            return (y if self.bias is None else y + self.bias[:, None]).view(b, self.out_channels, t, h, w)
+        y = F.conv2d(x.reshape(b, c, t, h * w), self.weight.view(*self.weight.shape[:3], 1), self.bias,
+                     (self.stride[0], 1), (self.padding[0], 0))
+        return y.view(b, self.out_channels, y.shape[2], h, w)
+
+
 def _conv3d(cin: int, cout: int, kernel, stride, same: bool, bias: bool) -> nn.Conv3d:
     kernel, stride = _triple(kernel), _triple(stride)
     padding = _static_padding(kernel, stride, same)
     if padding is None:
         return _SameConv3d(cin, cout, kernel, stride, padding=0, bias=bias)
-    return nn.Conv3d(cin, cout, kernel, stride, padding=padding, bias=bias)
+    return _Conv3d(cin, cout, kernel, stride, padding=padding, bias=bias)
 
 
 POOL_PADDINGS = ("symmetric", "same", "fixed_same")
