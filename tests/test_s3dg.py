@@ -875,6 +875,17 @@ def test_one_thread_keeps_every_layer_in_channels_last(one_thread, monkeypatch):
         assert torch.allclose(fast[name], ref[name], atol=1e-5, rtol=1e-4), name
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_one_thread_route_leaves_flop_counts_alone(one_thread, monkeypatch, channels_last):
+    from s3d_det.utils.flops import count_flops
+
+    net = S3DG("s3dg", width=0.25, out_features=("mixed_3c",), channels_last=channels_last).eval()
+    x = torch.randn(2, 3, 8, 32, 32)
+    ours = count_flops(net, x).total
+    monkeypatch.setattr(_Conv3d, "forward", nn.Conv3d.forward)
+    assert ours == count_flops(net, x).total
+
+
 def test_stem_style_applies_to_every_temporal_stem():
     i3d = S3DG("i3d", width=0.25, stem_style="separable", first_temporal_kernel=5)
     assert i3d.conv_1a.conv.kernel_size == (1, 7, 7)

@@ -191,11 +191,13 @@ class _Conv3d(nn.Conv3d):
     leaves ``channels_last_3d`` (its pools and normalisations then run on the slow paths too). Here, in that
     case only, the same convolution runs as a 2D one over (T, H * W) (``kt x 1``, which oneDNN takes) or, for
     ``1 x 1 x 1``, as one matrix product over the channels. The same values up to float rounding, the same
-    parameters; elsewhere (CUDA, several threads, larger batches) it is ``nn.Conv3d``.
+    parameters; elsewhere (CUDA, several threads, larger batches, and under ``torch.jit`` tracing, as FLOP
+    counting does) it is ``nn.Conv3d``.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (x.device.type != "cpu" or x.dim() != 5 or x.shape[0] >= 16 or torch.get_num_threads() > 1
+                or torch.jit.is_tracing()
                 or self.kernel_size[1:] != (1, 1) or self.stride[1:] != (1, 1) or self.groups != 1
                 or self.dilation != (1, 1, 1) or self.padding_mode != "zeros" or self.padding[1:] != (0, 0)):
             return super().forward(x)
