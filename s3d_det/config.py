@@ -182,6 +182,9 @@ _C.DATALOADER.IDLE_HOLD = 0
 # by the action head (0: none are), as a clip around such a keyframe still shows part of the action (a clip
 # reaches CLIP_LENGTH * CLIP_STRIDE // 2 frames to each side).
 _C.DATALOADER.IDLE_MARGIN = 0
+# With IDLE_HOLD: also train on the frames where nobody acts but an idle box lies beyond IDLE_MARGIN, as
+# action-head negatives (BACKGROUND_FRAMES takes every frame, also those that teach the head nothing).
+_C.DATALOADER.IDLE_KEYFRAMES = False
 
 _C.SOLVER = CfgNode()
 # Clips per iteration over all processes.

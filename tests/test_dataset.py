@@ -247,3 +247,22 @@ def test_idle_boxes_near_their_tube_are_ignored_with_a_margin(data):
     assert wide[5]["labels"].tolist() == [-2] and wide[6]["labels"].tolist() == [1, -2]
     with pytest.raises(ValueError, match="idle_margin must be at least 0, and needs idle_hold"):
         TrainClipDataset(idle_margin=2, **kwargs)
+
+
+def test_idle_keyframes_are_the_frames_with_an_idle_box_beyond_the_margin(data):
+    gt, root = data
+    kwargs = dict(gt=gt, frames_root=root, clip_length=2, seed=3, transform=ClipTransform(short_side=H))
+    run_b = [("run/b", f) for f in range(1, N + 1)]  # someone acts on every frame of run/b
+    # run/a acts on frames 2-4 of 6: frames 1 and 5 lie 1 frame from its tube, frame 6 2 frames
+    ds = TrainClipDataset(idle_hold=None, idle_keyframes=True, **kwargs)
+    assert ds.samples == [("run/a", f) for f in range(1, N + 1)] + run_b
+    assert (ds[0]["frame"], ds[0]["labels"].tolist()) == (1, [-1])
+    ds = TrainClipDataset(idle_hold=None, idle_margin=1, idle_keyframes=True, **kwargs)
+    assert ds.samples == [("run/a", f) for f in (2, 3, 4, 6)] + run_b
+    assert (ds[3]["frame"], ds[3]["labels"].tolist()) == (6, [-1])
+    ds = TrainClipDataset(idle_hold=None, idle_margin=2, idle_keyframes=True, **kwargs)
+    assert ds.samples == [("run/a", f) for f in (2, 3, 4)] + run_b
+    ds = TrainClipDataset(idle_hold=1, idle_keyframes=True, **kwargs)  # frame 6 holds no idle box
+    assert ds.samples == [("run/a", f) for f in (1, 2, 3, 4, 5)] + run_b
+    with pytest.raises(ValueError, match="idle_keyframes needs idle_hold"):
+        TrainClipDataset(idle_keyframes=True, **kwargs)

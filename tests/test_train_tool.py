@@ -223,6 +223,9 @@ def test_bad_config_values_name_the_key(trained, tmp_path):
                     "DATALOADER.IDLE_HOLD", "0", "DATALOADER.IDLE_MARGIN", "8", datasets=datasets)
     assert proc.returncode == 2 and "DATALOADER.IDLE_MARGIN" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_tool("train_det.py", "--config-file", CONFIG, *SMALL, "OUTPUT_DIR", tmp_path,
+                    "DATALOADER.IDLE_HOLD", "0", "DATALOADER.IDLE_KEYFRAMES", "True", datasets=datasets)
+    assert proc.returncode == 2 and "DATALOADER.IDLE_KEYFRAMES" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_tool("train_det.py", "--config-file", CONFIG, *SMALL, "OUTPUT_DIR", tmp_path,
                     "TEST.SMOOTH_FRAMES", "-1", datasets=datasets)
     assert proc.returncode == 2 and "TEST.SMOOTH_FRAMES" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_tool("train_det.py", "--config-file", CONFIG, *SMALL, "OUTPUT_DIR", tmp_path,

@@ -173,12 +173,16 @@ class TrainClipDataset(ClipDataset):
     ``idle_margin`` (frames; 0: off) labels the idle boxes at most this many frames from their tube -2 instead:
     still persons for the RPN, but ignored by the action head, since a clip around such a keyframe still shows
     part of the action (a clip of T frames at stride s reaches T * s // 2 frames to each side).
+    ``idle_keyframes=True`` (needs ``idle_hold``) also makes keyframes of the frames where nobody acts but an
+    idle box lies beyond ``idle_margin``: action-head negatives whose clip, with a margin of at least T * s // 2,
+    shows none of the action. Unlike ``background_frames``, no keyframe is drawn on which the head learns
+    nothing.
     Other keyword arguments: see ``ClipDataset``.
     """
 
     def __init__(self, *, gt: Mapping, frames_root: str, split: int = 1,
                  keyframes_per_video: Optional[int] = None, background_frames: bool = False,
-                 idle_hold: Optional[int] = 0, idle_margin: int = 0, **kwargs):
+                 idle_hold: Optional[int] = 0, idle_margin: int = 0, idle_keyframes: bool = False, **kwargs):
         super().__init__(gt=gt, frames_root=frames_root, videos=split_videos(gt, split, "train"), **kwargs)
         if keyframes_per_video is not None and keyframes_per_video < 1:
             raise ValueError(f"keyframes_per_video must be at least 1 or None, got {keyframes_per_video}")
@@ -187,7 +191,11 @@ class TrainClipDataset(ClipDataset):
         if idle_margin < 0 or (idle_margin and idle_hold == 0):
             raise ValueError(f"idle_margin must be at least 0, and needs idle_hold (not 0); got idle_margin "
                              f"{idle_margin}, idle_hold {idle_hold}")
+        if idle_keyframes and idle_hold == 0:
+            raise ValueError("idle_keyframes needs idle_hold (None or above 0): without idle boxes there are no "
+                             "idle keyframes")
         self.keyframes_per_video = keyframes_per_video
+        self.idle_keyframes = bool(idle_keyframes)
         self.background_frames = bool(background_frames)
         self.idle_hold, self.idle_margin = idle_hold, int(idle_margin)
         if idle_hold != 0:
@@ -207,8 +215,9 @@ class TrainClipDataset(ClipDataset):
         for video in self.videos:
             if self.background_frames:
                 frames = range(1, self.nframes[video] + 1)
-            else:  # frames where someone acts (idle boxes alone do not make a keyframe)
-                frames = [f for f, (_, labels) in self.annotations[video].items() if (labels >= 0).any()]
+            else:  # frames where someone acts; with idle_keyframes also those with an idle box beyond the margin
+                lowest = -1 if self.idle_keyframes else 0
+                frames = sorted(f for f, (_, labels) in self.annotations[video].items() if (labels >= lowest).any())
             if k is not None and k < len(frames):
                 frames = sorted(int(f) for f in rng.choice(frames, size=k, replace=False))
             self.samples.extend((video, f) for f in frames)

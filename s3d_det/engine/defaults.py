@@ -88,6 +88,9 @@ def build_datasets(cfg, gt: Mapping, root: str) -> Tuple[TrainClipDataset, TestC
         raise ConfigError(f"DATALOADER.IDLE_MARGIN must be at least 0 frames, and above 0 needs DATALOADER.IDLE_HOLD "
                           f"(-1 or a number of frames); got IDLE_MARGIN {cfg.DATALOADER.IDLE_MARGIN}, IDLE_HOLD "
                           f"{cfg.DATALOADER.IDLE_HOLD}")
+    if cfg.DATALOADER.IDLE_KEYFRAMES and not cfg.DATALOADER.IDLE_HOLD:
+        raise ConfigError("DATALOADER.IDLE_KEYFRAMES needs DATALOADER.IDLE_HOLD (-1 or a number of frames): the "
+                          "idle keyframes are those of its idle boxes")
     if cfg.TEST.SMOOTH_FRAMES < 0:
         raise ConfigError(f"TEST.SMOOTH_FRAMES must be at least 0 (frames to each side; 0: off), got "
                           f"{cfg.TEST.SMOOTH_FRAMES}")
@@ -109,7 +112,8 @@ def build_datasets(cfg, gt: Mapping, root: str) -> Tuple[TrainClipDataset, TestC
                              keyframes_per_video=cfg.DATALOADER.KEYFRAMES_PER_VIDEO or None,
                              background_frames=cfg.DATALOADER.BACKGROUND_FRAMES,
                              idle_hold=None if cfg.DATALOADER.IDLE_HOLD == -1 else cfg.DATALOADER.IDLE_HOLD,
-                             idle_margin=cfg.DATALOADER.IDLE_MARGIN, **common)
+                             idle_margin=cfg.DATALOADER.IDLE_MARGIN,
+                             idle_keyframes=cfg.DATALOADER.IDLE_KEYFRAMES, **common)
     test = TestClipDataset(gt=gt, frames_root=root, split=cfg.DATASETS.SPLIT, transform=test_tf, **common)
     return train, test
 
