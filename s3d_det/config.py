@@ -99,6 +99,9 @@ _C.MODEL.ROI_HEAD.NUM_CLASSES = 0
 # RoIAlign output side and sampling ratio (0: adaptive).
 _C.MODEL.ROI_HEAD.OUTPUT_SIZE = 7
 _C.MODEL.ROI_HEAD.SAMPLING_RATIO = 0
+# The RoIAlign reads each box enlarged about its centre by this factor (1: the box itself), so that the features
+# cover what moves beside the person; the detections keep the box itself.
+_C.MODEL.ROI_HEAD.CONTEXT = 1.0
 # Dropout before the classifier.
 _C.MODEL.ROI_HEAD.DROPOUT = 0.2
 # One box regression per class (True) or one for all (False).

@@ -95,6 +95,34 @@ def test_tube_roi_align_on_a_ramp_gives_the_bin_centres(sampling_ratio):
     assert out.mean().item() == pytest.approx(3.5)
 
 
+class RecordingRoIAlign(TubeRoIAlign):
+    """A ``TubeRoIAlign`` that keeps the boxes it was given."""
+
+    def forward(self, features, boxes):
+        self.seen = [b.clone() for b in boxes]
+        return super().forward(features, boxes)
+
+
+def test_context_enlarges_the_boxes_the_features_are_read_from_not_the_detections():
+    head = tiny_head(context=1.5, spatial_scale=1 / 16)
+    head.box_roi_pool = RecordingRoIAlign(output_size=7, spatial_scale=1 / 16)
+    head.box_predictor = FixedPredictor([[0.2, 0.7, 0.1], [0.1, 0.3, 0.6]])  # zero deltas
+    boxes = torch.tensor([[10.0, 20.0, 30.0, 60.0], [40.0, 40.0, 60.0, 50.0]])
+    out = head(torch.randn(1, 208, 2, 8, 8), [boxes], [(128, 128)])[0]
+    # centres (20, 40) and (50, 45), sizes 20 x 40 and 20 x 10, each side 1.5x as long about the centre
+    torch.testing.assert_close(head.box_roi_pool.seen[0], torch.tensor([[5.0, 10.0, 35.0, 70.0],
+                                                                        [35.0, 37.5, 65.0, 52.5]]))
+    # the detections are the boxes themselves: (box 0, action 0) 0.7, (box 1, action 1) 0.6, ...
+    torch.testing.assert_close(out["boxes"][:2], boxes)
+    torch.testing.assert_close(out["scores"][:2], torch.tensor([0.7, 0.6]))
+    plain = tiny_head(spatial_scale=1 / 16)
+    plain.box_roi_pool = RecordingRoIAlign(output_size=7, spatial_scale=1 / 16)
+    plain(torch.randn(1, 208, 2, 8, 8), [boxes], [(128, 128)])
+    torch.testing.assert_close(plain.box_roi_pool.seen[0], boxes)
+    with pytest.raises(ValueError, match="context must be at least 1"):
+        tiny_head(context=0.5)
+
+
 # -- stage 5 ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("pool_padding", ["symmetric", "same", "fixed_same"])
 def test_stage5_accepts_tubes_of_any_length(pool_padding):

@@ -107,6 +107,7 @@ def action_detector_kwargs(cfg, num_classes: int) -> dict:
         feature_3d=m.BACKBONE_3D.FEATURE,
         roi_output_size=m.ROI_HEAD.OUTPUT_SIZE,
         roi_sampling_ratio=m.ROI_HEAD.SAMPLING_RATIO,
+        roi_context=m.ROI_HEAD.CONTEXT,
         dropout=m.ROI_HEAD.DROPOUT,
         class_specific_boxes=m.ROI_HEAD.CLASS_SPECIFIC_BOXES,
         scoring=m.ROI_HEAD.SCORING,

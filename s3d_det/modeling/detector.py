@@ -273,6 +273,7 @@ def build_action_detector(
     feature_3d: str = "mixed_4f",
     roi_output_size: int = 7,
     roi_sampling_ratio: int = 0,
+    roi_context: float = 1.0,
     dropout: float = 0.2,
     class_specific_boxes: bool = False,
     scoring: str = "joint",
@@ -312,6 +313,7 @@ def build_action_detector(
         feature_3d (str): the layer the RoIs are cut from; the layers after it, to mixed_5c, are the head's
             stage 5 (default mixed_4f, stride 16 in space).
         roi_output_size (int), roi_sampling_ratio (int): the tube RoIAlign (see ``TubeRoIAlign``).
+        roi_context (float): the RoIAlign reads each box enlarged by this factor (``TubeRoIHead(context=)``).
         dropout (float), class_specific_boxes (bool): the predictor (see ``TubeBoxPredictor``).
         scoring (str): "joint" (actions + background in one softmax) or "person" (RPN objectness x action
             probability, the head trained on people only); see ``TubeRoIHead``.
@@ -337,7 +339,7 @@ def build_action_detector(
         stage5=OrderedDict(s3dg.layers(first_head_layer, LAYERS[-1])),
         feature_channels=s3dg.feature_info[LAYERS[-1]].channels, num_classes=num_classes,
         spatial_scale=1.0 / stride[1], output_size=roi_output_size, sampling_ratio=roi_sampling_ratio,
-        dropout=dropout, class_specific_boxes=class_specific_boxes, scoring=scoring, fg_iou_thresh=box_fg_iou_thresh,
+        context=roi_context, dropout=dropout, class_specific_boxes=class_specific_boxes, scoring=scoring, fg_iou_thresh=box_fg_iou_thresh,
         bg_iou_thresh=box_bg_iou_thresh, batch_size_per_image=box_batch_size_per_image,
         positive_fraction=box_positive_fraction, bbox_reg_weights=bbox_reg_weights,
         box_reg_loss_weight=box_reg_loss_weight, score_thresh=box_score_thresh,

@@ -149,6 +149,10 @@ class TubeRoIHead(RoIHeads):
         feature_channels (int): C5, channels of stage 5's output (``s3dg.feature_info["mixed_5c"].channels``).
         num_classes (int): C actions.
         spatial_scale, output_size, sampling_ratio, aligned: the RoIAlign (see ``TubeRoIAlign``).
+        context (float): the RoIAlign reads each box enlarged about its centre by this factor in width and
+            height (1: the box itself), so that the features also cover what moves beside the person (a
+            swinging arm reaches beyond the keyframe's box). Only the features change: the training targets,
+            the box deltas and the detections refer to the box itself.
         dropout (float), class_specific_boxes (bool): the predictor (see ``TubeBoxPredictor``).
         scoring (str): one of ``SCORINGS`` (above).
         fg_iou_thresh (float): a proposal with IoU >= this with a GT box is that box's action.
@@ -186,6 +190,7 @@ class TubeRoIHead(RoIHeads):
         output_size: int = 7,
         sampling_ratio: int = 0,
         aligned: bool = True,
+        context: float = 1.0,
         dropout: float = 0.2,
         class_specific_boxes: bool = False,
         scoring: str = "joint",
@@ -205,6 +210,8 @@ class TubeRoIHead(RoIHeads):
             raise ValueError(f"unknown scoring {scoring!r}; expected one of {', '.join(SCORINGS)}")
         if bg_iou_thresh > fg_iou_thresh:
             raise ValueError(f"bg_iou_thresh ({bg_iou_thresh}) must not exceed fg_iou_thresh ({fg_iou_thresh})")
+        if not context >= 1.0:
+            raise ValueError(f"context must be at least 1 (the box itself), got {context}")
         super().__init__(
             TubeRoIAlign(output_size=output_size, spatial_scale=spatial_scale, sampling_ratio=sampling_ratio,
                          aligned=aligned),
@@ -218,6 +225,7 @@ class TubeRoIHead(RoIHeads):
         self.num_classes = num_classes
         self.class_specific_boxes = class_specific_boxes
         self.scoring = scoring
+        self.context = float(context)
         self.fg_iou_thresh = float(fg_iou_thresh)
         self.batch_size_per_image = int(batch_size_per_image)
         self.box_reg_loss_weight = float(box_reg_loss_weight)
@@ -247,7 +255,8 @@ class TubeRoIHead(RoIHeads):
         elif sum(len(p) for p in proposals) == 0:
             empty = features.new_zeros((0, 4))
             return [{"boxes": empty, "scores": empty[:, 0], "labels": empty[:, 0].long()} for _ in proposals]
-        logits, deltas = self.box_predictor(self.box_head(self.box_roi_pool(features, proposals)))
+        rois = proposals if self.context == 1.0 else [self._enlarged(p) for p in proposals]
+        logits, deltas = self.box_predictor(self.box_head(self.box_roi_pool(features, rois)))
         if not self.class_specific_boxes:  # torchvision's code reads deltas per class: the same for every class
             deltas = deltas.repeat(1, self.num_classes + 1)
         if self.training:
@@ -261,6 +270,13 @@ class TubeRoIHead(RoIHeads):
             probs = probs * self._person_scores(proposal_scores, proposals, probs)[:, None]
         boxes, scores, labels = self._detections(probs, deltas, proposals, image_sizes)
         return [{"boxes": b, "scores": s, "labels": lab - 1} for b, s, lab in zip(boxes, scores, labels)]
+
+    def _enlarged(self, boxes: torch.Tensor) -> torch.Tensor:
+        """(R, 4) x1, y1, x2, y2 -> the same boxes scaled by ``context`` about their centres (not clipped:
+        RoIAlign reads zeros outside the feature map)."""
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+        half = (boxes[:, 2:] - boxes[:, :2]) * (self.context / 2)
+        return torch.cat([centres - half, centres + half], dim=1)
 
     @staticmethod
     def _person_scores(proposal_scores, proposals, probs) -> torch.Tensor:
