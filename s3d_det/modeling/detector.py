@@ -339,9 +339,10 @@ def build_action_detector(
         stage5=OrderedDict(s3dg.layers(first_head_layer, LAYERS[-1])),
         feature_channels=s3dg.feature_info[LAYERS[-1]].channels, num_classes=num_classes,
         spatial_scale=1.0 / stride[1], output_size=roi_output_size, sampling_ratio=roi_sampling_ratio,
-        context=roi_context, dropout=dropout, class_specific_boxes=class_specific_boxes, scoring=scoring, fg_iou_thresh=box_fg_iou_thresh,
-        bg_iou_thresh=box_bg_iou_thresh, batch_size_per_image=box_batch_size_per_image,
-        positive_fraction=box_positive_fraction, bbox_reg_weights=bbox_reg_weights,
+        context=roi_context, dropout=dropout, class_specific_boxes=class_specific_boxes, scoring=scoring,
+        fg_iou_thresh=box_fg_iou_thresh, bg_iou_thresh=box_bg_iou_thresh,
+        batch_size_per_image=box_batch_size_per_image, positive_fraction=box_positive_fraction,
+        bbox_reg_weights=bbox_reg_weights,
         box_reg_loss_weight=box_reg_loss_weight, score_thresh=box_score_thresh,
         nms_thresh=box_nms_thresh, detections_per_img=box_detections_per_img,
     )
