@@ -1,6 +1,6 @@
 """Video inference (s3d_det.engine.inference): the shared mode against the per-keyframe mode where their features
-must agree (a network without temporal mixing; clip windows of S3D-G on the keyframes the feature stride hits, the
-linear mix of the two neighbouring clips elsewhere), frames decoded once and held in a bounded number, bad input,
+must agree (a network without temporal mixing; clip windows of S3D-G on the anchor keyframes, the linear mix of the
+two neighbouring anchors' clips elsewhere), frames decoded once and held in a bounded number, bad input,
 and the sliding feature gate. Tiny random models, small frames, seeded, CPU-only."""
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def roi_features(model, n, **kwargs):
 
 def test_shared_equals_per_keyframe_without_temporal_mixing():
     """I2D mixes no frames up to its feature layer: long windows, several of them, give every keyframe exactly
-    its clip's features, so the detections agree (both phases of clip stride 2, the edges by the boundary rule)."""
+    its clip's features, so the detections agree (both grids of clip stride 2, the edges by the boundary rule)."""
     model = tiny_detector("i2d")
     n = 37
     per_keyframe, pk_stats = run(model, n, mode="per_keyframe")
@@ -92,27 +92,33 @@ def test_shared_equals_per_keyframe_without_temporal_mixing():
     assert shared.shape == per_keyframe.shape
     np.testing.assert_allclose(shared, per_keyframe, rtol=0, atol=1e-4)
     assert pk_stats["forwards_3d"] == -(-n // 4) and pk_stats["positions_3d"] == 4 * n
-    # two phases of 19 and 18 keyframes, windows of 12 positions with 2 of context: a few forwards, few positions
+    # two streams of 19 and 18 keyframes, windows of 12 positions with 2 of context: a few forwards, few positions
     assert 1 < stats["forwards_3d"] < pk_stats["forwards_3d"] and stats["positions_3d"] < 0.6 * pk_stats["positions_3d"]
 
 
 def test_clip_windows_give_s3dg_its_clip_features_or_the_neighbours_mix():
-    """S3D-G at mixed_3c has temporal stride 2: with clip windows, keyframe i of a phase (frame 1 + p + 2i) gets
-    its own clip's features when i is even and the mean of the clips of keyframes i - 1 and i + 1 when i is odd."""
+    """S3D-G at mixed_3c has temporal stride 2: with clip windows, every odd frame (an anchor) gets its own clip's
+    features, and every even frame f the mean of the clips of frames f - 1 and f + 1, one frame away, although
+    at clip stride 2 those lie on the other grid of frames. The last even frame mixes in a clip of frame n + 1,
+    whose frames the boundary rule maps into the video."""
     model = tiny_detector("s3dg")
     n = 22
     pk, pk_rows = roi_features(model, n, mode="per_keyframe")
     shared, rows = roi_features(model, n, mode="shared")
     assert pk.shape == shared.shape == (n, pk.shape[1], 2, 8, 8)
-    for f in range(1, n + 1):
-        i = (f - 1) // 2
-        if i % 2 == 0:
-            torch.testing.assert_close(shared[f - 1], pk[f - 1], rtol=0, atol=1e-5)
-            np.testing.assert_allclose(rows[rows[:, 1] == f], pk_rows[pk_rows[:, 1] == f], rtol=0, atol=1e-4)
-        elif f + 2 <= n:
-            torch.testing.assert_close(shared[f - 1], (pk[f - 3] + pk[f + 1]) / 2, rtol=0, atol=1e-5)
-    odd = [f for f in range(1, n - 1) if (f - 1) // 2 % 2]
-    assert not torch.allclose(shared[odd[0] - 1], pk[odd[0] - 1], atol=1e-3)  # the mix is not the clip itself
+    for f in range(1, n + 1, 2):
+        torch.testing.assert_close(shared[f - 1], pk[f - 1], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(rows[rows[:, 1] == f], pk_rows[pk_rows[:, 1] == f], rtol=0, atol=1e-4)
+    for f in range(2, n, 2):
+        torch.testing.assert_close(shared[f - 1], (pk[f - 2] + pk[f]) / 2, rtol=0, atol=1e-5)
+    assert not torch.allclose(shared[1], pk[1], atol=1e-3)  # the mix is not the clip itself
+    # frame 22 = mean of frame 21's clip and the clip of a keyframe 23: frames 19, 21, 22, 22 (repeat), in place
+    # of frame 22's own 18, 20, 22, 22
+    virtual = VideoDetector(model, clip_length=4, clip_stride=2, short_side=H, size_divisible=32, mode="per_keyframe")
+    with torch.no_grad():
+        clip = virtual._clips([[19, 21, 22, 22]], MemorySource(n).read([19, 21, 22]))
+        clip_23 = model.backbone_3d(clip)["mixed_3c"][0]
+    torch.testing.assert_close(shared[n - 1], (pk[n - 2] + clip_23) / 2, rtol=0, atol=1e-5)
 
 
 def test_long_windows_are_decoded_once_and_hold_a_bounded_number_of_frames():
@@ -122,8 +128,9 @@ def test_long_windows_are_decoded_once_and_hold_a_bounded_number_of_frames():
                              window=16)
     rows = detector(source)
     assert source.decode_count == n and detector.stats["decoded"] == n
-    # a forward holds 2 phases x 16 positions (32 consecutive frames) and the keyframes it serves; while the next
-    # forward's frames are read, the last one's are still alive: at most two forwards' frames, whatever n
+    # a forward holds 2 streams x 16 positions on the odd frames (the second a position later: 17 frames over 34)
+    # and the keyframes it serves; while the next forward's frames are read, the last one's are still alive: at
+    # most two forwards' frames, whatever n
     assert detector.stats["max_frames_held"] <= 40 and source.peak_alive <= 80
     assert set(rows[:, 1].astype(int)) == set(range(1, n + 1))
     assert rows[:, 4:].min() >= 0 and rows[:, [4, 6]].max() <= W and rows[:, [5, 7]].max() <= H

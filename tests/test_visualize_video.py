@@ -25,8 +25,8 @@ FAINT = (110, 20, 150, 70)  # a detection under the threshold: never drawn
 GT_BOX = (8, 60, 48, 110)  # a ground-truth box on frames 5..10
 
 
-def run_tool(*args, threads=1):
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+def run_tool(*args, threads=1, **env):
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), **env}
     return subprocess.run([sys.executable, "tools/visualize_video.py", "--quiet", *map(str, args)], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=300)
 
@@ -121,7 +121,8 @@ def test_a_model_on_a_video(inputs, tmp_path):
     torch.save({"model": build_model(cfg, num_classes=6).state_dict()}, weights)
     out = tmp_path / "model.mp4"
     proc = run_tool("--config-file", "configs/synthetic/s3dg_tiny.yaml", "--weights", weights, "--input", video,
-                    "--output", out, "--json", tmp_path / "model.json", "--score-thresh", "0", *small)
+                    "--output", out, "--json", tmp_path / "model.json", "--score-thresh", "0", *small,
+                    S3D_DET_DATASETS=str(tmp_path / "no_datasets"))  # not ./datasets, where the quick start writes
     assert proc.returncode == 0, proc.stderr
     frames, _ = decode(out)
     assert len(frames) == N and frames[0].shape == (H, W, 3)
