@@ -86,6 +86,28 @@ def test_person_scores_multiply_the_action_probabilities():
         head(features, [torch.tensor([a, b])], [(128, 128)], proposal_scores=[torch.ones(3)])
 
 
+def test_person_scoring_skips_proposals_that_cannot_score_above_the_threshold():
+    """A person score at or under score_thresh (0.05) bounds every detection of that proposal to it: the head's
+    stage 5 does not see it, and the detections are those of the other proposals."""
+    head = tiny_head(scoring="person")
+    a, b, c = [10.0, 10.0, 50.0, 50.0], [60.0, 60.0, 100.0, 100.0], [5.0, 70.0, 45.0, 120.0]
+    head.box_predictor = FixedPredictor([[0.2, 0.7, 0.1], [0.1, 0.3, 0.6]])  # two rows: a and b only
+    seen = []
+    hook = head.box_head.register_forward_pre_hook(lambda module, args: seen.append(len(args[0])))
+    features = torch.randn(2, 208, 2, 8, 8)
+    try:
+        out = head(features, [torch.tensor([a, c, b]), torch.tensor([c])], [(128, 128)] * 2,
+                   proposal_scores=[torch.tensor([0.9, 0.05, 0.5]), torch.tensor([0.01])])
+        assert seen == [2]
+        torch.testing.assert_close(out[0]["scores"], torch.tensor([0.63, 0.30, 0.15, 0.09]))
+        torch.testing.assert_close(out[0]["boxes"], torch.tensor([a, b, b, a]))
+        assert out[1]["boxes"].shape == (0, 4) and out[1]["scores"].shape == (0,)
+        head(features[:1], [torch.tensor([c])], [(128, 128)], proposal_scores=[torch.tensor([0.05])])
+        assert seen == [2]  # nothing left to score: the head does not run
+    finally:
+        hook.remove()
+
+
 def test_person_samples_are_the_people_and_their_matching_proposals():
     head = tiny_head(scoring="person", batch_size_per_image=8).train()
     gt = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])

@@ -252,9 +252,12 @@ class TubeRoIHead(RoIHeads):
                     proposals, self._shifted_targets(targets))
                 if sum(len(p) for p in proposals) == 0:
                     raise ValueError("no RoIs to train on: the batch has neither proposals nor GT boxes")
-        elif sum(len(p) for p in proposals) == 0:
-            empty = features.new_zeros((0, 4))
-            return [{"boxes": empty, "scores": empty[:, 0], "labels": empty[:, 0].long()} for _ in proposals]
+        else:
+            if self.scoring == "person" and proposal_scores is not None:
+                proposals, proposal_scores = self._scoring_proposals(proposals, proposal_scores)
+            if sum(len(p) for p in proposals) == 0:
+                empty = features.new_zeros((0, 4))
+                return [{"boxes": empty, "scores": empty[:, 0], "labels": empty[:, 0].long()} for _ in proposals]
         rois = proposals if self.context == 1.0 else [self._enlarged(p) for p in proposals]
         logits, deltas = self.box_predictor(self.box_head(self.box_roi_pool(features, rois)))
         if not self.class_specific_boxes:  # torchvision's code reads deltas per class: the same for every class
@@ -267,7 +270,7 @@ class TubeRoIHead(RoIHeads):
             return {"loss_cls": loss_cls, "loss_box_reg": self.box_reg_loss_weight * loss_box_reg}
         probs = F.softmax(logits, dim=-1)
         if self.scoring == "person":
-            probs = probs * self._person_scores(proposal_scores, proposals, probs)[:, None]
+            probs = probs * self._person_scores(proposal_scores, probs)[:, None]
         boxes, scores, labels = self._detections(probs, deltas, proposals, image_sizes)
         return [{"boxes": b, "scores": s, "labels": lab - 1} for b, s, lab in zip(boxes, scores, labels)]
 
@@ -278,17 +281,25 @@ class TubeRoIHead(RoIHeads):
         half = (boxes[:, 2:] - boxes[:, :2]) * (self.context / 2)
         return torch.cat([centres - half, centres + half], dim=1)
 
-    @staticmethod
-    def _person_scores(proposal_scores, proposals, probs) -> torch.Tensor:
-        """The proposals' person scores as one (R,) tensor; all 1 when none are given."""
-        if proposal_scores is None:
-            return probs.new_ones(len(probs))
+    def _scoring_proposals(self, proposals: List[torch.Tensor], proposal_scores: Sequence[torch.Tensor]):
+        """"person" in eval: the proposals (and their person scores) that can make a detection. A detection scores
+        person score x an action's probability, at most the person score, and is kept above ``score_thresh``:
+        a proposal whose person score is not above it cannot make one, so the head does not run on it (its
+        stage 5 is most of the head's time; the detections are the same)."""
         if len(proposal_scores) != len(proposals):
             raise ValueError(f"got proposal_scores for {len(proposal_scores)} images and proposals for "
                              f"{len(proposals)}")
         for i, (s, p) in enumerate(zip(proposal_scores, proposals)):
             if s.shape != (len(p),):
                 raise ValueError(f"proposal_scores[{i}] has shape {tuple(s.shape)} for {len(p)} proposals")
+        keep = [s > self.score_thresh for s in proposal_scores]
+        return [p[k] for p, k in zip(proposals, keep)], [s[k] for s, k in zip(proposal_scores, keep)]
+
+    @staticmethod
+    def _person_scores(proposal_scores, probs) -> torch.Tensor:
+        """The proposals' person scores as one (R,) tensor; all 1 when none are given."""
+        if proposal_scores is None:
+            return probs.new_ones(len(probs))
         return torch.cat(list(proposal_scores)).to(probs)
 
     def _person_samples(self, proposals: List[torch.Tensor], targets: List[Dict[str, torch.Tensor]]):
