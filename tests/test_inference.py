@@ -24,13 +24,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 class MemorySource(FrameSource):
     """``n`` frames (H, W, 3) made on demand, each pixel repeated ``scale`` x ``scale`` times; counts the frames
-    alive (decoded and not yet freed) and their peak."""
+    alive (decoded and not yet freed) and their peak, and the reads that go back behind a frame already read."""
 
     def __init__(self, n: int, scale: int = 1):
         super().__init__()
         self.path, self._n, self.scale = "memory-video", n, scale
         self._size = (H * scale, W * scale)
         self.alive = self.peak_alive = 0
+        self.last_read, self.backwards = 0, 0  # a video decoder seeks back for a frame behind the last it read
 
     @property
     def num_frames(self) -> int:
@@ -41,6 +42,8 @@ class MemorySource(FrameSource):
 
     def _decode(self, wanted):
         out = {}
+        self.backwards += min(wanted) < self.last_read
+        self.last_read = max(wanted)
         for f in wanted:
             rng = np.random.default_rng(f)
             frame = np.full((H, W, 3), 90, np.uint8)
@@ -127,13 +130,23 @@ def test_long_windows_are_decoded_once_and_hold_a_bounded_number_of_frames():
     detector = VideoDetector(tiny_detector("s3dg"), clip_length=4, clip_stride=2, short_side=H, batch_size=4,
                              window=16)
     rows = detector(source)
-    assert source.decode_count == n and detector.stats["decoded"] == n
+    assert source.decode_count == n and detector.stats["decoded"] == n and source.backwards == 0
     # a forward holds 2 streams x 16 positions on the odd frames (the second a position later: 17 frames over 34)
     # and the keyframes it serves; while the next forward's frames are read, the last one's are still alive: at
     # most two forwards' frames, whatever n
     assert detector.stats["max_frames_held"] <= 40 and source.peak_alive <= 80
     assert set(rows[:, 1].astype(int)) == set(range(1, n + 1))
     assert rows[:, 4:].min() >= 0 and rows[:, [4, 6]].max() <= W and rows[:, [5, 7]].max() <= H
+
+
+@pytest.mark.parametrize("mode, window", [("per_keyframe", None), ("shared", None), ("shared", 16)])
+def test_every_mode_reads_the_video_forwards_once(mode, window):
+    """A video file is decoded in order: a frame behind the last one read costs a seek and decoding again from
+    the previous keyframe of the codec. Each frame is read once, never behind the last one read."""
+    source = MemorySource(60)
+    VideoDetector(tiny_detector("s3dg"), clip_length=4, clip_stride=2, short_side=H, batch_size=4, mode=mode,
+                  window=window)(source)
+    assert source.decode_count == 60 and source.backwards == 0
 
 
 def test_boxes_come_back_in_original_pixels():

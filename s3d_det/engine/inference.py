@@ -237,7 +237,10 @@ class VideoDetector:
                 windows = [map_boundary(1 + k * st + (first * st + np.arange(self._positions(length))
                                                       - self.clip_length // 2) * s, n, self.boundary)
                            for first, length, _, _ in group for k in range(streams)]
-                frames = cache.get(np.concatenate(windows + [np.arange(keyframe, last + 1)]))
+                # the keyframes up to the windows' last frame too: the streams skip frames (clip stride s), and
+                # the decoder would otherwise come back for them later, seeking backwards
+                top = max(last, max(int(w.max()) for w in windows))
+                frames = cache.get(np.concatenate(windows + [np.arange(keyframe, top + 1)]))
                 features = self.model.backbone_3d(self._clips(windows, frames).to(self.device))
                 features = features[self.model.feature_3d]
                 self.stats["forwards_3d"] += 1
