@@ -229,10 +229,10 @@ _C.TEST.BATCH_SIZE = 4
 # Also compute video-mAP (tubes linked from the frame detections).
 _C.TEST.VIDEO_MAP = False
 # Video inference (s3d_det.engine.inference, tools/visualize_video.py), shared mode: clip positions (frames at
-# INPUT.CLIP_STRIDE) per forward of the 3D network; 0: one clip, so each keyframe's features are those of its
-# own clip, or interpolated between the two nearest clips where the feature stride skips it. Longer windows
-# compute less but give every slice the real frames a clip would see as zero padding (README: "Detecting
-# actions in a video").
+# INPUT.CLIP_STRIDE) per forward of the 3D network; 0: one clip, so every st-th keyframe (st the feature layer's
+# temporal stride) has its own clip's features and the keyframes between mix those of the two nearest. Longer
+# windows compute less but give every slice the real frames a clip would see as zero padding (README:
+# "Detecting actions in a video").
 _C.TEST.WINDOW = 0
 # Temporal smoothing (s3d_det.engine.smoothing): each detection's score becomes the mean, over the frames within
 # this many frames of it, of the best score of its action on a box overlapping it (IoU >= 0.5; 0 where none);
