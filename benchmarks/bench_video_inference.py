@@ -88,16 +88,17 @@ def write_video(path: str, frames: int) -> None:
 
 
 class StageTimer:
-    """Wall and CPU seconds spent in named submodules of the model, by forward hooks (CUDA synchronised)."""
+    """Wall and CPU seconds spent in named submodules of the models, by forward hooks (CUDA synchronised)."""
 
-    def __init__(self, model: torch.nn.Module, device: torch.device):
+    def __init__(self, models: Sequence[torch.nn.Module], device: torch.device):
         self.device = device
         self.handles = []
-        for stage, names in STAGES.items():
-            for name in (names,) if isinstance(names, str) else names:
-                module = getattr(model, name)
-                self.handles.append(module.register_forward_pre_hook(lambda m, a, s=stage: self._start(s)))
-                self.handles.append(module.register_forward_hook(lambda m, a, o, s=stage: self._stop(s)))
+        for model in models:
+            for stage, names in STAGES.items():
+                for name in (names,) if isinstance(names, str) else names:
+                    module = getattr(model, name)
+                    self.handles.append(module.register_forward_pre_hook(lambda m, a, s=stage: self._start(s)))
+                    self.handles.append(module.register_forward_hook(lambda m, a, o, s=stage: self._stop(s)))
         self._started: Dict[str, tuple] = {}
         self.reset()
 
@@ -166,10 +167,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     model = build_model(cfg, num_classes).to(device).eval()
     machine = (torch.cuda.get_device_name(device) if device.type == "cuda"
                else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    timer = StageTimer(model, device)
     modes = [("per_keyframe", None), ("shared", cfg.TEST.WINDOW)] + ([("shared", args.long_window)]
                                                                      if args.long_window else [])
     detectors = [VideoDetector.from_config(model, cfg, mode=mode, window=window) for mode, window in modes]
+    timer = StageTimer([detector.model for detector in detectors], device)  # each runs its copy (BatchNorm folded)
     runs: List[List[Dict]] = [[] for _ in detectors]
     peak_gpu = [0.0 for _ in detectors]
     with tempfile.TemporaryDirectory() as tmp:

@@ -149,6 +149,17 @@ def test_every_mode_reads_the_video_forwards_once(mode, window):
     assert source.decode_count == 60 and source.backwards == 0
 
 
+def test_folded_batchnorm_gives_the_same_detections_and_leaves_the_model_alone():
+    model = tiny_detector("s3dg")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    folded, _ = run(model, 9, mode="shared")
+    plain, _ = run(model, 9, mode="shared", fold_bn=False)
+    assert len(plain) > 9 and folded.shape == plain.shape
+    np.testing.assert_allclose(folded, plain, rtol=0, atol=1e-4)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    assert isinstance(model.backbone_3d.conv_1a.bn, torch.nn.BatchNorm3d)
+
+
 def test_boxes_come_back_in_original_pixels():
     """The same video at twice the size (each pixel doubled) is resized to the same 48 x 64 frames: the same
     detections, boxes times 2."""

