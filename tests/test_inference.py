@@ -124,6 +124,20 @@ def test_clip_windows_give_s3dg_its_clip_features_or_the_neighbours_mix():
     torch.testing.assert_close(shared[n - 1], (pk[n - 2] + clip_23) / 2, rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_videos_shorter_than_the_streams(n):
+    """1-3 frames at clip stride 2, feature stride 2: the anchors (frames 1, 3) still get their own clips'
+    features, frame 2 the mean of theirs."""
+    model = tiny_detector("s3dg")
+    pk, _ = roi_features(model, n, mode="per_keyframe")
+    shared, rows = roi_features(model, n, mode="shared")
+    assert set(rows[:, 1].astype(int)) == set(range(1, n + 1))
+    for f in range(1, n + 1, 2):
+        torch.testing.assert_close(shared[f - 1], pk[f - 1], rtol=0, atol=1e-5)
+    if n == 3:
+        torch.testing.assert_close(shared[1], (pk[0] + pk[2]) / 2, rtol=0, atol=1e-5)
+
+
 def test_long_windows_are_decoded_once_and_hold_a_bounded_number_of_frames():
     n = 150
     source = MemorySource(n)

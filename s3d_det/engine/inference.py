@@ -230,7 +230,7 @@ class VideoDetector:
         starting at feature step ``first`` is its steps j - first .. j - first + T' - 1."""
         st, steps, s = self.stride, self.steps, self.clip_stride
         anchors = -(-(n - 1) // st) + 1  # anchors 0 .. anchors - 1 serve keyframes 1..n
-        streams = min(s, anchors)
+        streams = s
         plan = self._plan(total=-(-anchors // streams) + steps - 1)
         self.model.backbone_3d.set_gating_window(self.clip_length if self.window > steps else None)
         slices: Dict[int, torch.Tensor] = {}
