@@ -88,7 +88,9 @@ def write_video(path: str, frames: int) -> None:
 
 
 class StageTimer:
-    """Wall and CPU seconds spent in named submodules of the models, by forward hooks (CUDA synchronised)."""
+    """Wall and CPU seconds spent in named submodules of the models (CUDA synchronised): forward hooks, and for
+    an RPN with ``propose`` (``ScoredRPN``, which the detector calls directly, not through ``forward``) a wrapper
+    of that method on the instance."""
 
     def __init__(self, models: Sequence[torch.nn.Module], device: torch.device):
         self.device = device
@@ -97,10 +99,22 @@ class StageTimer:
             for stage, names in STAGES.items():
                 for name in (names,) if isinstance(names, str) else names:
                     module = getattr(model, name)
+                    if hasattr(module, "propose"):
+                        module.propose = self._timed(module.propose, stage)
+                        continue
                     self.handles.append(module.register_forward_pre_hook(lambda m, a, s=stage: self._start(s)))
                     self.handles.append(module.register_forward_hook(lambda m, a, o, s=stage: self._stop(s)))
         self._started: Dict[str, tuple] = {}
         self.reset()
+
+    def _timed(self, method, stage: str):
+        def timed(*args, **kwargs):
+            self._start(stage)
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self._stop(stage)
+        return timed
 
     def _now(self) -> tuple:
         if self.device.type == "cuda":
