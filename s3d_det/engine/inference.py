@@ -110,7 +110,7 @@ class VideoDetector:
         norm_2d, norm_3d (Normalize): the keyframe's and the clip's normalisation.
         mode (str): ``"shared"`` or ``"per_keyframe"`` (see the module docstring).
         batch_size (int): keyframes per forward of the 2D detector and the head; the 3D network takes as many
-            clip positions per forward as ``batch_size`` clips hold (at least one window of each phase).
+            clip positions per forward as ``batch_size`` clips hold (at least one window of each stream).
         window (int, optional): shared mode: clip positions (frames at ``clip_stride``) per window of the 3D
             network, at least ``clip_length``; None or 0: ``clip_length`` (one clip).
         context (int, optional): shared mode: positions of real frames a keyframe's slice keeps from each internal
