@@ -59,10 +59,10 @@ class MemorySource(FrameSource):
         return out
 
 
-def tiny_detector(variant: str):
+def tiny_detector(variant: str, feature: str = "mixed_3c"):
     torch.manual_seed(0)
     return build_action_detector(num_classes=3, backbone_2d="resnet18", variant_3d=variant, width_3d=0.25,
-                                 feature_3d="mixed_3c", anchor_sizes=(16, 32), rpn_post_nms_top_n_test=6,
+                                 feature_3d=feature, anchor_sizes=(16, 32), rpn_post_nms_top_n_test=6,
                                  box_score_thresh=0.0, box_detections_per_img=20).eval()
 
 
@@ -122,6 +122,21 @@ def test_clip_windows_give_s3dg_its_clip_features_or_the_neighbours_mix():
         clip = virtual._clips([[19, 21, 22, 22]], MemorySource(n).read([19, 21, 22]))
         clip_23 = model.backbone_3d(clip)["mixed_3c"][0]
     torch.testing.assert_close(shared[n - 1], (pk[n - 2] + clip_23) / 2, rtol=0, atol=1e-5)
+
+
+def test_mixed_4f_at_clip_stride_1_weighs_the_anchors_by_distance():
+    """mixed_4f has temporal stride 4: at clip stride 1 the anchors are frames 1, 5, 9, 13, and frame 1 + 4m + r
+    is (1 - r/4) x anchor m + r/4 x anchor m + 1: frame 6 = 3/4 x frame 5 + 1/4 x frame 9, frame 8 the reverse."""
+    model = tiny_detector("s3dg", "mixed_4f")
+    n = 13
+    pk, _ = roi_features(model, n, mode="per_keyframe", clip_stride=1, clip_length=8)
+    shared, _ = roi_features(model, n, mode="shared", clip_stride=1, clip_length=8)
+    assert shared.shape[2] == 2  # 8 frames, temporal stride 4: two steps
+    for f in range(1, n + 1):
+        m, r = divmod(f - 1, 4)
+        expected = pk[4 * m] if r == 0 else (1 - r / 4) * pk[4 * m] + r / 4 * pk[4 * m + 4]
+        torch.testing.assert_close(shared[f - 1], expected, rtol=0, atol=1e-5)
+    assert not torch.allclose(shared[5], (pk[4] + pk[8]) / 2, atol=1e-3)  # the weights matter: not a plain mean
 
 
 @pytest.mark.parametrize("n", [1, 2, 3])
