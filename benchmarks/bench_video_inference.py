@@ -18,9 +18,9 @@ ones; time a trained model there.
 Each mode runs once on 16 frames to warm up, then ``--repeats`` times over the whole video, the modes alternating
 (on a busy machine each is slowed alike); the table gives the median frames/s and, from the median run, the CPU
 time a frame (all threads; on a shared machine it moves less than the wall time) and the time a frame in each
-stage (forward hooks: the 3D network, the 2D backbone + RPN, the RoI head; "rest" is decoding, resizing,
-normalising, slicing and the rows; CPU time on the CPU, wall time on CUDA), the clip positions the 3D network
-took a frame, and the most decoded frames held at once. Peak memory: the process's peak resident set
+stage (forward hooks, and a wrapper of the RPN's ``propose``: the 3D network, the 2D backbone + RPN, the RoI
+head; "rest" is decoding, resizing, normalising, slicing and the rows; CPU time on the CPU, wall time on CUDA),
+the clip positions the 3D network took a frame, and the most decoded frames held at once. Peak memory: the process's peak resident set
 (``ru_maxrss``, all modes together) and on CUDA each mode's peak allocated GPU memory.
 The last line gives the speed-up of the shared mode and the most any sharing of the 3D network could give: the
 per-keyframe time a frame over the same less its 3D network's (the 2D detector, the RoI head and the rest run on
