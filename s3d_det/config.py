@@ -78,7 +78,8 @@ _C.MODEL.BACKBONE_3D.MIN_CHANNELS = 16
 _C.MODEL.BACKBONE_3D.FIRST_TEMPORAL_KERNEL = None
 # Stem: "full" (kt x 7 x 7), "separable" (1x7x7 + kt x1x1) or "space_to_depth" (None: preset or full).
 _C.MODEL.BACKBONE_3D.STEM_STYLE = None
-# First layer of the upper part of bottom_heavy_i3d / top_heavy_i3d (e.g. "mixed_4b").
+# First layer of the upper part of bottom_heavy_i3d / top_heavy_i3d (e.g. "mixed_4b"; "conv_1a" or "end", past the
+# last block, for the all-2D or all-3D ends of the sweeps).
 _C.MODEL.BACKBONE_3D.SPLIT_AT = "mixed_4b"
 # TensorFlow "SAME" padding (None: preset or False); needed for exact TF-slim / MIL-NCE weights.
 _C.MODEL.BACKBONE_3D.SAME_PADDING = None

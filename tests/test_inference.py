@@ -66,6 +66,26 @@ def tiny_detector(variant: str, feature: str = "mixed_3c"):
                                  box_score_thresh=0.0, box_detections_per_img=20).eval()
 
 
+def frame_wise(model):
+    """``model`` with nothing temporal up to its 3D feature layer: the I2D stem's temporal stride and the pools'
+    temporal kernels and strides set to 1 (I2D keeps I3D's pools, so the family has no such network)."""
+    from s3d_det.modeling.s3dg import MaxPool
+
+    backbone = model.backbone_3d
+    conv = backbone.conv_1a.conv
+    assert all(m.kernel_size[0] == 1 for m in backbone.modules() if isinstance(m, torch.nn.Conv3d))
+    conv.stride = (1, *conv.stride[1:])
+    backbone.conv_1a._convs = [(conv.kernel_size, conv.stride)]
+    for parent in backbone.modules():
+        for name, child in list(parent.named_children()):
+            if isinstance(child, MaxPool):
+                setattr(parent, name, MaxPool((1, *child.kernel_size[1:]), (1, *child.stride[1:]),
+                                              padding=child.padding))
+    backbone.feature_info = backbone._feature_info()
+    assert backbone.feature_info[model.feature_3d].stride[0] == 1
+    return model
+
+
 def run(model, n, **kwargs):
     args = dict(clip_length=4, clip_stride=2, short_side=H, size_divisible=32, batch_size=4)
     args.update(kwargs)
@@ -85,9 +105,10 @@ def roi_features(model, n, **kwargs):
 
 
 def test_shared_equals_per_keyframe_without_temporal_mixing():
-    """I2D mixes no frames up to its feature layer: long windows, several of them, give every keyframe exactly
-    its clip's features, so the detections agree (both grids of clip stride 2, the edges by the boundary rule)."""
-    model = tiny_detector("i2d")
+    """A network that mixes no frames up to its feature layer: long windows, several of them, give every keyframe
+    exactly its clip's features, so the detections agree (both grids of clip stride 2, the edges by the boundary
+    rule)."""
+    model = frame_wise(tiny_detector("i2d"))
     n = 37
     per_keyframe, pk_stats = run(model, n, mode="per_keyframe")
     shared, stats = run(model, n, mode="shared", window=12)

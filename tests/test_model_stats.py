@@ -78,3 +78,13 @@ def test_model_stats_json(tmp_path):
         assert row["params"] == sum(p.numel() for p in model.parameters()) == count_params(model)
         assert row["gflops"] == pytest.approx(hook_macs(model, torch.randn(1, 3, 8, 64, 64)) / 1e9, rel=1e-9)
         assert row["latency_ms"] > 0
+
+
+def test_flops_order_as_in_the_paper():
+    """The paper's trade-off (Fig. 4/5 and Table 1): I2D < top-heavy I3D < S3D <= S3D-G < bottom-heavy I3D < I3D, at
+    the default split (mixed_4b) and full width; counted on 16 x 112 x 112 to keep the test small."""
+    clip = torch.randn(1, 3, 16, 112, 112)
+    order = ["i2d", "top_heavy_i3d", "s3d", "s3dg", "bottom_heavy_i3d", "i3d"]
+    flops = {v: count_flops(build_video_classifier(v, 400).eval(), clip).total for v in order}
+    assert flops["i2d"] < flops["top_heavy_i3d"] < flops["s3d"] <= flops["s3dg"] < flops["bottom_heavy_i3d"]
+    assert flops["bottom_heavy_i3d"] < flops["i3d"]

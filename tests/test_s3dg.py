@@ -80,7 +80,7 @@ def test_every_variant_gives_logits(variant):
 # mixed_3c (32, 32, 48, 8->16, 24, 16): 32+48+24+16 = 120;
 # mixed_4f (64, 40, 80, 8->16, 32, 32): 64+80+32+32 = 208;
 # mixed_5c (96, 48, 96, 12->16, 32, 32): 96+96+32+32 = 256.
-# Input 8x64x64. Temporal variants: T 8 -> 4 (conv_1a) -> 2 (pool_4a) -> 1 (pool_5a); i2d keeps 8.
+# Input 8x64x64. Every variant (i2d too: pools and strides are I3D's): T 8 -> 4 (conv_1a) -> 2 (pool_4a) -> 1 (pool_5a).
 # H: 64 -> 32 (conv_1a) -> 16 (pool_2a) -> 8 (pool_3a) -> 4 (pool_4a) -> 2 (pool_5a).
 _SMALL_EXPECTED = {
     "conv_1a": (16, 4, 32),
@@ -99,14 +99,11 @@ def test_feature_shapes_small_clip(variant):
         out = model(torch.randn(1, 3, 8, 64, 64))
     assert tuple(out) == names
     for name, (c, t, h) in _SMALL_EXPECTED.items():
-        if variant == "i2d":
-            t = 8  # no temporal stride anywhere
         assert tuple(out[name].shape) == (1, c, t, h, h), name
         assert model.feature_info[name].channels == c
-    assert model.output_size((8, 64, 64)) == ((8, 2, 2) if variant == "i2d" else (1, 2, 2))
-    t4, t5 = (1, 1) if variant == "i2d" else (4, 8)
-    assert model.feature_info["mixed_4f"].stride == (t4, 16, 16)
-    assert model.feature_info["mixed_5c"].stride == (t5, 32, 32)
+    assert model.output_size((8, 64, 64)) == (1, 2, 2)
+    assert model.feature_info["mixed_4f"].stride == (4, 16, 16)
+    assert model.feature_info["mixed_5c"].stride == (8, 32, 32)
 
 
 def test_s3dg_full_width_mixed_4f_and_5c_at_16x224x224():
@@ -161,7 +158,7 @@ def _check_layer_kinds(model, variant, split_at):
             # reduce (fused 1x1s), branch1, branch2, branch3 (1x1 after the pool)
             assert _conv_kernels(module) == [(1, 1, 1)] + _K3[kind] + _K3[kind] + [(1, 1, 1)], (variant, layer)
             assert _conv_kernels(module.branch1) == _K3[kind]
-            assert _pool_kernels(module) == [(1, 3, 3) if kind == "2d" else (3, 3, 3)], (variant, layer)
+            assert _pool_kernels(module) == [(3, 3, 3)], (variant, layer)  # TF-slim's branch 3, whatever the kind
 
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS)
@@ -171,16 +168,40 @@ def test_conv_kinds_in_modules(variant):
     assert conv_kinds(variant) == {layer: _hand_kind(variant, layer) for layer in HAND_TEMPORAL_LAYERS}
 
 
-def test_i2d_has_nothing_temporal():
-    model = S3DG("i2d", width=0.25)
-    convs = [m for m in model.modules() if isinstance(m, nn.Conv3d)]
-    pools = [m for m in model.modules() if isinstance(m, nn.MaxPool3d)]
+def test_i2d_is_i3d_deflated():
+    """Every convolution 1 x k x k; the stem still strides 2 in time, and the pools are I3D's, one for one."""
+    i2d, i3d = S3DG("i2d", width=0.25), S3DG("i3d", width=0.25)
+    convs = [m for m in i2d.modules() if isinstance(m, nn.Conv3d)]
     assert len(convs) == 3 + 9 * 4  # conv_1a, conv_2b, conv_2c; 4 per block
-    assert len(pools) == 4 + 9
-    for m in convs:
-        assert m.kernel_size[0] == 1 and m.stride[0] == 1, m
-    for m in pools:
-        assert _t3(m.kernel_size)[0] == 1 and _t3(m.stride)[0] == 1, m
+    assert all(m.kernel_size[0] == 1 for m in convs)
+    assert i2d.conv_1a.conv.stride == (2, 2, 2)
+    assert [m.stride[0] for m in convs if m is not i2d.conv_1a.conv] == [1] * (len(convs) - 1)
+
+    def pools(model):
+        return [(_t3(m.kernel_size), _t3(m.stride)) for m in model.modules() if isinstance(m, nn.MaxPool3d)]
+
+    assert len(pools(i2d)) == 4 + 9
+    assert pools(i2d) == pools(i3d)
+    assert ((3, 3, 3), (2, 2, 2)) in pools(i2d) and ((2, 2, 2), (2, 2, 2)) in pools(i2d)
+
+
+@pytest.mark.parametrize("variant, split_at", [("top_heavy_i3d", "end"), ("bottom_heavy_i3d", "conv_1a")])
+def test_i2d_is_the_end_point_of_both_heavy_sweeps(variant, split_at):
+    """Top-heavy I3D with the split past the last block, and bottom-heavy with the split before the first, are
+    I2D: the same modules (so the same state dict) and, with I2D's weights, the same outputs."""
+    torch.manual_seed(0)
+    i2d = S3DG("i2d", width=0.25, out_features=("mixed_4f", "mixed_5c")).eval()
+    heavy = S3DG(variant, width=0.25, split_at=split_at, out_features=("mixed_4f", "mixed_5c")).eval()
+    assert {k: v.shape for k, v in heavy.state_dict().items()} == {k: v.shape for k, v in i2d.state_dict().items()}
+    heavy.load_state_dict(i2d.state_dict())
+    clip = torch.randn(1, 3, 8, 64, 64)
+    with torch.no_grad():
+        a, b = i2d(clip), heavy(clip)
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
+    # The other ends of the sweeps are I3D.
+    other = "conv_1a" if variant == "top_heavy_i3d" else "end"
+    assert conv_kinds(variant, other) == conv_kinds("i3d")
 
 
 def test_i3d_mixed_4b_branch1_single_3x3x3():
@@ -215,13 +236,13 @@ def test_separable_stem_for_s3d():
 def test_heavy_variants_split_at_mixed_4b():
     top = S3DG("top_heavy_i3d", width=0.25, split_at="mixed_4b")
     assert _conv_kernels(top.mixed_3c.branch1) == [(1, 3, 3)]
-    assert _pool_kernels(top.mixed_3c) == [(1, 3, 3)]
+    assert _pool_kernels(top.mixed_3c) == [(3, 3, 3)]  # pools stay I3D's in a deflated block
     assert _conv_kernels(top.mixed_4b.branch1) == [(3, 3, 3)]
     assert _pool_kernels(top.mixed_4b) == [(3, 3, 3)]
     bottom = S3DG("bottom_heavy_i3d", width=0.25, split_at="mixed_4b")
     assert _conv_kernels(bottom.mixed_3c.branch1) == [(3, 3, 3)]
     assert _conv_kernels(bottom.mixed_4b.branch1) == [(1, 3, 3)]
-    assert _pool_kernels(bottom.mixed_4b) == [(1, 3, 3)]
+    assert _pool_kernels(bottom.mixed_4b) == [(3, 3, 3)]
 
 
 @pytest.mark.parametrize("split_at", ["conv_1a", "conv_2c", "mixed_3b", "mixed_4d", "mixed_5b", "mixed_5c"])
@@ -537,13 +558,14 @@ def test_too_small_clip_names_the_minimum(variant):
             model(torch.randn(1, 3, *size))
 
 
-def test_i2d_minimum_has_t_1():
+def test_i2d_minimum_is_i3ds():
+    # T: 5 -> 3 (conv_1a, 1x7x7 stride 2, pad 0 in time) -> 2 (pool_4a, 3x3x3 stride 2, pad 1) -> 1 (pool_5a).
     model = S3DG("i2d", width=0.25).eval()
-    assert model.min_input_size() == (1, 17, 17)
+    assert model.min_input_size() == (5, 17, 17)
     with torch.no_grad():
-        assert model(torch.randn(1, 3, 1, 17, 17))["mixed_5c"].shape[2:] == (1, 1, 1)
-    with pytest.raises(ValueError, match=r"\(1, 17, 17\)"):
-        model(torch.randn(1, 3, 1, 16, 17))
+        assert model(torch.randn(1, 3, 5, 17, 17))["mixed_5c"].shape[2:] == (1, 1, 1)
+    with pytest.raises(ValueError, match=r"\(5, 17, 17\)"):
+        model(torch.randn(1, 3, 4, 17, 17))
 
 
 def test_same_padding_minimum_is_one():

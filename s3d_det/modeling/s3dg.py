@@ -4,11 +4,12 @@ One network, six variants. A variant only decides, per layer, whether the 3x3 co
 (1xkxk), full 3D (kt x k x k) or separable (1xkxk then kt x1x1), and whether feature gating follows:
 
 ========================  ==========================================================================
-``i2d``                   2D convolutions and pools only; no temporal stride anywhere (time is pooled
-                          only by the classifier head at the end)
+``i2d``                   I3D "deflated": every convolution 2D, pools and strides unchanged (time is still
+                          subsampled by ``conv_1a``, ``pool_4a`` and ``pool_5a``); the all-2D end point of
+                          both heavy sweeps, and the cheapest of the family
 ``i3d``                   full 3D convolutions everywhere
-``bottom_heavy_i3d``      3D below ``split_at``, 2D from ``split_at`` on
-``top_heavy_i3d``         2D below ``split_at``, 3D from ``split_at`` on
+``bottom_heavy_i3d``      3D below ``split_at``, 2D from ``split_at`` on (``split_at="conv_1a"``: ``i2d``)
+``top_heavy_i3d``         2D below ``split_at``, 3D from ``split_at`` on (``split_at="end"``: ``i2d``)
 ``s3d``                   separable convolutions everywhere
 ``s3dg``                  ``s3d`` plus feature gating after Conv_2c and on every Inception branch
 ========================  ==========================================================================
@@ -26,7 +27,7 @@ Layers (names are the keys of ``out_features`` and of the state dict)::
     pool_5a   max-pool 2x2x2, stride 2
     mixed_5b, mixed_5c                  (B, 1024, T/8, H/32, W/32)
 
-(channels at ``width=1``; ``i2d`` keeps T at every layer). Sizes are exact with ``same_padding=True``
+(channels at ``width=1``; every variant has these temporal strides). Sizes are exact with ``same_padding=True``
 (TensorFlow "SAME": ``ceil(n / stride)``); with PyTorch's symmetric padding they are
 ``floor((n - 1) / stride) + 1`` for the odd kernels and ``floor(n / 2)`` for the 2x2x2 pool.
 """
@@ -45,6 +46,7 @@ __all__ = [
     "STEM_STYLES",
     "LAYERS",
     "TEMPORAL_LAYERS",
+    "SPLIT_END",
     "STAGES",
     "INCEPTION_V1_CHANNELS",
     "conv_kinds",
@@ -88,8 +90,10 @@ STAGES: Dict[int, Tuple[str, ...]] = {
 LAYERS: Tuple[str, ...] = tuple(name for stage in STAGES.values() for name in stage)
 
 # The layers whose k x k convolutions can be 2D, 3D or separable, in order; ``split_at`` of the two
-# heavy variants names one of them.
+# heavy variants names one of them, or ``SPLIT_END``: past the last block (TF-slim's ``temporal_conv_startat``
+# naming no block), where top-heavy I3D has no 3D layer left.
 TEMPORAL_LAYERS: Tuple[str, ...] = ("conv_1a", "conv_2c") + tuple(INCEPTION_V1_CHANNELS)
+SPLIT_END = "end"
 
 
 def conv_kinds(variant: str, split_at: str = "mixed_4b") -> Dict[str, str]:
@@ -102,12 +106,12 @@ def conv_kinds(variant: str, split_at: str = "mixed_4b") -> Dict[str, str]:
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
-    if split_at not in TEMPORAL_LAYERS:
+    if split_at not in TEMPORAL_LAYERS + (SPLIT_END,):
         raise ValueError(
             f"split_at={split_at!r} is not a layer with temporal convolutions; "
-            f"expected one of {', '.join(TEMPORAL_LAYERS)}"
+            f"expected one of {', '.join(TEMPORAL_LAYERS)} or {SPLIT_END!r} (past the last block)"
         )
-    split = TEMPORAL_LAYERS.index(split_at)
+    split = len(TEMPORAL_LAYERS) if split_at == SPLIT_END else TEMPORAL_LAYERS.index(split_at)
     kinds = {}
     for i, name in enumerate(TEMPORAL_LAYERS):
         if variant == "i2d":
@@ -407,7 +411,8 @@ class InceptionBlock3d(nn.Module):
     """An Inception-v1 block in 3D: four branches concatenated on channels.
 
     Branch 0: 1x1. Branch 1 and 2: 1x1 reduce, then a 3x3 ``ConvUnit`` of the given kind. Branch 3:
-    max-pool 3x3x3 (1x3x3 for ``kind="2d"``), then 1x1. The three 1x1 convolutions that read the
+    max-pool 3x3x3, stride 1, then 1x1 (the pool whatever the kind, as TF-slim's block: a 2D block is
+    I3D's with its convolutions deflated, pools unchanged). The three 1x1 convolutions that read the
     block input (branch 0 and the two reduces) run as one convolution, ``reduce``, whose output is
     split: the same function as three convolutions, and one matrix product instead of three.
 
@@ -446,8 +451,7 @@ class InceptionBlock3d(nn.Module):
         self.reduce = ConvUnit(in_channels, sum(self.splits), 1, **norm)
         self.branch1 = ConvUnit(b1_reduce, b1, 3, **conv3x3)
         self.branch2 = ConvUnit(b2_reduce, b2, 3, **conv3x3)
-        pool_t = 1 if kind == "2d" else 3
-        self.pool = MaxPool((pool_t, 3, 3), 1, padding="same" if same_padding else "symmetric")
+        self.pool = MaxPool((3, 3, 3), 1, padding="same" if same_padding else "symmetric")
         self.branch3 = ConvUnit(in_channels, b3, 1, **norm)
         self.gates = (
             nn.ModuleList(FeatureGating(c, bias=gating_bias) for c in (b0, b1, b2, b3)) if gating else None
@@ -489,7 +493,7 @@ class S3DG(nn.Module):
             ``"space_to_depth"`` (MIL-NCE: 2x2x2 space-to-depth then a 2x4x4 conv, always "SAME"
             padded; needs even T, H, W).
         split_at (str): first layer of the upper part for ``bottom_heavy_i3d`` / ``top_heavy_i3d``;
-            one of ``TEMPORAL_LAYERS``.
+            one of ``TEMPORAL_LAYERS``, or ``SPLIT_END`` (past the last block).
         temporal_kernel (int): kt of the 3x3 convolutions in temporal layers.
         same_padding (bool): TensorFlow "SAME" padding (exact conversion of TF checkpoints).
         pool_padding (str, optional): padding of the stride-2 max-pools (see ``MaxPool``); by default
@@ -552,7 +556,6 @@ class S3DG(nn.Module):
         self.frozen_stages = frozen_stages
         self.stem_style = stem_style
         gating = variant == "s3dg"
-        t_stride = 1 if variant == "i2d" else 2
         self.in_channels = 3
 
         def ch(c: int) -> int:
@@ -565,7 +568,7 @@ class S3DG(nn.Module):
         if stem_kind != "2d":  # a temporal stem is built as stem_style says
             stem_kind = "separable" if stem_style == "separable" else "3d"
         if stem_style == "space_to_depth":
-            if kinds["conv_1a"] == "2d" or t_stride != 2:
+            if kinds["conv_1a"] == "2d":
                 raise ValueError(f"stem_style='space_to_depth' needs a temporal stem; variant {variant!r} has a 2D one")
             self.conv_1a = ConvUnit(
                 24, ch(64), 4, kind="3d", temporal_kernel=2, space_to_depth=True, **{**common, "same_padding": True}
@@ -573,7 +576,7 @@ class S3DG(nn.Module):
         else:
             self.conv_1a = ConvUnit(
                 3, ch(64), 7, kind=stem_kind, temporal_kernel=first_temporal_kernel,
-                stride=2, temporal_stride=t_stride, **common,
+                stride=2, temporal_stride=2, **common,
             )
         # Stage 2.
         pool_padding = pool_padding or ("same" if same_padding else "symmetric")
@@ -587,8 +590,8 @@ class S3DG(nn.Module):
         channels = ch(192)
         pools = {
             "pool_3a": ((1, 3, 3), (1, 2, 2)),
-            "pool_4a": ((3 if t_stride > 1 else 1, 3, 3), (t_stride, 2, 2)),
-            "pool_5a": ((t_stride, 2, 2), (t_stride, 2, 2)),
+            "pool_4a": ((3, 3, 3), (2, 2, 2)),
+            "pool_5a": ((2, 2, 2), (2, 2, 2)),
         }
         for name in LAYERS[LAYERS.index("pool_3a"):]:
             if name in pools:
