@@ -308,6 +308,9 @@ def convert_checkpoint(
     for key, ref in target.items():
         if key.startswith("head.") and not has_head:
             continue
+        if ".input_norm." in key:  # the input convention: the target model's (its preset's), saved with the weights
+            out[key] = ref.clone()
+            continue
         names, kind, fld = _source_keys(layout, key)
         if all(name in src for name in names):
             parts = [layout.transform(kind, src[name]) for name in names]
@@ -389,14 +392,22 @@ def load_converted(path: str) -> Tuple[Dict[str, Tensor], Dict[str, object]]:
 
 def load_pretrained_3d(model: nn.Module, path: str, *, prefix: str = "backbone.", strict: bool = True) -> List[str]:
     """Loads the ``prefix`` part of a converted checkpoint into ``model`` (an ``S3DG`` for the default
-    prefix, or a ``VideoClassifier`` with ``prefix=""``).
+    prefix, or a ``VideoClassifier`` with ``prefix=""``), its input convention included: the file's
+    ``input_norm`` buffers, or, in a file written before they were saved, its preset's (``meta["preset"]``).
 
     Returns the model keys the file did not fill (empty when ``strict``). Raises ValueError naming the
     file and key on a missing key (when ``strict``) or a shape mismatch.
     """
-    state, _ = load_converted(path)
+    state, meta = load_converted(path)
     state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     own = model.state_dict()
+    norm_keys = [k for k in own if k.split(".")[-2:-1] == ["input_norm"]]
+    if norm_keys and not any(k in state for k in norm_keys) and meta.get("preset") in PRESETS:
+        from .modeling.normalize import PixelNormalizer
+
+        preset = PRESETS[meta["preset"]].input_convention()
+        convention = PixelNormalizer(mean=preset["pixel_mean"], std=preset["pixel_std"])
+        state.update({k: convention.state_dict()[k.split(".")[-1]] for k in norm_keys})
     for key, value in state.items():
         if key in own and tuple(own[key].shape) != tuple(value.shape):
             raise ValueError(

@@ -28,7 +28,8 @@ Weights are never changed to hide a convention: ``Converted2D.meta`` records wha
 ``input_format`` is ``"RGB01-imagenet"`` (RGB in [0, 1], ImageNet mean/std, torchvision's transform) or
 ``"BGR255"`` (BGR in [0, 255] minus the per-channel mean, detectron2's MSRA weights). ``stride_in_1x1`` is
 True for MSRA bottleneck weights, which stride in the first 1x1 conv of a block where torchvision strides in
-the 3x3 one: :func:`set_stride_in_1x1` moves the strides of a torchvision body. detectron2 orders a level's
+the 3x3 one: :func:`set_stride_in_1x1` moves the strides of a torchvision body. A detector takes both with
+``ActionDetector.set_conventions_2d(meta)``: its keyframe branch then normalises raw frames as the weights expect. detectron2 orders a level's
 anchors size-major and torchvision ratio-major: with several sizes per level (C4 models) the RPN's output
 channels are reordered to torchvision's order (``num_aspect_ratios`` says how many ratios there are).
 """
@@ -46,6 +47,7 @@ from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from .checkpoint import load_state_dict_file
 from .data.annotations import safe_pickle_load
+from .modeling.detector import set_stride_in_1x1
 
 __all__ = [
     "SOURCES_2D",
@@ -580,14 +582,3 @@ def load_2d_into(
                          f"{' ...' if len(missing) > 8 else ''} (prefixes {dict(prefixes)})")
     model.load_state_dict(state, strict=False)
     return Loaded2D(loaded=sorted(state), missing=missing, unused=unused, absent_parts=absent)
-
-
-def set_stride_in_1x1(body: nn.Module) -> int:
-    """Moves the stride of every torchvision ``Bottleneck`` in ``body`` from its 3x3 conv2 to its 1x1 conv1,
-    as in MSRA ResNets (``meta["stride_in_1x1"]``). Output shapes do not change. Returns the blocks changed."""
-    changed = 0
-    for block in body.modules():
-        if isinstance(block, Bottleneck) and block.conv2.stride != (1, 1):
-            block.conv1.stride, block.conv2.stride = block.conv2.stride, (1, 1)
-            changed += 1
-    return changed

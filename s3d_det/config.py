@@ -69,7 +69,8 @@ _C.MODEL.BACKBONE_3D = CfgNode()
 # One of i2d, i3d, bottom_heavy_i3d, top_heavy_i3d, s3d, s3dg.
 _C.MODEL.BACKBONE_3D.VARIANT = "s3dg"
 # Architecture preset of a checkpoint family ("", "torchvision", "milnce", "tfslim"); the keys below
-# that are left at None take the preset's value (or the network default without a preset).
+# that are left at None take the preset's value (or the network default without a preset). It also sets the
+# clip's input convention: "" and "milnce" [0, 1] RGB, "tfslim" [-1, 1], "torchvision" its Kinetics mean/std.
 _C.MODEL.BACKBONE_3D.PRESET = ""
 # Channel multiplier, and the floor of any layer's channel count under it.
 _C.MODEL.BACKBONE_3D.WIDTH = 1.0
@@ -162,9 +163,6 @@ _C.INPUT.CONTRAST = 0.0
 _C.INPUT.SATURATION = 0.0
 # Hue shift strength in turns, at most 0.5 (0.5: any hue): keeps a network from learning actors by their colours.
 _C.INPUT.HUE = 0.0
-# Normalisation of the 3D clip: a preset's input range and mean/std ("" = [0, 1] with Kinetics-style
-# mean/std as the 3D network's default; "tfslim"/"milnce" = [-1, 1]; "torchvision" = its mean/std).
-_C.INPUT.NORM_3D = ""
 # Frames are padded to a multiple of this in a batch.
 _C.INPUT.SIZE_DIVISIBLE = 32
 
@@ -255,6 +253,12 @@ CHOICES = {
     "SOLVER.AMP_DTYPE": ("", "bfloat16", "float16"),
     "TEST.PROTOCOL": ("act", "voc", "yowo"),
 }
+
+
+# INPUT.NORM_3D (the clip's normalisation) could disagree with the preset; the network now owns its convention.
+_C.register_renamed_key("INPUT.NORM_3D", "MODEL.BACKBONE_3D.PRESET", message=(
+    "INPUT.NORM_3D was removed: the 3D network normalises raw frames with its preset's convention, or with that "
+    "of the weights it loads (MODEL.WEIGHTS_3D / MODEL.WEIGHTS)"))
 
 
 def get_cfg() -> CfgNode:

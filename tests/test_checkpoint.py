@@ -128,13 +128,29 @@ def test_torchvision_conversion_is_complete(torchvision_pair):
         assert torch.equal(again.state_dict[key], value), key
 
 
+# Each family's published input convention, written here from its documentation (not from the presets): the
+# references get normalised clips x, our networks the raw frames (RGB, [0, 255]) that normalise to x.
+def raw_torchvision(x):  # torchvision S3D_Weights.KINETICS400_V1 transforms: [0, 1], then these mean / std
+    mean = torch.tensor([0.43216, 0.394666, 0.37645], dtype=x.dtype).view(1, 3, 1, 1, 1)
+    std = torch.tensor([0.22803, 0.22145, 0.216989], dtype=x.dtype).view(1, 3, 1, 1, 1)
+    return (x * std + mean) * 255
+
+
+def raw_milnce(x):  # MIL-NCE: RGB in [0, 1]
+    return x * 255
+
+
+def raw_tfslim(x):  # TF-slim S3D-G: [-1, 1]
+    return (x + 1) * 127.5
+
+
 @pytest.mark.parametrize("shape", [(2, 3, 16, 224, 224), (1, 3, 32, 224, 224)])
 def test_torchvision_logits_match(torchvision_pair, shape):
     tv, ours, _ = torchvision_pair
     x = _Rand(2).normal(shape)
     with torch.no_grad():
         expected = tv(x)
-        got = ours(x)
+        got = ours(raw_torchvision(x))
     assert got.shape == expected.shape == (shape[0], 400)
     assert expected.abs().max() > 0.1  # a meaningful output scale
     assert _max_abs_diff(got, expected) <= 1e-4
@@ -287,7 +303,7 @@ def test_milnce_embedding_matches_reference(milnce, shape):
     x = _Rand(11).normal(shape)
     with torch.no_grad():
         expected = milnce_reference(sd, x)
-        got = model(x.double())
+        got = model(raw_milnce(x.double()))
     assert got.shape == expected.shape == (shape[0], 512)
     scale = expected.abs().max().item()
     assert scale > 1e-2
@@ -306,7 +322,7 @@ def test_milnce_embedding_other_even_sizes(milnce, shape):
     x = _Rand(13).normal(shape)
     with torch.no_grad():
         expected = milnce_reference(sd, x)
-        got = model(x.double())
+        got = model(raw_milnce(x.double()))
     assert _max_abs_diff(got, expected) <= DOUBLE_TOL * max(expected.abs().max().item(), 1.0)
 
 
@@ -321,7 +337,7 @@ def test_milnce_reference_detects_a_swap(milnce):
     model = model.double().eval()
     x = _Rand(12).normal((1, 3, 16, 64, 64)).double()
     with torch.no_grad():
-        assert _max_abs_diff(model(x), milnce_reference(swapped, x)) > 1e-3
+        assert _max_abs_diff(model(raw_milnce(x)), milnce_reference(swapped, x)) > 1e-3
 
 
 # ==============================================================================================
@@ -486,7 +502,7 @@ def test_tfslim_logits_match_reference_odd_sizes(tfslim):
     assert model.backbone.output_size((19, 65, 81)) == (3, 3, 3)  # the head averages 2 positions in time
     with torch.no_grad():
         features, expected = tfslim_reference(sd, x)
-        got_features = model.backbone(x.double())["mixed_5c"]
+        got_features = model.backbone(raw_tfslim(x.double()))["mixed_5c"]
         got = model.head(got_features)
     assert got_features.shape == features.shape == (2, 1024, 3, 3, 3)
     fscale = features.abs().max().item()
@@ -511,7 +527,7 @@ def test_tfslim_headless():
     x = _Rand(23).normal((1, 3, 7, 33, 47))
     with torch.no_grad():
         expected, logits = tfslim_reference(sd, x)
-        got = backbone(x.double())["mixed_5c"]
+        got = backbone(raw_tfslim(x.double()))["mixed_5c"]
     assert logits is None
     scale = expected.abs().max().item()
     assert got.shape == expected.shape

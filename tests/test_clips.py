@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from s3d_det.data.clips import (IMAGENET, ClipTransform, Normalize, clip_frames, color_jitter, read_clip,
-                                resized_shape, sample_color_factors)
+from s3d_det.data.clips import (ClipTransform, clip_frames, color_jitter, read_clip, resized_shape,
+                                sample_color_factors, to_tensor)
 from s3d_det.data.frames import ImageFolderSource
 
 
@@ -148,18 +148,12 @@ def test_hue_shift_by_hand():
         ClipTransform(short_side=8, hue=0.7)
 
 
-def test_normalize():
-    px = np.zeros((2, 1, 1, 3), np.uint8)
-    px[1] = 255
-    x = IMAGENET(px)
-    assert x.shape == (3, 2, 1, 1) and x.dtype == torch.float32
-    np.testing.assert_allclose(x[:, 0, 0, 0], [-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225], rtol=1e-6)
-    np.testing.assert_allclose(x[:, 1, 0, 0], [0.515 / 0.229, 0.544 / 0.224, 0.594 / 0.225], rtol=1e-6)
-    tf = Normalize.from_preset("tfslim")  # inputs in [-1, 1]
-    np.testing.assert_allclose(tf(px)[:, :, 0, 0].T, [[-1, -1, -1], [1, 1, 1]])
-    assert IMAGENET(px[0]).shape == (3, 1, 1)
-    with pytest.raises(ValueError, match="unknown preset 'nope'"):
-        Normalize.from_preset("nope")
+def test_to_tensor_keeps_the_raw_values_channels_first():
+    px = np.arange(2 * 1 * 2 * 3, dtype=np.uint8).reshape(2, 1, 2, 3)  # (T, H, W, 3)
+    x = to_tensor(px)
+    assert x.shape == (3, 2, 1, 2) and x.dtype == torch.float32
+    assert x[:, 1, 0, 1].tolist() == [9, 10, 11]  # frame 1, pixel (0, 1): values 6 + 3 = 9, 10, 11
+    assert to_tensor(px[0]).shape == (3, 1, 2)
 
 
 def test_clip_transform_refuses_bad_settings():

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from s3d_det.data.annotations import make_gt
-from s3d_det.data.clips import ClipTransform, Normalize
+from s3d_det.data.clips import ClipTransform
 from s3d_det.data.dataset import TestClipDataset, TrainClipDataset, collate
 
 H, W, N = 24, 32, 6
@@ -62,16 +62,16 @@ def data(tmp_path_factory):
 def test_train_sample(data):
     gt, root = data
     ds = TrainClipDataset(gt=gt, frames_root=root, clip_length=4, clip_stride=2,
-                          transform=ClipTransform(short_side=12, hflip_prob=1.0), norm_2d=Normalize(), seed=3)
+                          transform=ClipTransform(short_side=12, hflip_prob=1.0), seed=3)
     assert len(ds) == 3 + 6  # run/a frames 2-4, run/b frames 1-6
     s = ds[0]
     assert set(s) == {"clip", "keyframe", "boxes", "labels", "video", "frame", "orig_size", "scale", "flipped"}
     assert (s["video"], s["frame"], s["orig_size"], s["scale"], s["flipped"]) == ("run/a", 2, (H, W), (0.5, 0.5), True)
     assert s["clip"].shape == (3, 4, 12, 16) and s["clip"].dtype == torch.float32
     assert s["keyframe"].shape == (3, 12, 16)
-    # clip frames of keyframe 2, T=4, stride 2: [-2, 0, 2, 4] -> [1, 1, 2, 4]; R channel = 20 * frame / 255
-    np.testing.assert_allclose(s["clip"][0, :, 6, 8] * 255, [20, 20, 40, 80], atol=3)
-    np.testing.assert_allclose(s["keyframe"][0, 6, 8] * 255, 40, atol=3)  # Normalize(): [0, 1], no mean/std
+    # clip frames of keyframe 2, T=4, stride 2: [-2, 0, 2, 4] -> [1, 1, 2, 4]; R channel = 20 * frame
+    np.testing.assert_allclose(s["clip"][0, :, 6, 8], [20, 20, 40, 80], atol=3)  # raw: the models normalise
+    np.testing.assert_allclose(s["keyframe"][0, 6, 8], 40, atol=3)
     # box (2, 4, 10, 12) halved -> (1, 2, 5, 6), flipped in W = 16 -> (11, 2, 15, 6)
     np.testing.assert_allclose(s["boxes"], [[11, 2, 15, 6]])
     assert s["labels"].dtype == torch.int64 and s["labels"].tolist() == [1]
@@ -121,11 +121,9 @@ def test_test_dataset_reads_the_video_file(data):
     assert empty["boxes"].shape == (0, 4) and empty["labels"].shape == (0,)
     np.testing.assert_allclose(boxed["boxes"], [[8, 6, 24, 18]])
     assert boxed["labels"].tolist() == [0] and boxed["scale"] == (1.0, 1.0)
-    # keyframe 6 of 6, T=3: [5, 6, 6]; pixel (20 * frame, 160, 128), compared before ImageNet normalisation
-    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
-    rgb = (boxed["keyframe"][:, 12, 16] * std + mean) * 255
-    np.testing.assert_allclose(rgb, pixel("jump/c", 6), atol=4)
-    np.testing.assert_allclose(boxed["clip"][0, :, 12, 16] * 255, [100, 120, 120], atol=4)
+    # keyframe 6 of 6, T=3: [5, 6, 6]; pixel (20 * frame, 160, 128), raw RGB (the models normalise)
+    np.testing.assert_allclose(boxed["keyframe"][:, 12, 16], pixel("jump/c", 6), atol=4)
+    np.testing.assert_allclose(boxed["clip"][0, :, 12, 16], [100, 120, 120], atol=4)
     clone = pickle.loads(pickle.dumps(ds))  # the open VideoCapture stays behind
     assert clone._sources is None and clone[5]["frame"] == 6
 

@@ -752,16 +752,19 @@ def test_torchvision_preset_computes_torchvision_s3d():
     ours = build_video_classifier("s3d", 400, preset="torchvision").eval()
     mapped = _tv_to_ours(tv.state_dict())
     sd = ours.state_dict()
-    assert set(mapped) == {k for k in sd if not k.endswith("num_batches_tracked")}
+    assert set(mapped) == {k for k in sd if not k.endswith("num_batches_tracked") and ".input_norm." not in k}
     sd.update(mapped)
     ours.load_state_dict(sd)
 
     # Odd sizes, so that every padding counts. T 13 -> 7 -> 4 -> 2; H 33 -> 17 -> 9 -> 5 -> 3 -> 1;
     # W 49 -> 25 -> 13 -> 7 -> 4 -> 2.
     x = torch.randn(1, 3, 13, 33, 49)
+    # ours takes raw frames: torchvision's transform divides by 255, then normalises with its documented mean/std
+    mean = torch.tensor([0.43216, 0.394666, 0.37645]).view(1, 3, 1, 1, 1)
+    std = torch.tensor([0.22803, 0.22145, 0.216989]).view(1, 3, 1, 1, 1)
     with torch.no_grad():
         expected = tv.features(x)
-        got = ours.backbone(x)["mixed_5c"]
+        got = ours.backbone((x * std + mean) * 255)["mixed_5c"]
         assert got.shape == expected.shape == (1, 1024, 2, 1, 2)
         torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
         feats = torch.randn(2, 1024, 3, 7, 7)

@@ -3,8 +3,8 @@
 A clip is T frames at a stride around a keyframe (``clip_frames``), decoded once per distinct frame
 (``read_clip``). ``ClipTransform`` resizes, flips and colour-jitters every frame of a clip and the
 keyframe's boxes identically, drawing its random choices from an explicit ``np.random.Generator``.
-``Normalize`` turns the result into network input: ``IMAGENET`` for the 2D keyframe branch, a preset's
-range/mean/std (``Normalize.from_preset``) for the 3D clip branch.
+``to_tensor`` turns the result into the raw form the networks take (RGB in [0, 255], channels first): each
+network normalises it itself (``s3d_det.modeling.normalize``).
 
 Box convention: (N,4) float32 x1,y1,x2,y2 in continuous pixel coordinates, the image spanning [0, W] x
 [0, H]; resizing multiplies x by W'/W and y by H'/H, a horizontal flip maps x1' = W - x2, x2' = W - x1.
@@ -21,7 +21,7 @@ import torch
 from .frames import FrameSource
 
 __all__ = ["BOUNDARY_MODES", "clip_frames", "map_boundary", "read_clip", "resized_shape", "resize_clip", "hflip_clip",
-           "sample_color_factors", "color_jitter", "ClipTransform", "TransformedClip", "Normalize", "IMAGENET"]
+           "sample_color_factors", "color_jitter", "ClipTransform", "TransformedClip", "to_tensor"]
 
 BOUNDARY_MODES = ("repeat", "reflect")
 
@@ -239,39 +239,11 @@ class ClipTransform:
         return TransformedClip(clip=clip, boxes=boxes, scale=(size[0] / h, size[1] / w), flipped=bool(flipped))
 
 
-@dataclass(frozen=True)
-class Normalize:
-    """Pixels in [0, 255] -> ``input_range`` (lo, hi) linearly, then (x - mean) / std per RGB channel.
-
-    ``__call__`` takes (T,H,W,3) or (H,W,3) and returns float32 tensors (3,T,H,W) or (3,H,W).
-    """
-
-    input_range: Tuple[float, float] = (0.0, 1.0)
-    mean: Tuple[float, float, float] = (0.0, 0.0, 0.0)
-    std: Tuple[float, float, float] = (1.0, 1.0, 1.0)
-
-    @classmethod
-    def from_preset(cls, name: str) -> "Normalize":
-        """The input convention of a checkpoint preset of ``s3d_det.modeling.presets`` (e.g. "tfslim":
-        [-1, 1]); "" gives the identity on [0, 1]."""
-        if not name:
-            return cls()
-        from ..modeling.presets import get_preset
-
-        p = get_preset(name)
-        return cls(input_range=tuple(p.input_range), mean=tuple(p.mean), std=tuple(p.std))
-
-    def __call__(self, pixels: np.ndarray) -> torch.Tensor:
-        lo, hi = self.input_range
-        std = np.asarray(self.std, np.float32)
-        gain = (hi - lo) / 255.0 / std
-        offset = (lo - np.asarray(self.mean, np.float32)) / std
-        out = np.empty((3, *pixels.shape[:-1]), np.float32)
-        for c in range(3):  # one plane at a time: ~7x faster than broadcasting over the last axis
-            np.multiply(pixels[..., c], gain[c], out=out[c])
-            out[c] += offset[c]
-        return torch.from_numpy(out)
-
-
-# ImageNet statistics on [0, 1] RGB, the torchvision classification/detection backbones' convention.
-IMAGENET = Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+def to_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """Frames (T,H,W,3) or a frame (H,W,3), RGB in [0, 255] (uint8 or float) -> the raw form the networks take
+    (``s3d_det.modeling.normalize``): float32 (3,T,H,W) or (3,H,W), values unchanged. Each network normalises
+    its input itself, with the convention of its weights."""
+    out = np.empty((3, *pixels.shape[:-1]), np.float32)
+    for c in range(3):  # one plane at a time: faster than one strided transpose of the whole array
+        out[c] = pixels[..., c]
+    return torch.from_numpy(out)

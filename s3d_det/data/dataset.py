@@ -2,8 +2,8 @@
 
 A sample is a dict::
 
-    clip       (3,T,H,W) float32   the clip, normalised for the 3D branch (``norm_3d``)
-    keyframe   (3,H,W) float32     the clip's frame at index T // 2, normalised for the 2D branch (``norm_2d``)
+    clip       (3,T,H,W) float32   the clip, raw: RGB in [0, 255] (the networks normalise it themselves)
+    keyframe   (3,H,W) float32     the clip's frame at index T // 2, raw
     boxes      (N,4) float32       x1,y1,x2,y2 in pixels of the resized (and flipped) keyframe
     labels     (N,) int64          0-based class indices; -1: a person doing none of the actions (idle boxes);
                                    -2: a person the action head ignores (idle, but the clip still shows the action)
@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 from .annotations import idle_people, keyframe_boxes, split_videos
-from .clips import IMAGENET, ClipTransform, Normalize, clip_frames, read_clip
+from .clips import ClipTransform, clip_frames, read_clip, to_tensor
 from .frames import FrameCache, FrameSource, find_frames, open_frames
 
 __all__ = ["ClipDataset", "TrainClipDataset", "TestClipDataset", "collate"]
@@ -45,8 +45,6 @@ class ClipDataset(Dataset):
         clip_length, clip_stride, boundary: the clip around each keyframe (``clips.clip_frames``).
         transform: resize/flip/jitter (``clips.ClipTransform``); its random choices for sample i come
             from ``np.random.default_rng([seed, epoch, i])``, so they are the same in any worker.
-        norm_2d: normalisation of the keyframe (default ImageNet mean/std on [0, 1]).
-        norm_3d: normalisation of the clip (e.g. ``Normalize.from_preset("tfslim")`` for [-1, 1]).
         seed: base seed of every random choice.
         max_open_sources: frame sources kept open per process (least recently used closed first).
         flip_labels: pairs of 0-based labels that a horizontal flip turns into each other (a mirrored
@@ -59,13 +57,13 @@ class ClipDataset(Dataset):
 
     def __init__(self, *, gt: Mapping, frames_root: str, videos: Sequence[str], clip_length: int = 16,
                  clip_stride: int = 1, boundary: str = "repeat", transform: ClipTransform = ClipTransform(),
-                 norm_2d: Normalize = IMAGENET, norm_3d: Normalize = Normalize(), seed: int = 0,
+                 seed: int = 0,
                  max_open_sources: int = 16, flip_labels: Sequence[Tuple[int, int]] = (),
                  frame_cache_mb: float = 0):
         self.frames_root = frames_root
         self.videos = list(videos)
         self.clip_length, self.clip_stride, self.boundary = clip_length, clip_stride, boundary
-        self.transform, self.norm_2d, self.norm_3d = transform, norm_2d, norm_3d
+        self.transform = transform
         self.seed, self.epoch = seed, 0
         self.max_open_sources = max_open_sources
         if frame_cache_mb < 0:
@@ -144,9 +142,10 @@ class ClipDataset(Dataset):
         out = self.transform(clip, boxes, rng)
         if out.flipped:
             labels = np.where(labels >= 0, self.flip_map[np.maximum(labels, 0)], labels)
+        clip = to_tensor(out.clip)
         return {
-            "clip": self.norm_3d(out.clip),
-            "keyframe": self.norm_2d(out.clip[self.clip_length // 2]),
+            "clip": clip,
+            "keyframe": clip[:, self.clip_length // 2],
             "boxes": torch.from_numpy(out.boxes),
             "labels": torch.from_numpy(labels.copy()),
             "video": video,

@@ -17,10 +17,10 @@ from s3d_det.checkpoint import load_pretrained_3d
 from s3d_det.checkpoint_2d import load_2d_into, load_2d_weights
 from s3d_det.config import ConfigError, datasets_root
 from s3d_det.data import load_gt
-from s3d_det.data.clips import ClipTransform, Normalize
+from s3d_det.data.clips import ClipTransform
 from s3d_det.data.dataset import TestClipDataset, TrainClipDataset, collate
 from s3d_det.modeling.build import build_action_detector_from_cfg
-from s3d_det.modeling.detector import ActionDetector
+from s3d_det.modeling.detector import CONVENTION_KEYS, ActionDetector
 
 from .checkpointer import load_checkpoint
 
@@ -100,7 +100,6 @@ def build_datasets(cfg, gt: Mapping, root: str) -> Tuple[TrainClipDataset, TestC
     if not 0 <= cfg.INPUT.HUE <= 0.5:
         raise ConfigError(f"INPUT.HUE must lie in [0, 0.5] (turns of the colour wheel), got {cfg.INPUT.HUE}")
     common = dict(clip_length=cfg.INPUT.CLIP_LENGTH, clip_stride=cfg.INPUT.CLIP_STRIDE, boundary=cfg.INPUT.BOUNDARY,
-                  norm_3d=Normalize.from_preset(cfg.INPUT.NORM_3D) if cfg.INPUT.NORM_3D else Normalize(),
                   seed=cfg.SEED, frame_cache_mb=cfg.DATALOADER.FRAME_CACHE_MB)
     train_tf = ClipTransform(short_side=list(cfg.INPUT.SHORT_SIDE_TRAIN), max_size=cfg.INPUT.MAX_SIZE,
                              hflip_prob=cfg.INPUT.HFLIP_PROB, brightness=cfg.INPUT.BRIGHTNESS,
@@ -125,9 +124,12 @@ def batch_collate(cfg):
 
 def build_model(cfg, num_classes: int) -> torch.nn.Module:
     """The detector of ``cfg.MODEL`` with its weights: ``WEIGHTS_2D`` and ``WEIGHTS_3D`` converted on load, then
-    ``WEIGHTS`` (our own checkpoint) over them. A missing file or a key that does not fit is an error naming
-    the file and key. A full detector's checkpoint also loads into a model without the 2D part
-    (``MODEL.PROPOSALS`` gt or given: the same weights on oracle boxes); its 2D weights are then unused."""
+    ``WEIGHTS`` (our own checkpoint) over them. Weights bring their input conventions (``ActionDetector``'s
+    ``normalize_2d`` / ``stride_in_1x1_2d`` and the 3D network's ``input_norm``): the last loaded wins, and it is
+    logged. A missing file or a key that does not fit is an error naming the file and key; a 3D file of another
+    preset than ``MODEL.BACKBONE_3D.PRESET`` a ConfigError. A full detector's checkpoint also loads into a model
+    without the 2D part (``MODEL.PROPOSALS`` gt or given: the same weights on oracle boxes); its 2D weights are
+    then unused. A checkpoint written before conventions were saved loads with the defaults it was trained with."""
     model = build_action_detector_from_cfg(cfg, num_classes)
     if cfg.MODEL.WEIGHTS_2D:
         if model.backbone_2d is None:
@@ -135,20 +137,34 @@ def build_model(cfg, num_classes: int) -> torch.nn.Module:
                              f"{cfg.MODEL.PROPOSALS!r} builds no 2D detector")
         prefixes = ({"body": "backbone_2d.body.", "fpn": "backbone_2d.fpn.", "rpn": "rpn.head."}
                     if cfg.MODEL.BACKBONE_2D.FPN else {"body": "backbone_2d.", "rpn": "rpn.head."})
-        load_2d_into(load_2d_weights(cfg.MODEL.WEIGHTS_2D), model, prefixes=prefixes, strict=True)
+        converted = load_2d_weights(cfg.MODEL.WEIGHTS_2D)
+        load_2d_into(converted, model, prefixes=prefixes, strict=True)
+        model.set_conventions_2d(converted.meta)
     if cfg.MODEL.WEIGHTS_3D:
+        before = model.backbone_3d.input_norm.convention()
         load_pretrained_3d(model.backbone_3d, cfg.MODEL.WEIGHTS_3D, prefix="backbone.", strict=True)
+        after = model.backbone_3d.input_norm.convention()
+        if cfg.MODEL.BACKBONE_3D.PRESET and after != before:
+            raise ConfigError(f"MODEL.WEIGHTS_3D {cfg.MODEL.WEIGHTS_3D} expects clips {after}, but MODEL.BACKBONE_3D."
+                              f"PRESET {cfg.MODEL.BACKBONE_3D.PRESET!r} gives {before}: set the preset of the "
+                              "weights' family")
     if cfg.MODEL.WEIGHTS:
         if not os.path.isfile(cfg.MODEL.WEIGHTS):
             raise FileNotFoundError(f"MODEL.WEIGHTS not found: {cfg.MODEL.WEIGHTS}")
         state = load_checkpoint(cfg.MODEL.WEIGHTS)
         state = state.get("model", state)
         if model.backbone_2d is None:  # oracle or given boxes: a full detector's 2D part has nothing to fill
-            state = {k: v for k, v in state.items() if not k.startswith(("backbone_2d.", "rpn."))}
+            state = {k: v for k, v in state.items()
+                     if not k.startswith(("backbone_2d.", "rpn.", "normalize_2d.", "stride_in_1x1_2d"))}
         result = model.load_state_dict(state, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise ValueError(f"{cfg.MODEL.WEIGHTS} does not fit the model: missing {result.missing_keys[:5]}, "
+        missing = [k for k in result.missing_keys if k not in CONVENTION_KEYS]
+        if missing or result.unexpected_keys:
+            raise ValueError(f"{cfg.MODEL.WEIGHTS} does not fit the model: missing {missing[:5]}, "
                              f"unexpected {result.unexpected_keys[:5]}")
+        if len(missing) < len(result.missing_keys):
+            logger.warning("%s holds no input conventions (written before they were saved): using the defaults "
+                           "it was trained with", cfg.MODEL.WEIGHTS)
+    logger.info("input conventions: %s", model.conventions())
     return model
 
 

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from s3d_det.data.clips import IMAGENET, Normalize, clip_frames, map_boundary, resized_shape
+from s3d_det.data.clips import clip_frames, map_boundary, resized_shape, to_tensor
 from s3d_det.data.frames import FrameSource, ImageFolderSource, VideoFileSource
 from s3d_det.evaluation.detections import Detections
 from s3d_det.modeling.detector import detections_to_rows
@@ -107,7 +107,6 @@ class VideoDetector:
             (``clips.clip_frames``; ``INPUT.CLIP_LENGTH``, ``CLIP_STRIDE``, ``BOUNDARY``).
         short_side (int), max_size (int, optional): the test resize (``INPUT.SHORT_SIDE_TEST``, ``MAX_SIZE``).
         size_divisible (int): frames are zero-padded at the bottom and right to a multiple of it, as ``collate``.
-        norm_2d, norm_3d (Normalize): the keyframe's and the clip's normalisation.
         mode (str): ``"shared"`` or ``"per_keyframe"`` (see the module docstring).
         batch_size (int): keyframes per forward of the 2D detector and the head; the 3D network takes as many
             clip positions per forward as ``batch_size`` clips hold (at least one window of each stream).
@@ -133,7 +132,7 @@ class VideoDetector:
 
     def __init__(self, model: torch.nn.Module, *, clip_length: int, clip_stride: int = 1, boundary: str = "repeat",
                  short_side: int = 240, max_size: Optional[int] = 1333, size_divisible: int = 32,
-                 norm_2d: Normalize = IMAGENET, norm_3d: Normalize = Normalize(), mode: str = "shared",
+                 mode: str = "shared",
                  batch_size: int = 8, window: Optional[int] = None, context: Optional[int] = None, device="cpu",
                  amp_dtype: Optional[torch.dtype] = None, smooth_frames: int = 0, fold_bn: bool = True):
         if mode not in MODES:
@@ -150,7 +149,6 @@ class VideoDetector:
         self.model = fold_batchnorm(model) if fold_bn else model.eval()
         self.clip_length, self.clip_stride, self.boundary = clip_length, clip_stride, boundary
         self.short_side, self.max_size, self.size_divisible = short_side, max_size, size_divisible
-        self.norm_2d, self.norm_3d = norm_2d, norm_3d
         self.mode, self.batch_size = mode, batch_size
         self.device, self.amp_dtype = torch.device(device), amp_dtype
         backbone = model.backbone_3d
@@ -179,7 +177,6 @@ class VideoDetector:
         args = dict(clip_length=cfg.INPUT.CLIP_LENGTH, clip_stride=cfg.INPUT.CLIP_STRIDE, boundary=cfg.INPUT.BOUNDARY,
                     short_side=cfg.INPUT.SHORT_SIDE_TEST, max_size=cfg.INPUT.MAX_SIZE,
                     size_divisible=cfg.INPUT.SIZE_DIVISIBLE or 1,
-                    norm_3d=Normalize.from_preset(cfg.INPUT.NORM_3D) if cfg.INPUT.NORM_3D else Normalize(),
                     batch_size=cfg.TEST.BATCH_SIZE, window=cfg.TEST.WINDOW, device=device, amp_dtype=amp,
                     smooth_frames=cfg.TEST.SMOOTH_FRAMES)
         args.update(kwargs)
@@ -246,8 +243,9 @@ class VideoDetector:
                 # the decoder would otherwise come back for them later, seeking backwards
                 top = max(last, max(int(w.max()) for w in windows))
                 frames = cache.get(np.concatenate(windows + [np.arange(keyframe, top + 1)]))
-                features = self.model.backbone_3d(self._clips(windows, frames).to(self.device))
-                features = features[self.model.feature_3d]
+                clips = self._clips(windows, frames).to(self.device)
+                sizes = [frames[keyframe].shape[:2]] * len(clips)  # the frames' size before padding
+                features = self.model.backbone_3d(clips, sizes)[self.model.feature_3d]
                 self.stats["forwards_3d"] += 1
                 self.stats["positions_3d"] += sum(len(w) for w in windows)
                 if features.shape[2] != group[0][1]:
@@ -307,8 +305,8 @@ class VideoDetector:
 
     # -- shared steps -------------------------------------------------------------------------------------------
     def _clips(self, clips: Sequence[Sequence[int]], frames: Mapping[int, np.ndarray]) -> torch.Tensor:
-        """(B, 3, T, H, W): the frames of each clip, normalised for the 3D network and padded."""
-        return self._pad(torch.stack([self.norm_3d(np.stack([frames[int(f)] for f in clip])) for clip in clips]))
+        """(B, 3, T, H, W): the frames of each clip, raw (the network normalises them) and padded."""
+        return self._pad(torch.stack([to_tensor(np.stack([frames[int(f)] for f in clip])) for clip in clips]))
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         """(..., h', w') zero-padded at the bottom and right to multiples of ``size_divisible``."""
@@ -321,7 +319,7 @@ class VideoDetector:
         """Rows of the 2D detector and the head on ``keyframes``, given their ``clip`` or their 3D ``features``."""
         h, w = frames[keyframes[0]].shape[:2]
         num = len(keyframes)
-        batch = {"keyframe": self._pad(torch.stack([self.norm_2d(frames[k]) for k in keyframes])),
+        batch = {"keyframe": self._pad(torch.stack([to_tensor(frames[k]) for k in keyframes])),
                  "image_sizes": [(h, w)] * num, "scale": [(h / orig_size[0], w / orig_size[1])] * num,
                  "flipped": [False] * num, "orig_size": [orig_size] * num}
         if clip is not None:

@@ -15,12 +15,13 @@ def build_video_backbone(variant: str = "s3dg", *, preset: Optional[str] = None,
     Args:
         variant (str): one of ``s3d_det.modeling.VARIANTS``.
         preset (str, optional): ``"torchvision"``, ``"milnce"`` or ``"tfslim"``: the architecture details
-            of that checkpoint family (see ``s3d_det.modeling.presets``); ``kwargs`` override them.
+            and the input convention (``pixel_mean``/``pixel_std``) of that checkpoint family (see
+            ``s3d_det.modeling.presets``); ``kwargs`` override them.
         **kwargs: keyword arguments of ``S3DG``.
 
-    Input (B, 3, T, H, W); output a dict of ``out_features``.
+    Input raw (B, 3, T, H, W), RGB in [0, 255]; output a dict of ``out_features``.
     """
-    arch = dict(get_preset(preset).backbone) if preset else {}
+    arch = {**get_preset(preset).backbone, **get_preset(preset).input_convention()} if preset else {}
     arch.update(kwargs)
     return S3DG(variant, **arch)
 

@@ -7,7 +7,9 @@
 
 The detection parts are torchvision's (backbones, ``AnchorGenerator``, ``RPNHead``, ``RegionProposalNetwork``,
 ``ImageList``); the 3D network's stage 5 is the head's box head (``roi_head.TubeRoIHead``). The dataset has
-already resized and normalised the frames, so torchvision's ``GeneralizedRCNNTransform`` is not used.
+already resized the frames, so torchvision's ``GeneralizedRCNNTransform`` is not used; the frames arrive raw (RGB
+in [0, 255]) and each network normalises them with its own convention (``s3d_det.modeling.normalize``): the 3D
+network its preset's, the keyframe branch that of its 2D weights (``ActionDetector.set_conventions_2d``).
 """
 from __future__ import annotations
 
@@ -26,14 +28,19 @@ from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.ops import FrozenBatchNorm2d, clip_boxes_to_image
 
 from .build import build_video_backbone
+from .normalize import IMAGENET_MEAN, IMAGENET_STD, PixelNormalizer
 from .roi_head import TubeRoIHead
 from .rpn import ScoredRPN
 from .s3dg import LAYERS, S3DG
 
-__all__ = ["PROPOSAL_SOURCES", "RESNETS_2D", "ResNetC4", "build_backbone_2d", "ActionDetector",
-           "build_action_detector", "boxes_to_original", "detections_to_rows"]
+__all__ = ["PROPOSAL_SOURCES", "RESNETS_2D", "CONVENTION_KEYS", "ResNetC4", "build_backbone_2d", "set_stride_in_1x1",
+           "ActionDetector", "build_action_detector", "boxes_to_original", "detections_to_rows"]
 
 PROPOSAL_SOURCES = ("rpn", "gt", "given")
+# State-dict keys of input conventions (not weights): a checkpoint written before they existed lacks them, and
+# was trained with the defaults (torchvision's 2D convention, the 3D network's [0, 1] or preset's).
+CONVENTION_KEYS = ("normalize_2d.mean", "normalize_2d.std", "normalize_2d.bgr", "stride_in_1x1_2d",
+                   "backbone_3d.input_norm.mean", "backbone_3d.input_norm.std", "backbone_3d.input_norm.bgr")
 RESNETS_2D = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 
@@ -92,6 +99,21 @@ def build_backbone_2d(name: str = "resnet50", *, fpn: bool = False, trainable_la
     return ResNetC4(net)
 
 
+def set_stride_in_1x1(body: nn.Module, enabled: bool = True) -> int:
+    """Puts the stride of every torchvision ``Bottleneck`` in ``body`` in its 1x1 ``conv1`` (``enabled``: MSRA
+    ResNets, detectron2's ``STRIDE_IN_1X1``) or back in its 3x3 ``conv2`` (torchvision's). Output shapes do not
+    change; the weights do not move. Returns the blocks changed (0 when they already stride that way)."""
+    changed = 0
+    for block in body.modules():
+        if not isinstance(block, resnet.Bottleneck):
+            continue
+        src, dst = (block.conv2, block.conv1) if enabled else (block.conv1, block.conv2)
+        if src.stride != (1, 1):
+            dst.stride, src.stride = src.stride, (1, 1)
+            changed += 1
+    return changed
+
+
 def boxes_to_original(boxes: torch.Tensor, *, image_size: Tuple[int, int], scale: Tuple[float, float],
                       flipped: bool, orig_size: Tuple[int, int]) -> torch.Tensor:
     """Boxes (K, 4) x1, y1, x2, y2 in pixels of the resized (and maybe flipped) keyframe of size ``image_size``
@@ -122,9 +144,15 @@ class ActionDetector(nn.Module):
             ``"given"``, ``batch["proposals"]`` (list of (R_b, 4) in resized-keyframe pixels; the GT boxes are
             appended in training), with person scores ``batch["proposal_scores"]`` (list of (R_b,)) if the
             batch has them, else 1.
+        normalize_2d (PixelNormalizer, optional): the keyframe branch's input convention (for "rpn"); default
+            torchvision's (ImageNet mean/std, RGB). Loading 2D weights sets it (``set_conventions_2d``).
 
-    Forward: ``batch`` as made by ``s3d_det.data.dataset.collate``: "clip" (B, 3, T, H, W), "keyframe"
-    (B, 3, H, W) (read for "rpn"), "image_sizes" list of (h, w), "boxes" list of (N_b, 4) float in pixels of
+    The keyframe branch's conventions are buffers, saved with the weights: ``normalize_2d.*`` and
+    ``stride_in_1x1_2d`` (True: the ResNet's Bottlenecks stride in their 1x1 conv, as MSRA weights need; loading
+    a state dict applies it). The 3D network's are its ``input_norm``.
+
+    Forward: ``batch`` as made by ``s3d_det.data.dataset.collate``, frames raw (RGB in [0, 255]): "clip"
+    (B, 3, T, H, W), "keyframe" (B, 3, H, W) (read for "rpn"), "image_sizes" list of (h, w), "boxes" list of (N_b, 4) float in pixels of
     the resized keyframe, "labels" list of (N_b,) int64 0-based actions (both read in training and for "gt"),
     and in eval "scale" list of (sy, sx), "flipped" list of bool, "orig_size" list of (h, w). Tensors are moved
     to the model's device.
@@ -136,7 +164,8 @@ class ActionDetector(nn.Module):
     """
 
     def __init__(self, *, backbone_3d: S3DG, roi_head: TubeRoIHead, backbone_2d: Optional[nn.Module] = None,
-                 rpn: Optional[RegionProposalNetwork] = None, proposals: str = "rpn"):
+                 rpn: Optional[RegionProposalNetwork] = None, proposals: str = "rpn",
+                 normalize_2d: Optional[PixelNormalizer] = None):
         super().__init__()
         if proposals not in PROPOSAL_SOURCES:
             raise ValueError(f"unknown proposals {proposals!r}; expected one of {', '.join(PROPOSAL_SOURCES)}")
@@ -157,6 +186,30 @@ class ActionDetector(nn.Module):
         self.backbone_2d, self.rpn = backbone_2d, rpn
         self.proposals = proposals
         self.backbone_2d_frozen = False
+        self.normalize_2d = None
+        if backbone_2d is not None:
+            self.normalize_2d = normalize_2d or PixelNormalizer(mean=IMAGENET_MEAN, std=IMAGENET_STD)
+            self.register_buffer("stride_in_1x1_2d", torch.tensor(False))
+            self.register_load_state_dict_post_hook(lambda module, _: module._apply_stride_in_1x1())
+
+    def set_conventions_2d(self, meta: Mapping[str, Any]) -> None:
+        """Takes the conventions a converted 2D checkpoint records (``Converted2D.meta``: ``input_format``,
+        ``pixel_mean``/``pixel_std``, ``stride_in_1x1``) for the keyframe branch."""
+        if self.backbone_2d is None:
+            raise ValueError(f"proposals={self.proposals!r}: there is no 2D backbone to take 2D conventions")
+        self.normalize_2d.set_convention(PixelNormalizer.from_meta_2d(meta))
+        self.stride_in_1x1_2d.fill_(bool(meta.get("stride_in_1x1")))
+        self._apply_stride_in_1x1()
+
+    def _apply_stride_in_1x1(self) -> None:
+        set_stride_in_1x1(self.backbone_2d, bool(self.stride_in_1x1_2d))
+
+    def conventions(self) -> Dict[str, Any]:
+        """The input conventions in force, for logs and messages: ``{"3d": {...}, "2d": {..., "stride_in_1x1"}}``."""
+        out = {"3d": self.backbone_3d.input_norm.convention()}
+        if self.backbone_2d is not None:
+            out["2d"] = {**self.normalize_2d.convention(), "stride_in_1x1": bool(self.stride_in_1x1_2d)}
+        return out
 
     def freeze_backbone_2d(self) -> None:
         """Stops training the keyframe backbone from now on: its parameters get no gradient and its BatchNorms
@@ -197,12 +250,16 @@ class ActionDetector(nn.Module):
             if key != "clip" and len(batch[key]) != num:
                 raise ValueError(f"batch[{key!r}] has {len(batch[key])} entries for a clip batch of {num}")
         targets = self._targets(batch, device) if "boxes" in needed else None
-        features = self.backbone_3d(clip)[self.feature_3d] if features is None else features.to(device)
+        if features is None:
+            features = self.backbone_3d(clip, image_sizes)[self.feature_3d]
+        else:
+            features = features.to(device)
 
         losses: Dict[str, torch.Tensor] = {}
         scores: Optional[List[torch.Tensor]] = None  # person scores of the proposals; None: all 1
         if self.proposals == "rpn":
-            images = ImageList(batch["keyframe"].to(device, non_blocking=True), image_sizes)
+            keyframe = self.normalize_2d(batch["keyframe"].to(device, non_blocking=True), image_sizes)
+            images = ImageList(keyframe, image_sizes)
             rpn_targets = [{"boxes": t["boxes"]} for t in targets] if self.training else None
             maps = self.backbone_2d(images.tensors)
             if isinstance(self.rpn, ScoredRPN):

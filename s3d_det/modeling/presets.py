@@ -39,6 +39,13 @@ class Preset:
     files: str = ""
     notes: str = field(default="", compare=False)
 
+    def input_convention(self) -> Dict[str, Tuple[float, float, float]]:
+        """``S3DG``'s ``pixel_mean`` and ``pixel_std`` (RGB, pixel units) for ``input_range``, ``mean`` and ``std``:
+        v = lo + x (hi - lo) / 255, then (v - mean) / std, is (x - pixel_mean) / pixel_std."""
+        lo, hi = self.input_range
+        k = 255.0 / (hi - lo)
+        return {"pixel_mean": tuple((m - lo) * k for m in self.mean), "pixel_std": tuple(s * k for s in self.std)}
+
 
 PRESETS: Dict[str, Preset] = {
     p.name: p

@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .normalize import PixelNormalizer
+
 __all__ = [
     "VARIANTS",
     "STEM_STYLES",
@@ -508,9 +510,13 @@ class S3DG(nn.Module):
         channels_last (bool): run in ``torch.channels_last_3d`` memory format: conv weights are stored
             in it and the input is converted once, so every layer and every output stays in it. The
             same values, and much faster convolutions on CPU (oneDNN) and with cuDNN.
+        pixel_mean, pixel_std (3 floats): the input convention, RGB in pixel units (``input_norm``, a
+            ``PixelNormalizer``); the default (0, 255) is [0, 1]. Presets set their own
+            (``s3d_det.modeling.presets``: TF-slim's [-1, 1] is 127.5, 127.5).
 
-    Input: clip (B, 3, T, H, W), float. Output: dict layer name -> (B, C, T', H', W');
-    ``feature_info[name]`` gives C and the stride of each layer.
+    Input: raw clip (B, 3, T, H, W), RGB in [0, 255] (``s3d_det.modeling.normalize``), float or uint8; optional
+    ``image_sizes`` (a (h, w) per clip: the rest is a batch's padding, 0 after normalisation). Output: dict layer
+    name -> (B, C, T', H', W'); ``feature_info[name]`` gives C and the stride of each layer.
     """
 
     def __init__(
@@ -532,6 +538,8 @@ class S3DG(nn.Module):
         frozen_stages: int = 0,
         out_features: Sequence[str] = ("mixed_5c",),
         channels_last: bool = True,
+        pixel_mean: Sequence[float] = (0.0, 0.0, 0.0),
+        pixel_std: Sequence[float] = (255.0, 255.0, 255.0),
     ):
         super().__init__()
         kinds = conv_kinds(variant, split_at)
@@ -557,6 +565,7 @@ class S3DG(nn.Module):
         self.stem_style = stem_style
         gating = variant == "s3dg"
         self.in_channels = 3
+        self.input_norm = PixelNormalizer(mean=pixel_mean, std=pixel_std)
 
         def ch(c: int) -> int:
             return max(int(c * width), min_channels)
@@ -716,8 +725,10 @@ class S3DG(nn.Module):
                 f"it needs at least (T, H, W) = {self.min_input_size()}"
             )
 
-    def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, image_sizes: Optional[Sequence[Tuple[int, int]]] = None
+                ) -> Dict[str, torch.Tensor]:
         self.check_input(x)
+        x = self.input_norm(x, image_sizes)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         outputs = {}
@@ -760,7 +771,8 @@ class ClassifierHead(nn.Module):
 class VideoClassifier(nn.Module):
     """A clip classifier: a backbone's ``mixed_5c`` through a ``ClassifierHead``.
 
-    Input: clip (B, 3, T, H, W). Output: logits (B, num_classes); softmax is left to the caller.
+    Input: raw clip (B, 3, T, H, W), RGB in [0, 255] (the backbone normalises it). Output: logits
+    (B, num_classes); softmax is left to the caller.
     """
 
     def __init__(self, backbone: S3DG, num_classes: int, *, dropout: float = 0.2, pool_size=(2, 7, 7)):
