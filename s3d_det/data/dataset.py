@@ -117,6 +117,7 @@ class ClipDataset(Dataset):
             if src.num_frames < self.nframes[video]:
                 raise ValueError(f"video {video!r}: {src.path} has {src.num_frames} frames, the ground truth "
                                  f"needs {self.nframes[video]}")
+            src.expect_size(self.resolution[video], f"the ground truth's resolution of video {video!r}")
             src.cache = self.frame_cache
             self._sources[video] = src
             while len(self._sources) > self.max_open_sources:
