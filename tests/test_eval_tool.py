@@ -18,8 +18,10 @@ JUMP_TUBE = np.column_stack([np.arange(3, 19), np.tile([100, 50, 180, 200], (16,
 
 
 def run_eval(*args):
+    # PYTHONPATH: the tool imports this tree's s3d_det, not another checkout's editable install
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, "tools/eval_jhmdb.py", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=env)
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ import numpy as np
 
 from s3d_det.utils.io import atomic_write
 
-from .frames import frame_numbers
+from .frames import frame_numbers, image_file_problem
 
 __all__ = [
     "GT_KEYS",
@@ -317,7 +317,9 @@ def validate_gt(gt: Mapping, frames_root: str | None = None) -> List[str]:
     videos or a video in both train and test of a split, unknown label indices, tube frames outside
     1..nframes or not consecutive, x2 < x1 or y2 < y1, non-finite values, boxes outside the frame, tubes that
     repeat another exactly, and, with
-    ``frames_root``, frames missing from ``<frames_root>/Frames/<video>/``. An empty list means clean."""
+    ``frames_root``, frames missing from ``<frames_root>/Frames/<video>/`` or damaged there (empty, or a JPEG/PNG
+    cut short: ``frames.image_file_problem``, which reads each file's first and last bytes). An empty list means
+    clean."""
     problems: List[str] = []
     labels = gt["labels"]
     if len(set(labels)) != len(labels):
@@ -389,4 +391,18 @@ def _missing_frames(gt: Mapping, frames_root: str) -> List[str]:
         missing = expected - on_disk
         if missing:
             problems.append(f"{video}: frames {_ranges(np.array(sorted(missing)))} missing in {folder}")
+        damaged = []
+        for ext, numbers in frame_numbers(folder).items():
+            for number in sorted(n for n in numbers if n in expected):
+                path = os.path.join(folder, f"{number:05d}.{ext}")
+                try:
+                    problem = image_file_problem(path)
+                except OSError as e:
+                    problem = f"unreadable ({e.strerror})"
+                if problem is not None:
+                    damaged.append(f"{path}: {problem}")
+        if damaged:
+            more = f"; and {len(damaged) - 3} more" if len(damaged) > 3 else ""
+            problems.append(f"{video}: {len(damaged)} damaged frame files ({'; '.join(damaged[:3])}{more}); expected "
+                            f"whole images: extract them again")
     return problems
