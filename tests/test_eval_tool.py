@@ -159,3 +159,17 @@ def test_bad_gt_and_modes_exit_2(gt_file, tmp_path):
     assert proc.returncode == 2 and "KEY VALUE overrides goes with --config-file" in proc.stderr
     proc = run_eval("--gt", gt_file, "--config-file", "cfg.yaml")
     assert proc.returncode == 2 and "not allowed with argument" in proc.stderr
+
+
+def test_bad_gt_boxes_exit_2_naming_video_tube_and_frame(tmp_path):
+    """x2 < x1 in a GT box: the evaluation used to score it; now one line names the video, tube and frame."""
+    bad = RUN_TUBE.copy()
+    bad[4, 3] = bad[4, 1] - 5
+    gt = make_gt(labels=LABELS, nframes={"run/v1": 25, "jump/v1": 20}, resolution={"run/v1": (240, 320),
+                 "jump/v1": (240, 320)}, gttubes={"run/v1": {0: [bad]}, "jump/v1": {1: [JUMP_TUBE]}},
+                 train_videos=[], test_videos=["run/v1", "jump/v1"])
+    path = tmp_path / "gt.pkl"
+    save_gt(gt, str(path))
+    proc = run_eval("--gt", path, "--detections", write_dets(tmp_path / "dets.npz", perfect_rows()))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"{path}: video 'run/v1', tube 0 of label 0 (run), frame 5: x2 < x1" in proc.stderr

@@ -195,7 +195,8 @@ def test_a_frame_of_another_size_names_the_file_and_both_sizes(tmp_path):
     noisy_frames(tmp_path / "small", 1, size=(H // 2, W))
     (tmp_path / "small" / "00001.jpg").replace(folder / "00003.jpg")
     src = open_frames(str(tmp_path), "walk/v1")
-    with pytest.raises(ValueError, match=rf"00003\.jpg is {H // 2}x{W} \(h x w\); expected {H}x{W}, the size of .*/00001\.jpg"):
+    with pytest.raises(ValueError,
+                       match=rf"00003\.jpg is {H // 2}x{W} \(h x w\); expected {H}x{W}, the size of .*/00001\.jpg"):
         src.read([1, 2, 3])
     src = open_frames(str(tmp_path), "walk/v1")
     src.expect_size((H, W), "the ground truth's resolution")
