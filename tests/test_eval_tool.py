@@ -121,12 +121,18 @@ def test_empty_detections_score_zero(gt_file, tmp_path):
     ("nan", "frame_dets row 5: non-finite value"),
     ("x2_lt_x1", "frame_dets row 7: x2 < x1"),
     ("not_npz", "not a detections .npz"),
+    ("empty", "empty file (0 bytes); expected an .npz archive"),
+    ("int", "key 'frame_dets' must be a float array (n, 8) (float64 in the format; integers would truncate"),
 ])
 def test_bad_detections_exit_2_with_one_line_naming_file_and_row(gt_file, tmp_path, case, expected):
     rows = perfect_rows()
     path = tmp_path / "bad.npz"
     if case == "not_npz":
         path.write_text("frame,score\n1,0.5\n")
+    elif case == "empty":
+        path.write_bytes(b"")
+    elif case == "int":
+        np.savez(path, videos=np.array(["jump/v1", "run/v1"]), frame_dets=rows.astype(np.int64))
     else:
         videos = ["jump/v1", "run/v1"]
         if case == "unknown_video":
@@ -142,7 +148,7 @@ def test_bad_detections_exit_2_with_one_line_naming_file_and_row(gt_file, tmp_pa
     proc = run_eval("--gt", gt_file, "--detections", path)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
-    assert str(path) in proc.stderr and expected in proc.stderr
+    assert str(path) in proc.stderr and expected in proc.stderr and "allow_pickle" not in proc.stderr
 
 
 def test_bad_gt_and_modes_exit_2(gt_file, tmp_path):
