@@ -26,7 +26,9 @@ GT_BOX = (8, 60, 48, 110)  # a ground-truth box on frames 5..10
 
 
 def run_tool(*args, threads=1, **env):
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), **env}
+    # PYTHONPATH: the tool imports this tree's s3d_det, not another checkout's editable install
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads),
+           "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]), **env}
     return subprocess.run([sys.executable, "tools/visualize_video.py", "--quiet", *map(str, args)], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=300)
 
