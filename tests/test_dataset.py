@@ -288,3 +288,14 @@ def test_a_frame_of_another_size_or_truncated_names_the_video_and_file(data, tmp
     train = TrainClipDataset(gt=gt, frames_root=str(tmp_path), clip_length=4)
     with pytest.raises(ValueError, match=r"Frames/run/a/00004\.jpg: truncated JPEG \(frame 4\)"):
         train[1]
+
+
+def test_a_zero_width_box_in_a_train_video_is_refused(data):
+    """x1 == x2 loads (a one-pixel box where the last pixel counts, scored fine), but the detector's box regression
+    takes the log of the width: training would turn NaN at its first step. The train dataset names it."""
+    gt, root = data
+    flat = {**gt, "gttubes": {**gt["gttubes"], "run/b": {1: [tube(1, 6, (0, 0, 16, 24)), tube(3, 3, (20, 2, 20, 20))]}}}
+    with pytest.raises(ValueError, match=r"video 'run/b', frame 3: box \[20, 2, 20, 20\] of label 1 has no width or "
+                                         r"height; training needs x1 < x2 and y1 < y2"):
+        TrainClipDataset(gt=flat, frames_root=root)
+    assert len(TestClipDataset(gt=flat, frames_root=root)) == N  # evaluation reads the other split as it is
