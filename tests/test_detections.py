@@ -55,7 +55,8 @@ def test_files_of_another_format(tmp_path):
     with pytest.raises(ValueError, match="x.npz: missing key 'videos'"):
         load_detections(str(path))
     np.savez(path, videos=np.array(["a/v"]), frame_dets=np.zeros((2, 7)))
-    with pytest.raises(ValueError, match=r"x.npz: key 'frame_dets' must be a float array \(n, 8\), got float64 \(2, 7\)"):
+    with pytest.raises(ValueError, match=r"x.npz: key 'frame_dets' must be a float array \(n, 8\), got float64 "
+                                         r"\(2, 7\)"):
         load_detections(str(path))
     np.savez(path, videos=np.array(["a/v"], dtype=object), frame_dets=np.zeros((0, 8)))
     with pytest.raises(ValueError, match="x.npz: key 'videos' holds Python objects"):  # they need pickle: refused
