@@ -187,3 +187,55 @@ def test_idle_people_give_each_boxs_distance_from_its_tube():
 def test_real_pyannot_pickle_loads_safely(shared_data):
     data = safe_pickle_load(str(shared_data / "ucf101_24" / "pyannot_with_class_names.pkl"))
     assert len(data["db"]) == 3194 and len(data["classes"]) == 24
+
+
+@pytest.mark.parametrize("row, where, expected", [
+    ([3, 40, 20, 30, 80], "frame 3", r"x2 < x1 in box \[40, 20, 30, 80\]; expected x1 <= x2"),
+    ([3, 12, 90, 52, 80], "frame 3", r"y2 < y1 in box \[12, 90, 52, 80\]; expected y1 <= y2"),
+    ([3, 12, 20, 330, 80], "frame 3", r"box \[12, 20, 330, 80\] outside the 320x240 frame; expected 0 <= x1, "
+                                      r"x2 <= 320, 0 <= y1, y2 <= 240 \(1 pixel of tolerance\)"),
+    ([3, -5, 20, 52, 80], "frame 3", r"box \[-5, 20, 52, 80\] outside the 320x240 frame"),
+    ([7, 12, 20, 52, 80], "frame 7", r"frame 7 outside the video's frames 1..6"),
+    ([3, np.nan, 20, 52, 80], "frame 3", r"non-finite value in box \[nan, 20, 52, 80\]"),
+])
+def test_load_gt_refuses_bad_boxes_naming_video_tube_and_frame(tmp_path, row, where, expected):
+    """save_gt writes what it is given (check lists it all); any tool loading it gets one line naming the box."""
+    tube = np.array([[2, 10, 20, 50, 80], row], dtype=np.float64)
+    gt = small_gt(gttubes={"jump/v1": {0: [[[2, 10, 20, 50, 80]], tube]}, "run/v2": {1: [[[1, 0, 0, 10, 10]]]}})
+    path = tmp_path / "gt.pkl"
+    save_gt(gt, str(path))
+    with pytest.raises(ValueError, match=rf"^{path}: video 'jump/v1', tube 1 of label 0 \(jump\), {where}: {expected}"):
+        load_gt(str(path))
+    assert validate_gt(load_gt(str(path), check_boxes=False))  # what prepare_data.py check loads and lists
+
+
+def test_load_gt_refuses_an_unknown_label_and_an_empty_tube(tmp_path):
+    path = tmp_path / "gt.pkl"
+    save_gt(small_gt(gttubes={"jump/v1": {2: [[[2, 10, 20, 50, 80]]]}}), str(path))
+    with pytest.raises(ValueError, match=r"video 'jump/v1': label 2 outside 0..1 \(the 2 labels\)"):
+        load_gt(str(path))
+    save_gt(small_gt(gttubes={"jump/v1": {0: [np.zeros((0, 5))]}}), str(path))
+    with pytest.raises(ValueError, match=r"video 'jump/v1', tube 0 of label 0 \(jump\): empty; expected at least one"):
+        load_gt(str(path))
+
+
+def test_load_gt_tolerates_a_pixel_of_overhang_and_one_pixel_boxes(tmp_path):
+    """1-based conventions (x2 = x + w with x from 1) reach W + 1; x1 == x2 is a one-pixel-wide box when the
+    last pixel is counted (the ``act`` and ``yowo`` protocols' +1)."""
+    path = tmp_path / "gt.pkl"
+    tube = [[2, 0, 0, 321, 241], [3, -1, -1, 320, 240], [4, 30, 20, 30, 20]]
+    save_gt(small_gt(gttubes={"jump/v1": {0: [tube]}}), str(path))
+    assert load_gt(str(path))["gttubes"]["jump/v1"][0][0].shape == (3, 5)
+
+
+def test_real_annotations_load_with_the_box_checks(shared_data, tmp_path):
+    """The real UCF101-24 and JHMDB boxes all lie inside their 320x240 frames (x1, y1 from 1, x2 <= 320,
+    y2 <= 240): converted, saved and loaded, none is refused."""
+    from s3d_det.data.converters import from_yowo_labels, ucf24_from_annotations
+
+    ucf = shared_data / "ucf101_24"
+    for gt in (ucf24_from_annotations(str(ucf / "finalAnnots.mat"), str(ucf / "testlist01.txt")),
+               from_yowo_labels(str(shared_data / "jhmdb" / "groundtruths_jhmdb_split1_test.zip"), dataset="jhmdb")):
+        path = tmp_path / "gt.pkl"
+        save_gt(gt, str(path))
+        assert len(load_gt(str(path))["gttubes"]) == len(gt["gttubes"])

@@ -189,7 +189,8 @@ def test_errors_name_the_video(data, tmp_path):
     with pytest.raises(ValueError, match=r"'run/a': .*Frames/run/a has 6 frames, the ground truth needs 7"):
         TrainClipDataset(gt=wrong, frames_root=root, clip_length=2)[0]
     small = {**gt, "resolution": {**gt["resolution"], "jump/c": (12, 16)}}
-    with pytest.raises(ValueError, match=r"'jump/c': frames are 24x32 .* resolution is 12x16"):
+    with pytest.raises(ValueError, match=r"jump/c\.avi is 24x32 \(h x w\); expected 12x16, the ground truth's "
+                                         r"resolution of video 'jump/c'"):
         TestClipDataset(gt=small, frames_root=root, clip_length=2)[0]
     with pytest.raises(IndexError):
         TestClipDataset(gt=gt, frames_root=root, clip_length=2)[N]
@@ -264,3 +265,35 @@ def test_idle_keyframes_are_the_frames_with_an_idle_box_beyond_the_margin(data):
     assert ds.samples == [("run/a", f) for f in (1, 2, 3, 4, 5)] + run_b
     with pytest.raises(ValueError, match="idle_keyframes needs idle_hold"):
         TrainClipDataset(idle_keyframes=True, **kwargs)
+
+
+def test_a_frame_of_another_size_or_truncated_names_the_video_and_file(data, tmp_path):
+    """A frame of another size than the GT's resolution, or a JPEG cut short, in a train video: an error naming the
+    video, the file and (for the size) both sizes, not np.stack's error or a half-grey frame."""
+    gt, _ = data
+    write_video(tmp_path, "run/a", "jpg")
+    write_video(tmp_path, "run/b", "jpg")
+    folder = tmp_path / "Frames" / "run" / "a"
+    cv2.imwrite(str(folder / "00003.jpg"), np.zeros((H, W + 8, 3), np.uint8))
+    train = TrainClipDataset(gt=gt, frames_root=str(tmp_path), clip_length=4)
+    assert train.samples[0] == ("run/a", 2)
+    with pytest.raises(ValueError, match=rf"Frames/run/a/00003\.jpg is {H}x{W + 8} \(h x w\); expected {H}x{W}, the "
+                                         r"ground truth's resolution of video 'run/a'"):
+        train[0]
+    cv2.imwrite(str(folder / "00003.jpg"), np.full((H, W, 3), 99, np.uint8))
+    data_bytes = (folder / "00004.jpg").read_bytes()
+    (folder / "00004.jpg").write_bytes(data_bytes[:len(data_bytes) // 2])
+    train = TrainClipDataset(gt=gt, frames_root=str(tmp_path), clip_length=4)
+    with pytest.raises(ValueError, match=r"Frames/run/a/00004\.jpg: truncated JPEG \(frame 4\)"):
+        train[1]
+
+
+def test_a_zero_width_box_in_a_train_video_is_refused(data):
+    """x1 == x2 loads (a one-pixel box where the last pixel counts, scored fine), but the detector's box regression
+    takes the log of the width: training would turn NaN at its first step. The train dataset names it."""
+    gt, root = data
+    flat = {**gt, "gttubes": {**gt["gttubes"], "run/b": {1: [tube(1, 6, (0, 0, 16, 24)), tube(3, 3, (20, 2, 20, 20))]}}}
+    with pytest.raises(ValueError, match=r"video 'run/b', frame 3: box \[20, 2, 20, 20\] of label 1 has no width or "
+                                         r"height; training needs x1 < x2 and y1 < y2"):
+        TrainClipDataset(gt=flat, frames_root=root)
+    assert len(TestClipDataset(gt=flat, frames_root=root)) == N  # evaluation reads the other split as it is

@@ -55,10 +55,57 @@ def test_files_of_another_format(tmp_path):
     with pytest.raises(ValueError, match="x.npz: missing key 'videos'"):
         load_detections(str(path))
     np.savez(path, videos=np.array(["a/v"]), frame_dets=np.zeros((2, 7)))
-    with pytest.raises(ValueError, match=r"x.npz: key 'frame_dets' must be a numeric array \(n, 8\)"):
+    with pytest.raises(ValueError, match=r"x.npz: key 'frame_dets' must be a float array \(n, 8\), got float64 "
+                                         r"\(2, 7\)"):
         load_detections(str(path))
     np.savez(path, videos=np.array(["a/v"], dtype=object), frame_dets=np.zeros((0, 8)))
-    with pytest.raises(ValueError, match="x.npz: not a detections .npz"):  # object arrays need pickle: refused
+    with pytest.raises(ValueError, match="x.npz: key 'videos' holds Python objects"):  # they need pickle: refused
         load_detections(str(path))
     with pytest.raises(FileNotFoundError, match="missing.npz"):
         load_detections(str(tmp_path / "missing.npz"))
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", r"/x\.npz: empty file \(0 bytes\); expected an \.npz archive holding videos and frame_dets"),
+    (b"frame,score\n1,0.5\n", r"x\.npz: not a detections \.npz: not a zip archive \(it starts with "
+                              r"b'frame,score\\n1,0\.'\); expected an \.npz archive holding videos and frame_dets"),
+    (b"\x80\x04\x95", r"x\.npz: not a detections \.npz: not a zip archive \(it starts with b'\\x80\\x04\\x95'\)"),
+])
+def test_empty_and_text_files_are_named_without_numpys_advice(tmp_path, content, message):
+    """A zero-byte file was an EOFError traceback; a text or pickle file passed on numpy's advice to set
+    allow_pickle, which a detections file never needs."""
+    path = tmp_path / "x.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message) as info:
+        load_detections(str(path))
+    assert "allow_pickle" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_keys_of_the_wrong_type_are_named(tmp_path):
+    path = tmp_path / "x.npz"
+    rows = np.array([ROW, ROW])
+    np.save(path.with_suffix(".npy"), rows)
+    path.with_suffix(".npy").replace(path)
+    with pytest.raises(ValueError, match=r"x\.npz: not a detections \.npz: a single \.npy array"):
+        load_detections(str(path))
+    np.savez(path, videos=np.array(["a/v"]), frame_dets=rows.astype(np.int64))  # scores truncated to 0
+    with pytest.raises(ValueError, match=r"x\.npz: key 'frame_dets' must be a float array \(n, 8\) \(float64 in the "
+                                         r"format; integers would truncate the scores\), got int64 \(2, 8\)"):
+        load_detections(str(path))
+    np.savez(path, videos=np.array(["a/v"], dtype=object), frame_dets=rows)
+    with pytest.raises(ValueError, match=r"x\.npz: key 'videos' holds Python objects \(a pickled object array\); "
+                                         r"expected an array of strings") as info:
+        load_detections(str(path))
+    assert "allow_pickle" not in str(info.value)
+    np.savez(path, videos=np.array(["a/v"]), frame_dets=rows, tubes=np.array([[0, 1, 0.8]]))
+    with pytest.raises(ValueError, match=r"x\.npz: key 'tubes' without 'tube_boxes'; expected both or neither"):
+        load_detections(str(path))
+    np.savez(path, videos=np.array(["a/v"]), frame_dets=rows, tubes=np.array([[0, 1, 1]]),
+             tube_boxes=np.array([[0, 1, 1, 1, 2, 2]], np.float64))
+    with pytest.raises(ValueError, match=r"x\.npz: key 'tubes' must be a float array \(n, 3\)"):
+        load_detections(str(path))
+    np.savez(path, videos=np.array([["a/v"]]), frame_dets=rows)
+    with pytest.raises(ValueError, match=r"x\.npz: key 'videos' must be a 1-D array of strings"):
+        load_detections(str(path))
+    np.savez(path, videos=np.array(["a/v"]), frame_dets=rows.astype(np.float32))  # float32 is a float: accepted
+    assert load_detections(str(path)).frame_dets.dtype == np.float64

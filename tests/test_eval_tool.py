@@ -18,8 +18,10 @@ JUMP_TUBE = np.column_stack([np.arange(3, 19), np.tile([100, 50, 180, 200], (16,
 
 
 def run_eval(*args):
+    # PYTHONPATH: the tool imports this tree's s3d_det, not another checkout's editable install
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, "tools/eval_jhmdb.py", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=env)
 
 
 @pytest.fixture(scope="module")
@@ -119,12 +121,18 @@ def test_empty_detections_score_zero(gt_file, tmp_path):
     ("nan", "frame_dets row 5: non-finite value"),
     ("x2_lt_x1", "frame_dets row 7: x2 < x1"),
     ("not_npz", "not a detections .npz"),
+    ("empty", "empty file (0 bytes); expected an .npz archive"),
+    ("int", "key 'frame_dets' must be a float array (n, 8) (float64 in the format; integers would truncate"),
 ])
 def test_bad_detections_exit_2_with_one_line_naming_file_and_row(gt_file, tmp_path, case, expected):
     rows = perfect_rows()
     path = tmp_path / "bad.npz"
     if case == "not_npz":
         path.write_text("frame,score\n1,0.5\n")
+    elif case == "empty":
+        path.write_bytes(b"")
+    elif case == "int":
+        np.savez(path, videos=np.array(["jump/v1", "run/v1"]), frame_dets=rows.astype(np.int64))
     else:
         videos = ["jump/v1", "run/v1"]
         if case == "unknown_video":
@@ -140,7 +148,7 @@ def test_bad_detections_exit_2_with_one_line_naming_file_and_row(gt_file, tmp_pa
     proc = run_eval("--gt", gt_file, "--detections", path)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
-    assert str(path) in proc.stderr and expected in proc.stderr
+    assert str(path) in proc.stderr and expected in proc.stderr and "allow_pickle" not in proc.stderr
 
 
 def test_bad_gt_and_modes_exit_2(gt_file, tmp_path):
@@ -157,3 +165,17 @@ def test_bad_gt_and_modes_exit_2(gt_file, tmp_path):
     assert proc.returncode == 2 and "KEY VALUE overrides goes with --config-file" in proc.stderr
     proc = run_eval("--gt", gt_file, "--config-file", "cfg.yaml")
     assert proc.returncode == 2 and "not allowed with argument" in proc.stderr
+
+
+def test_bad_gt_boxes_exit_2_naming_video_tube_and_frame(tmp_path):
+    """x2 < x1 in a GT box: the evaluation used to score it; now one line names the video, tube and frame."""
+    bad = RUN_TUBE.copy()
+    bad[4, 3] = bad[4, 1] - 5
+    gt = make_gt(labels=LABELS, nframes={"run/v1": 25, "jump/v1": 20}, resolution={"run/v1": (240, 320),
+                 "jump/v1": (240, 320)}, gttubes={"run/v1": {0: [bad]}, "jump/v1": {1: [JUMP_TUBE]}},
+                 train_videos=[], test_videos=["run/v1", "jump/v1"])
+    path = tmp_path / "gt.pkl"
+    save_gt(gt, str(path))
+    proc = run_eval("--gt", path, "--detections", write_dets(tmp_path / "dets.npz", perfect_rows()))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"{path}: video 'run/v1', tube 0 of label 0 (run), frame 5: x2 < x1" in proc.stderr

@@ -157,3 +157,48 @@ def test_cached_source_decodes_each_frame_once(tmp_path, kind):
         assert second[f] is first[f] and not second[f].flags.writeable
     for f, array in second.items():
         np.testing.assert_array_equal(array, plain[f])
+
+
+def noisy_frames(folder, n, ext="jpg", size=(H, W)):
+    """``n`` frames of seeded noise (so a JPEG has a long entropy-coded body to cut), named as in the real layout."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for k in range(1, n + 1):
+        assert cv2.imwrite(str(folder / f"{k:05d}.{ext}"), rng.integers(0, 256, (*size, 3), dtype=np.uint8))
+    return folder
+
+
+def cut(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+
+
+@pytest.mark.parametrize("ext", ["jpg", "png"])
+def test_truncated_frame_is_an_error_naming_the_file(tmp_path, ext):
+    root = tmp_path / "root"
+    folder = noisy_frames(root / "Frames" / "walk" / "v1", 4, ext=ext)
+    cut(folder / f"00003.{ext}")
+    if ext == "jpg":
+        assert cv2.imread(str(folder / "00003.jpg")) is not None  # what OpenCV does: a half-grey frame, no error
+    src = open_frames(str(root), "walk/v1")
+    assert sorted(src.read([1, 2, 4])) == [1, 2, 4]
+    kind = "JPEG" if ext == "jpg" else "PNG"
+    with pytest.raises(ValueError, match=rf"Frames/walk/v1/00003\.{ext}: truncated {kind} \(frame 3\)"):
+        src.read([2, 3])
+    (folder / f"00002.{ext}").write_bytes(b"")
+    with pytest.raises(ValueError, match=rf"00002\.{ext}: empty file \(frame 2\): 0 bytes"):
+        src.read([2])
+
+
+def test_a_frame_of_another_size_names_the_file_and_both_sizes(tmp_path):
+    folder = noisy_frames(tmp_path / "Frames" / "walk" / "v1", 4)
+    noisy_frames(tmp_path / "small", 1, size=(H // 2, W))
+    (tmp_path / "small" / "00001.jpg").replace(folder / "00003.jpg")
+    src = open_frames(str(tmp_path), "walk/v1")
+    with pytest.raises(ValueError,
+                       match=rf"00003\.jpg is {H // 2}x{W} \(h x w\); expected {H}x{W}, the size of .*/00001\.jpg"):
+        src.read([1, 2, 3])
+    src = open_frames(str(tmp_path), "walk/v1")
+    src.expect_size((H, W), "the ground truth's resolution")
+    with pytest.raises(ValueError, match=rf"00003\.jpg is {H // 2}x{W} .*expected {H}x{W}, the ground truth's resol"):
+        src.read([3])

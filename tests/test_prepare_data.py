@@ -12,8 +12,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def prepare(*args):
+    # PYTHONPATH: the tools import this tree's s3d_det, not another checkout's editable install
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
     return subprocess.run([sys.executable, "tools/prepare_data.py", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_ucf24_then_check_on_the_real_files(shared_data, tmp_path):
@@ -85,3 +87,28 @@ def test_frames_command(tmp_path):
     (tmp_path / "videos/run/bad.mp4").write_bytes(b"garbage")
     proc = prepare("frames", tmp_path / "videos", "--out", tmp_path / "out")
     assert proc.returncode == 2 and "run/bad.mp4" in proc.stderr
+
+
+def test_check_frames_finds_truncated_frames(tmp_path):
+    """A JPEG cut short in the real frame layout: OpenCV reads it as a half-grey frame, check --frames names it."""
+    import cv2
+
+    tube = np.array([[f, 10, 10, 20, 20] for f in (1, 2, 3)])
+    gt = make_gt(labels=["walk"], nframes={"walk/v1": 3}, resolution={"walk/v1": (24, 32)},
+                 gttubes={"walk/v1": {0: [tube]}}, train_videos=[], test_videos=["walk/v1"])
+    path = tmp_path / "gt.pkl"
+    save_gt(gt, str(path))
+    folder = tmp_path / "root" / "Frames" / "walk" / "v1"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for k in (1, 2, 3):
+        assert cv2.imwrite(str(folder / f"{k:05d}.jpg"), rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
+    proc = prepare("check", path, "--frames", tmp_path / "root")
+    assert proc.returncode == 0 and "0 problems" in proc.stdout, proc.stdout + proc.stderr
+    data = (folder / "00002.jpg").read_bytes()
+    (folder / "00002.jpg").write_bytes(data[:len(data) // 2])
+    proc = prepare("check", path, "--frames", tmp_path / "root")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("walk/v1:"))
+    assert "Frames/walk/v1/00002.jpg" in line and "truncated JPEG" in line and "FFD9" in line
+    assert "1 problems" in proc.stdout

@@ -26,7 +26,9 @@ GT_BOX = (8, 60, 48, 110)  # a ground-truth box on frames 5..10
 
 
 def run_tool(*args, threads=1, **env):
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), **env}
+    # PYTHONPATH: the tool imports this tree's s3d_det, not another checkout's editable install
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads),
+           "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]), **env}
     return subprocess.run([sys.executable, "tools/visualize_video.py", "--quiet", *map(str, args)], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=300)
 
@@ -153,3 +155,21 @@ def test_bad_input_is_named(inputs, tmp_path, capsys):
     assert main(["--input", str(video), "--detections", str(dets), "--video", "walk/other", "--output",
                  str(tmp_path / "y.mp4"), "--quiet"]) == 2
     assert "has no detections of video 'walk/other'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content", [b"", b"frame,score\n1,0.5\n", "int"])
+def test_bad_detections_files_exit_2_with_one_line(inputs, tmp_path, capsys, content):
+    """A zero-byte .npz was an EOFError traceback, a text one numpy's allow_pickle advice, integer frame_dets drawn
+    with their scores truncated to 0 or 1."""
+    _, video, _, _ = inputs
+    dets = tmp_path / "dets.npz"
+    if content == "int":
+        rows = np.array([[0, f, 0, 0.9, *BOX] for f in range(1, N + 1)])
+        np.savez(dets, videos=np.array(["walk/clip"]), frame_dets=rows.astype(np.int64))
+    else:
+        dets.write_bytes(content)
+    out = tmp_path / "x.mp4"
+    assert tool_main()(["--input", str(video), "--detections", str(dets), "--output", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {dets}: ") and err.count("\n") == 1 and "allow_pickle" not in err, err
+    assert not out.exists()

@@ -8,8 +8,10 @@
     python tools/prepare_data.py frames VIDEOS_ROOT --out FRAMES_ROOT
 
 ``check`` prints every problem ``validate_gt`` finds (with ``--frames``, also frames missing under
-``ROOT/Frames/<video>/``) and a summary per split; it exits with 1 when there are problems. The converters
-(see ``s3d_det.data.converters``) write the pickle atomically and print one line: videos, tubes, boxes.
+``ROOT/Frames/<video>/``, empty or truncated frame files there) and a summary per split; it exits with 1 when
+there are problems. The other tools refuse such a ground truth when they load it (``load_gt``), with one line
+naming the first bad box. The converters (see ``s3d_det.data.converters``) check the boxes they made the same
+way, then write the pickle atomically and print one line: videos, tubes, boxes.
 ``frames`` decodes ``VIDEOS_ROOT/<class>/<video>.avi|.mp4`` into ``FRAMES_ROOT/Frames/<class>/<video>/``,
 skipping videos already complete. Bad input exits with 2 and names the file, video or line.
 """
@@ -21,7 +23,7 @@ from typing import List, Mapping, Optional
 
 import numpy as np
 
-from s3d_det.data.annotations import UnsafePickleError, load_gt, save_gt, validate_gt
+from s3d_det.data.annotations import UnsafePickleError, check_gt, load_gt, save_gt, validate_gt
 from s3d_det.data.converters import extract_frames, from_yowo_labels, jhmdb_from_release, ucf24_from_annotations
 from s3d_det.utils.table import format_table
 
@@ -87,7 +89,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
         if args.command == "check":
-            gt = load_gt(args.gt)
+            gt = load_gt(args.gt, check_boxes=False)  # every problem is listed below, not only the first
             problems = validate_gt(gt, frames_root=args.frames)
             print(summary_table(gt))
             for problem in problems:
@@ -100,11 +102,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                   f"complete), {counts['frames']} frames in {args.out}/Frames")
             return 0
         if args.command == "ucf24":
-            gt = ucf24_from_annotations(args.annotations, args.testlist)
+            gt, source = ucf24_from_annotations(args.annotations, args.testlist), args.annotations
         elif args.command == "jhmdb":
-            gt = jhmdb_from_release(args.root)
+            gt, source = jhmdb_from_release(args.root), args.root
         else:
-            gt = from_yowo_labels(args.labels, dataset=args.dataset, testlist=args.testlist)
+            gt, source = from_yowo_labels(args.labels, dataset=args.dataset, testlist=args.testlist), args.labels
+        check_gt(gt, source)
     except (FileNotFoundError, ValueError, UnsafePickleError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

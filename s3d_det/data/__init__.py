@@ -14,8 +14,10 @@ from .annotations import (
     split_videos,
     validate_gt,
 )
+from .errors import DataError
 
 __all__ = [
+    "DataError",
     "drop_duplicate_tubes",
     "duplicate_tubes",
     "GT_KEYS",

@@ -28,6 +28,7 @@ from torch.utils.data import Dataset, get_worker_info
 
 from .annotations import idle_people, keyframe_boxes, split_videos
 from .clips import ClipTransform, clip_frames, read_clip, to_tensor
+from .errors import DataError
 from .frames import FrameCache, FrameSource, find_frames, open_frames
 
 __all__ = ["ClipDataset", "TrainClipDataset", "TestClipDataset", "collate"]
@@ -115,6 +116,7 @@ class ClipDataset(Dataset):
             if src.num_frames < self.nframes[video]:
                 raise ValueError(f"video {video!r}: {src.path} has {src.num_frames} frames, the ground truth "
                                  f"needs {self.nframes[video]}")
+            src.expect_size(self.resolution[video], f"the ground truth's resolution of video {video!r}")
             src.cache = self.frame_cache
             self._sources[video] = src
             while len(self._sources) > self.max_open_sources:
@@ -176,6 +178,8 @@ class TrainClipDataset(ClipDataset):
     idle box lies beyond ``idle_margin``: action-head negatives whose clip, with a margin of at least T * s // 2,
     shows none of the action. Unlike ``background_frames``, no keyframe is drawn on which the head learns
     nothing.
+    A box of the train videos without width or height (x1 == x2 or y1 == y2, which the ground truth admits) is a
+    ``DataError``: the box regression takes the log of its width, and the first step would make the losses NaN.
     Other keyword arguments: see ``ClipDataset``.
     """
 
@@ -193,6 +197,15 @@ class TrainClipDataset(ClipDataset):
         if idle_keyframes and idle_hold == 0:
             raise ValueError("idle_keyframes needs idle_hold (None or above 0): without idle boxes there are no "
                              "idle keyframes")
+        for video in self.videos:  # the box regression takes log(width): an empty box makes the losses NaN
+            for label, tubes in gt["gttubes"][video].items():
+                for tube in tubes:
+                    tube = np.asarray(tube)
+                    flat = np.flatnonzero((tube[:, 3] <= tube[:, 1]) | (tube[:, 4] <= tube[:, 2]))
+                    if len(flat):
+                        box = ", ".join(f"{v:g}" for v in tube[flat[0], 1:])
+                        raise DataError(f"video {video!r}, frame {tube[flat[0], 0]:g}: box [{box}] of label {label} "
+                                        f"has no width or height; training needs x1 < x2 and y1 < y2")
         self.keyframes_per_video = keyframes_per_video
         self.idle_keyframes = bool(idle_keyframes)
         self.background_frames = bool(background_frames)

@@ -7,6 +7,13 @@ pickled, so a Dataset can hold them and still go to DataLoader workers.
 A ``FrameCache`` given to a source keeps its decoded frames in memory (least recently used dropped first,
 within a byte budget): training reads each frame once per clip that holds it, T times an epoch.
 
+Bad frames are a ``DataError`` naming the file and what was expected: an image file that is empty, a JPEG
+cut short (no end-of-image marker ``FFD9`` at its end; OpenCV would return a partly grey frame and only print
+a warning naming no file), a PNG without its closing ``IEND`` chunk, an image OpenCV cannot decode, or a frame
+whose size differs from the video's (the ground truth's ``resolution`` where the caller gives it with
+``expect_size``, else the first frame read). The truncation check looks only at the last bytes of the file
+already read for decoding: no second read, no second decode.
+
 Counters, for tests and benchmarks: ``decode_count`` (frames the decoder produced: image files read, or
 video frames grabbed, including those stepped over) and ``decode_seconds`` (time spent inside OpenCV
 reading and decoding them).
@@ -17,17 +24,48 @@ import os
 import re
 import time
 from collections import OrderedDict
-from typing import Dict, Hashable, Optional, Sequence, Tuple
+from typing import Dict, Hashable, Mapping, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
+from .errors import DataError
+
 __all__ = ["FrameCache", "FrameSource", "ImageFolderSource", "VideoFileSource", "open_frames", "find_frames",
-           "frame_numbers", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS"]
+           "frame_numbers", "image_file_problem", "IMAGE_EXTENSIONS", "VIDEO_EXTENSIONS"]
 
 IMAGE_EXTENSIONS = ("jpg", "png")
 VIDEO_EXTENSIONS = ("avi", "mp4")
 _FRAME_NAME = re.compile(r"^(\d{5,})\.(jpg|png)$")
+_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"  # SOI, EOI markers
+_PNG_START, _PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"  # signature; IEND chunk type and its CRC
+_TAIL = 64  # bytes looked at for the end marker (zero bytes after it, padding some writers add, are allowed)
+
+
+def _image_bytes_problem(head: bytes, tail: bytes, nbytes: int) -> Optional[Tuple[str, str]]:
+    """What is wrong with an image file, judged from its first bytes, its last ``_TAIL`` bytes and its length in
+    bytes: (what, why), e.g. ("truncated JPEG", "it does not end with ..."); None when it looks whole. The format
+    is told by the file's signature, not its name; a file of neither format is left to the decoder."""
+    if nbytes == 0:
+        return "empty file", "0 bytes"
+    tail = tail.rstrip(b"\x00")
+    if head.startswith(_JPEG_START) and not tail.endswith(_JPEG_END):
+        return "truncated JPEG", "it does not end with the end-of-image marker FFD9"
+    if head.startswith(_PNG_START) and not tail.endswith(_PNG_END):
+        return "truncated PNG", "it does not end with the IEND chunk"
+    return None
+
+
+def image_file_problem(path: str) -> Optional[str]:
+    """What is wrong with the image file ``path`` ("truncated JPEG: it does not end with ..."), judged from its
+    first and last bytes only (cheap enough to check every frame of a dataset; a file cut short is found, damage
+    inside it is not); None when it looks whole. OSError when it cannot be read."""
+    with open(path, "rb") as f:
+        head = f.read(len(_PNG_START))
+        nbytes = f.seek(0, os.SEEK_END)
+        f.seek(max(0, nbytes - _TAIL))
+        problem = _image_bytes_problem(head, f.read(), nbytes)
+    return None if problem is None else f"{problem[0]}: {problem[1]}"
 
 
 class FrameCache:
@@ -87,6 +125,7 @@ class FrameSource:
         self.decode_count = 0
         self.decode_seconds = 0.0
         self._size: Optional[Tuple[int, int]] = None
+        self._expected: Optional[Tuple[Tuple[int, int], str]] = None  # (h, w) every frame must have, and whence
         self.cache: Optional[FrameCache] = None  # set to keep decoded frames (see FrameCache)
 
     @property
@@ -100,6 +139,21 @@ class FrameSource:
             self._size = self.read([1])[1].shape[:2]
         return self._size
 
+    def expect_size(self, size: Tuple[int, int], origin: str) -> None:
+        """Every frame read from now on must be ``size`` (h, w) pixels; ``origin`` names where that size comes
+        from in error messages (e.g. "the ground truth's resolution of video 'walk/v1'"). Without it, the first
+        frame read sets the size the others must have."""
+        self._expected = ((int(size[0]), int(size[1])), origin)
+
+    def _check_sizes(self, frames: Mapping[int, np.ndarray]) -> None:
+        for frame, array in frames.items():
+            if self._expected is None:
+                self._expected = (array.shape[:2], f"the size of {self.frame_name(frame)}")
+            elif array.shape[:2] != self._expected[0]:
+                (h, w), origin = self._expected
+                raise DataError(f"{self.frame_name(frame)} is {array.shape[0]}x{array.shape[1]} (h x w); expected "
+                                f"{h}x{w}, {origin}: the frames of a video must all have one size")
+
     def read(self, frames: Sequence[int]) -> Dict[int, np.ndarray]:
         """Decodes each distinct frame of ``frames`` once, in increasing order.
 
@@ -108,6 +162,8 @@ class FrameSource:
         Returns:
             {frame: (H,W,3) uint8 RGB array}, one entry per distinct frame. With a ``cache``, frames found
             there are not decoded again, and every returned array is the cached one: read-only.
+        Raises ``DataError`` naming the frame for a truncated or undecodable image, or a frame of another size
+        than the video's (see ``expect_size``).
         """
         wanted = sorted({int(f) for f in frames})
         n = self.num_frames
@@ -123,6 +179,7 @@ class FrameSource:
                 for f, array in self._decode(missing).items():
                     self.cache.put((self.path, f), array)
                     out[f] = array
+        self._check_sizes(out)
         first = next(iter(out.values()), None)
         if first is not None and self._size is None:
             self._size = first.shape[:2]
@@ -207,9 +264,15 @@ class ImageFolderSource(FrameSource):
         for frame in wanted:
             path = self.frame_path(frame)
             start = time.perf_counter()
-            bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+            with open(path, "rb") as f:
+                data = f.read()
+            problem = _image_bytes_problem(data[:len(_PNG_START)], data[-_TAIL:], len(data))
+            if problem is not None:
+                raise DataError(f"{path}: {problem[0]} (frame {frame}): {problem[1]}; expected a whole image file "
+                                f"(extract this frame again)")
+            bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
             if bgr is None:
-                raise ValueError(f"cannot decode image {path} (frame {frame})")
+                raise DataError(f"cannot decode image {path} (frame {frame}): expected a JPEG or PNG file OpenCV reads")
             out[frame] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB, dst=bgr)  # in place: no second frame-size array
             self.decode_seconds += time.perf_counter() - start
             self.decode_count += 1

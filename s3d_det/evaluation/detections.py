@@ -8,7 +8,9 @@ Keys:
 - optional, for video-mAP: ``tubes`` (K, 3) float64 ``video_index, label, score`` and ``tube_boxes`` (P, 6)
   float64 ``tube_index, frame, x1, y1, x2, y2`` (one row per frame of each tube, frames increasing).
 
-Files are read with ``numpy.load(allow_pickle=False)``: a detection file never runs code.
+Files are read with ``numpy.load(allow_pickle=False)``: a detection file never runs code. A file that is not
+such an archive (empty, text, a pickle, a single ``.npy``), an object array, a key of the wrong shape or an integer
+``frame_dets`` (its scores would be truncated) is a ``DataError`` naming the file and the key.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from typing import List, Mapping, Optional
 
 import numpy as np
 
+from s3d_det.data.errors import DataError
 from s3d_det.utils.io import atomic_write
 
 __all__ = ["Detections", "load_detections", "save_detections", "check_detections"]
@@ -43,26 +46,61 @@ class Detections:
             self.tube_boxes = np.asarray(self.tube_boxes, dtype=np.float64).reshape(-1, 6)
 
 
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first local file header; an empty zip's end record
+_NPY_MAGIC = b"\x93NUMPY"
+_EXPECTED = "expected an .npz archive holding videos and frame_dets (s3d_det.evaluation.detections)"
+
+
 def load_detections(path: str) -> Detections:
-    """Reads a detections ``.npz``; a file of another format is a ``ValueError`` naming the file and key."""
+    """Reads a detections ``.npz``. Raises ``FileNotFoundError`` when there is no such file, and ``DataError`` (a
+    ``ValueError``) naming the file, and the key where there is one, for anything else: an empty file, a file of
+    another format, an object array (it would need pickle, which is never used), a missing key, a key of the wrong
+    shape or type (``frame_dets``, ``tubes`` and ``tube_boxes`` must be float arrays: integer scores would have
+    been truncated), ``tubes`` without ``tube_boxes``, and the bad rows ``check_detections`` finds."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"detections file not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(len(_NPY_MAGIC))
+    if not head:
+        raise DataError(f"{path}: empty file (0 bytes); {_EXPECTED}")
+    if head.startswith(_NPY_MAGIC):
+        raise DataError(f"{path}: not a detections .npz: a single .npy array; {_EXPECTED}")
+    if not head.startswith(_ZIP_MAGIC):
+        with open(path, "rb") as f:
+            start = f.read(16)
+        raise DataError(f"{path}: not a detections .npz: not a zip archive (it starts with {start!r}); {_EXPECTED}")
+    arrays = {}
     try:
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path}: not a detections .npz ({e})") from None
+            for key in npz.files:
+                try:
+                    arrays[key] = npz[key]
+                except ValueError as e:
+                    if "allow_pickle" not in str(e):
+                        raise
+                    # numpy's message advises allow_pickle=True, which would let the file run code: not passed on
+                    raise DataError(f"{path}: key {key!r} holds Python objects (a pickled object array); expected "
+                                    f"an array of {'strings' if key == 'videos' else 'floats'}") from None
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise DataError(f"{path}: not a detections .npz ({type(e).__name__}: {' '.join(str(e).split())}); "
+                        f"{_EXPECTED}") from None
     for key in ("videos", "frame_dets"):
         if key not in arrays:
-            raise ValueError(f"{path}: missing key {key!r} (found {sorted(arrays)}); expected videos and frame_dets")
+            raise DataError(f"{path}: missing key {key!r} (found {sorted(arrays)}); expected videos and frame_dets")
     videos = arrays["videos"]
     if videos.ndim != 1 or videos.dtype.kind not in "US":
-        raise ValueError(f"{path}: key 'videos' must be a 1-D array of strings, got {videos.dtype} {videos.shape}")
+        raise DataError(f"{path}: key 'videos' must be a 1-D array of strings, got {videos.dtype} {videos.shape}")
     for key, width in (("frame_dets", 8), ("tubes", 3), ("tube_boxes", 6)):
         if key in arrays:
             a = arrays[key]
-            if a.dtype.kind not in "fiu" or a.ndim != 2 or a.shape[1] != width:
-                raise ValueError(f"{path}: key {key!r} must be a numeric array (n, {width}), got {a.dtype} {a.shape}")
+            why = "" if a.dtype.kind == "f" else " (float64 in the format; integers would truncate the scores)"
+            if why or a.ndim != 2 or a.shape[1] != width:
+                raise DataError(f"{path}: key {key!r} must be a float array (n, {width}){why}, got {a.dtype} {a.shape}")
+    for key, other in (("tubes", "tube_boxes"), ("tube_boxes", "tubes")):
+        if key in arrays and other not in arrays:
+            raise DataError(f"{path}: key {key!r} without {other!r}; expected both or neither")
     dets = Detections(
         videos=videos.tolist(),
         frame_dets=arrays["frame_dets"],
