@@ -135,8 +135,9 @@ def build_model(cfg, num_classes: int) -> torch.nn.Module:
         if model.backbone_2d is None:
             raise ValueError(f"MODEL.WEIGHTS_2D={cfg.MODEL.WEIGHTS_2D!r} given, but MODEL.PROPOSALS="
                              f"{cfg.MODEL.PROPOSALS!r} builds no 2D detector")
-        prefixes = ({"body": "backbone_2d.body.", "fpn": "backbone_2d.fpn.", "rpn": "rpn.head."}
-                    if cfg.MODEL.BACKBONE_2D.FPN else {"body": "backbone_2d.", "rpn": "rpn.head."})
+        # ResNetC4 and torchvision's BackboneWithFPN both hold the ResNet as .body
+        prefixes = {"body": "backbone_2d.body.", "rpn": "rpn.head.", **({"fpn": "backbone_2d.fpn."}
+                                                                         if cfg.MODEL.BACKBONE_2D.FPN else {})}
         converted = load_2d_weights(cfg.MODEL.WEIGHTS_2D)
         load_2d_into(converted, model, prefixes=prefixes, strict=True)
         model.set_conventions_2d(converted.meta)
