@@ -86,12 +86,10 @@ def read_torch_file(path: str, what: str = "weights file"):
     """What ``torch.save`` wrote at ``path``, tensors on the CPU, read with ``torch.load(weights_only=True)``.
 
     Errors are one line naming ``path`` (``what`` says which file it is, e.g. "MODEL.WEIGHTS"): FileNotFoundError
-    when it is missing; :class:`~s3d_det.data.annotations.UnsafePickleError` when it asks for code (a global that
-    is not a tensor type; nothing is run); ValueError when it is empty, truncated or not a torch file.
+    when it is missing; ValueError when it asks for code (a global that is not a tensor type; nothing is run; torch's
+    advice to load it with ``weights_only=False`` is never passed on), or is empty, truncated or not a torch file.
     """
     import torch
-
-    from s3d_det.data.annotations import UnsafePickleError
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{what} not found: {path}")
@@ -104,7 +102,7 @@ def read_torch_file(path: str, what: str = "weights file"):
         message = str(e)
         code = re.search(r"GLOBAL ([\w.]+)", message)
         if code:  # never pass on torch's advice to load with weights_only=False
-            raise UnsafePickleError(f"{what} {path}: refusing to load: it asks for {code.group(1)}, which is code, "
+            raise ValueError(f"{what} {path}: refusing to load: it asks for {code.group(1)}, which is code, "
                                     "not weights; expected only tensors, numbers, strings and containers of them "
                                     "(nothing in it was run)") from None
         if "central directory" in message or isinstance(e, EOFError):
