@@ -2,10 +2,8 @@
 file and what was expected (exit 2 in the tools), with nothing lost. Small, seeded, CPU-only."""
 import errno
 import io
-import json
 import logging
 import os
-import pickle
 import subprocess
 import sys
 
