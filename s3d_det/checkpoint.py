@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from .modeling import PRESETS, build_video_classifier
-from .utils.io import atomic_write
+from .utils.io import atomic_write, read_torch_file
 
 __all__ = [
     "SOURCES",
@@ -343,18 +343,20 @@ def load_state_dict_file(path: str) -> Dict[str, object]:
     unwrapped and a DataParallel ``module.`` prefix removed.
 
     Raises:
-        FileNotFoundError: no such file. ValueError: the file is not a readable checkpoint (the message
-        names it), or holds something other than a mapping of names to tensors.
+        FileNotFoundError: no such file. UnsafePickleError: a file asking for code (nothing is run). ValueError:
+        the file is not a readable checkpoint (empty, truncated, not a torch file; the message names it), or holds
+        something other than a mapping of names to tensors.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file not found: {path}")
-    try:
-        if path.endswith(".npz"):
+    if path.endswith(".npz"):
+        try:
             with np.load(path, allow_pickle=False) as data:
                 return {k: data[k] for k in data.files}
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - every reader error becomes one message naming the file
-        raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
+        except Exception as e:  # noqa: BLE001 - every reader error becomes one line naming the file
+            raise ValueError(f"checkpoint {path} is not a readable .npz ({type(e).__name__}: "
+                             f"{' '.join(str(e).split())}); expected numpy.savez arrays by name") from None
+    obj = read_torch_file(path, "checkpoint")
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
             obj = obj[wrapper]
@@ -371,17 +373,15 @@ def save_converted(converted: ConvertedCheckpoint, path: str) -> None:
     meta = {"source": converted.source, "preset": preset, "variant": PRESETS[preset].variant,
             "has_head": converted.has_head}
     with atomic_write(path, ".pth") as tmp:
-        torch.save({"state_dict": converted.state_dict, "meta": meta}, tmp)
+        with open(tmp, "wb") as f:  # through a Python file: a full disk is OSError(ENOSPC), not a RuntimeError
+            torch.save({"state_dict": converted.state_dict, "meta": meta}, f)
 
 
 def load_converted(path: str) -> Tuple[Dict[str, Tensor], Dict[str, object]]:
     """Reads a file written by ``save_converted`` (or ``tools/convert_weights.py``): (state_dict, meta)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001
-        raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from e
+    obj = read_torch_file(path, "converted checkpoint")
     if not isinstance(obj, Mapping) or "state_dict" not in obj or "meta" not in obj:
         raise ValueError(
             f"{path} is not a converted s3d_det checkpoint (expected keys 'state_dict' and 'meta'); "
@@ -408,11 +408,12 @@ def load_pretrained_3d(model: nn.Module, path: str, *, prefix: str = "backbone."
         preset = PRESETS[meta["preset"]].input_convention()
         convention = PixelNormalizer(mean=preset["pixel_mean"], std=preset["pixel_std"])
         state.update({k: convention.state_dict()[k.split(".")[-1]] for k in norm_keys})
-    for key, value in state.items():
-        if key in own and tuple(own[key].shape) != tuple(value.shape):
-            raise ValueError(
-                f"{path}: {prefix}{key} has shape {tuple(value.shape)}, the model needs {tuple(own[key].shape)}"
-            )
+    wrong = [f"{prefix}{key} is {tuple(value.shape)} in the file, {tuple(own[key].shape)} in the model"
+             for key, value in state.items() if key in own and tuple(own[key].shape) != tuple(value.shape)]
+    if wrong:
+        raise ValueError(f"{path} does not fit the model: {len(wrong)} tensors of other shapes: {'; '.join(wrong[:3])}"
+                         f"{' ...' if len(wrong) > 3 else ''}; expected weights of the same architecture (variant, "
+                         "width) as the config's")
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if strict and (missing or unexpected):

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 from typing import List, Optional, Sequence
+
+import yaml
 
 from fvcore.common.config import CfgNode
 
@@ -272,19 +275,19 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Cf
 
     Raises:
         FileNotFoundError: ``path`` or a ``_BASE_`` it names does not exist.
-        ConfigError: a key the defaults do not have (naming it and the file), or an odd override list.
+        ConfigError: a file that is not YAML or not a mapping (naming the file, line and column), a key the
+            defaults do not have (naming it and the file), a value of another type, or an odd override list.
     """
     cfg = get_cfg()
     if path:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"config file not found: {path}")
+        _check_yaml_chain(path)
         try:
             cfg.merge_from_file(path)
         except KeyError as e:
             raise ConfigError(f"{path}: {e.args[0] if e.args else e} (a key the defaults do not have; see "
                               "s3d_det/config.py)") from None
         except ValueError as e:  # yacs: a value of another type than the default's
-            raise ConfigError(f"{path} (or a _BASE_ it names): {e}") from None
+            raise ConfigError(f"{path} (or a _BASE_ it names): {_mismatch(e)}") from None
     if len(overrides) % 2:
         raise ConfigError(f"overrides come in KEY VALUE pairs, got {len(overrides)} items: {list(overrides)}")
     try:
@@ -292,7 +295,7 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Cf
     except (KeyError, AssertionError) as e:  # yacs asserts on unknown keys given as overrides
         raise ConfigError(f"command-line override: {e.args[0] if e.args else e}") from None
     except ValueError as e:
-        raise ConfigError(f"command-line override: {e}") from None
+        raise ConfigError(f"command-line override: {_mismatch(e)}") from None
     for key, choices in CHOICES.items():
         node = cfg
         for part in key.split("."):
@@ -302,6 +305,52 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Cf
                               f"{', '.join(repr(c) for c in choices)}")
     cfg.freeze()
     return cfg
+
+
+def _mismatch(error: ValueError) -> str:
+    """yacs's "Type mismatch (<class 'A'> vs. <class 'B'>) with values (default vs. given) for config key: K" as
+    "K must be a A (like its default), got B: given" without printing a whole sub-config."""
+    found = re.fullmatch(r"Type mismatch \(<class '([\w.]+)'> vs\. <class '([\w.]+)'>\) with values \((.*) vs\. "
+                         r"(.*)\) for config key: (\S+)", str(error), flags=re.S)
+    if not found:
+        return " ".join(str(error).split())
+    want, got, _, value, key = found.groups()
+    want = "section of keys" if want.endswith("CfgNode") else want.rsplit(".", 1)[-1]
+    value = " ".join(value.split())
+    return f"{key} must be a {want} (as its default is), got a {got.rsplit('.', 1)[-1]}: {value[:200]}"
+
+
+def _check_yaml_chain(path: str, child: Optional[str] = None, seen: Sequence[str] = ()) -> None:
+    """Reads ``path`` and the ``_BASE_`` files it names as fvcore will, so that a missing file, a YAML syntax error,
+    a file that is not text or a top level that is not a mapping is a one-line error naming the file."""
+    where = f" (the _BASE_ of {child})" if child else ""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file not found: {path}{where}")
+    if os.path.abspath(path) in seen:
+        raise ConfigError(f"{path}{where}: _BASE_ files name each other in a loop")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        at = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(e.problem or e.context or e).split())
+        raise ConfigError(f"{path}{at}{where}: not valid YAML: {problem}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}{where}: not a YAML text file ({type(e).__name__}: "
+                          f"{' '.join(str(e).split())})") from None
+    if not isinstance(data, dict):
+        got = "nothing (an empty file)" if data is None else f"a {type(data).__name__}"
+        raise ConfigError(f"{path}{where}: expected a mapping of KEY: value at the top level, got {got}")
+    base = data.get("_BASE_")
+    if base is None:
+        return
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}{where}: _BASE_ must be the path of a YAML file, got {base!r}")
+    base = os.path.expanduser(base)
+    if not base.startswith(("/", "https://", "http://")):  # fvcore: relative to the file naming it
+        base = os.path.join(os.path.dirname(path), base)
+    _check_yaml_chain(base, path, (*seen, os.path.abspath(path)))
 
 
 def _ints_as_floats(cfg: CfgNode, overrides: Sequence[str]) -> List[str]:

@@ -11,6 +11,7 @@ evenly spaced frames. It streams: one frame in memory at a time (plus the sheet'
 from __future__ import annotations
 
 import math
+import os
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import cv2
@@ -176,6 +177,23 @@ def _shrunk(image: np.ndarray, width: int) -> np.ndarray:
     return cv2.resize(image, (width, h), interpolation=cv2.INTER_AREA)
 
 
+def _check_video(path: str, output: str, num_frames: int) -> None:
+    """Raises OSError naming ``output`` unless the video at ``path`` (its temporary) opens and ``num_frames`` frames
+    decode from it: OpenCV's writer fails silently, e.g. on a full disk, leaving an empty or truncated file."""
+    capture = cv2.VideoCapture(path)
+    decoded = 0
+    try:
+        if capture.isOpened():
+            while decoded < num_frames + 1 and capture.grab():
+                decoded += 1
+    finally:
+        capture.release()
+    if decoded != num_frames:
+        size = os.path.getsize(path) if os.path.exists(path) else 0
+        raise OSError(f"{output}: the video OpenCV wrote does not read back ({decoded} of {num_frames} frames decode "
+                      f"from its {size} bytes; is the disk full?); {output} is left as it was")
+
+
 def render_video(source, frame_dets: np.ndarray, names: Sequence[str], *, output: str, fps: float,
                  score_thresh: float = 0.5, gt: Optional[Mapping[int, Tuple[np.ndarray, np.ndarray]]] = None,
                  gif: Optional[str] = None, sheet: Optional[str] = None, sheet_frames: int = 12,
@@ -229,6 +247,7 @@ def render_video(source, frame_dets: np.ndarray, names: Sequence[str], *, output
                     gif_images.append(_shrunk(drawn, gif_width))
         finally:
             writer.release()
+        _check_video(tmp, output, n)  # cv2.VideoWriter reports no write errors (a full disk): read it back
     if sheet:
         with atomic_write(sheet, ".png") as tmp:
             if not cv2.imwrite(tmp, cv2.cvtColor(contact_sheet(tiles), cv2.COLOR_RGB2BGR)):

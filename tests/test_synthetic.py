@@ -171,15 +171,13 @@ def test_ensure_keeps_a_complete_dataset_and_redoes_an_incomplete_one(tmp_path, 
     assert ensure_synthetic(root, progress=False, **TINY) == path
     monkeypatch.setattr(synthetic, "generate_synthetic", generate)
 
-    os.remove(os.path.join(root, "meta.json"))  # what an interrupted run would lack: the marker written last
-    ensure_synthetic(root, progress=False, **TINY)
-    assert _files(root) == before
     frame = os.path.join(root, "Frames", "jump", "jump_0000", "00003.jpg")
-    os.remove(frame)
+    os.remove(frame)  # our set, these arguments (meta.json says so), incomplete: made again
     ensure_synthetic(root, progress=False, **TINY)
     assert _files(root) == before
-    ensure_synthetic(root, progress=False, **{**TINY, "seed": 9})  # other arguments: another dataset
-    assert _files(root)["synthetic-GT.pkl"] != before["synthetic-GT.pkl"]
+    # other arguments: the set there is kept and used (a user's set is never overwritten; test_run_faults.py)
+    assert ensure_synthetic(root, progress=False, **{**TINY, "seed": 9}) == path
+    assert _files(root) == before
 
 
 def test_a_failed_run_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):

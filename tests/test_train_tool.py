@@ -172,6 +172,7 @@ def test_resume_through_the_tool_matches_a_straight_run(trained, tmp_path):
     proc = run_tool("train_det.py", "--config-file", CONFIG, "--resume", *SMALL, "OUTPUT_DIR", resumed,
                     datasets=datasets)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"resuming from {resumed / 'model_0000001.pth'} at iteration 2" in proc.stdout  # said where it resumed
     rows = [json.loads(line) for line in open(resumed / "metrics.json")]
     assert [r["iteration"] for r in rows if "total_loss" in r] == [3]  # it ran iterations 2 and 3 only
     a = load_checkpoint(str(straight / "model_final.pth"))

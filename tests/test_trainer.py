@@ -263,12 +263,11 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 def test_crash_while_saving_keeps_previous_checkpoint(tmp_path, monkeypatch):
     real_save, calls = torch.save, []
 
-    def save_then_die(obj, path, *args, **kwargs):
-        calls.append(path)
+    def save_then_die(obj, f, *args, **kwargs):  # f: the open temporary file
+        calls.append(f)
         if len(calls) == 1:
-            return real_save(obj, path, *args, **kwargs)
-        with open(path, "wb") as f:
-            f.write(b"PK\x03\x04 the first bytes of a zip")
+            return real_save(obj, f, *args, **kwargs)
+        f.write(b"PK\x03\x04 the first bytes of a zip")
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", save_then_die)

@@ -23,6 +23,7 @@ import numpy as np
 
 from s3d_det.checkpoint import SOURCES, convert_checkpoint, load_state_dict_file, save_converted
 from s3d_det.utils.io import atomic_write
+from s3d_det.utils.errors import INPUT_ERRORS, report_error, run_tool
 
 
 def tf_to_npz(checkpoint: str, out: str) -> int:
@@ -59,9 +60,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         state_dict = load_state_dict_file(args.input)
         converted = convert_checkpoint(state_dict, args.source)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except INPUT_ERRORS as e:  # a missing, unreadable or refused file, keys of other shapes
+        return report_error(e)
     print(converted.report())
     if converted.missing_keys and not args.allow_missing:
         print(f"error: {len(converted.missing_keys)} keys missing; nothing written (--allow-missing to write anyway)",
@@ -73,4 +73,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -56,6 +56,7 @@ from s3d_det.evaluation.frame_map import PROTOCOLS, frame_ap
 from s3d_det.evaluation.video_map import video_map
 from s3d_det.utils.io import write_json
 from s3d_det.utils.table import format_table
+from s3d_det.utils.errors import run_tool
 
 
 class InputError(Exception):
@@ -301,4 +302,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

@@ -26,6 +26,7 @@ import numpy as np
 from s3d_det.data.annotations import UnsafePickleError, check_gt, load_gt, save_gt, validate_gt
 from s3d_det.data.converters import extract_frames, from_yowo_labels, jhmdb_from_release, ucf24_from_annotations
 from s3d_det.utils.table import format_table
+from s3d_det.utils.errors import run_tool
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -117,4 +118,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

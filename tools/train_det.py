@@ -25,6 +25,7 @@ from s3d_det.engine import seed_all
 from s3d_det.engine.defaults import batch_collate, build_datasets, build_model, default_argument_parser
 from s3d_det.engine.defaults import load_dataset_gt, model_changes
 from s3d_det.engine.evaluation import evaluate_detector
+from s3d_det.utils.errors import INPUT_ERRORS, report_error, run_tool
 from s3d_det.utils.io import atomic_write, available_cores
 
 
@@ -95,7 +96,9 @@ def main(args) -> None:
                           amp_dtype=cfg.SOLVER.AMP_DTYPE or None, device=device, collate_fn=collate_fn,
                           seed=cfg.SEED, num_workers=cfg.DATALOADER.NUM_WORKERS,
                           model_changes=model_changes(cfg))
-        trainer.resume_or_load(resume=args.resume)
+        trainer.resume_or_load(resume=args.resume)  # a --resume without a checkpoint warns and starts at 0
+        if is_main_process() and trainer.resumed_from:
+            print(f"resuming from {trainer.resumed_from} at iteration {trainer.start_iter}")
         start = time.perf_counter()
         trainer.train()  # evaluates at the end (and every TEST.EVAL_PERIOD)
         if is_main_process():
@@ -109,11 +112,22 @@ def main(args) -> None:
             show_example(cfg, gt, root)
 
 
+def checked_main(args) -> None:
+    """``main`` in this process (each spawned process runs it): bad input ends it with ``error: <one line>`` and
+    exit status 2 (``s3d_det.utils.errors``)."""
+    status = run_tool(main, args)
+    if status:
+        sys.exit(status)
+
+
 if __name__ == "__main__":
     args = default_argument_parser(__doc__.split("\n\n")[0]).parse_args()
     try:
-        launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+        launch(checked_main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
                dist_url=args.dist_url, args=(args,))
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except INPUT_ERRORS as e:  # launch's own checks (--num-gpus, --dist-url)
+        sys.exit(report_error(e))
+    except torch.multiprocessing.ProcessExitedException as e:  # a spawned process reported bad input
+        if e.exit_code != 2:
+            raise
         sys.exit(2)

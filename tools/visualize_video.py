@@ -38,6 +38,7 @@ import numpy as np
 from s3d_det.config import ConfigError
 from s3d_det.data.annotations import keyframe_boxes, load_gt
 from s3d_det.utils.io import write_json
+from s3d_det.utils.errors import run_tool
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -167,4 +168,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))

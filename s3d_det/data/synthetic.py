@@ -31,6 +31,7 @@ import colorsys
 import dataclasses
 import glob
 import json
+import logging
 import math
 import os
 import re
@@ -46,6 +47,10 @@ from tqdm import tqdm
 
 from s3d_det.data.annotations import load_gt, make_gt, save_gt
 from s3d_det.utils.io import write_json
+
+from .frames import frame_numbers
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "CLASSES",
@@ -547,17 +552,73 @@ def generate_synthetic(out_dir: str, *, num_videos: int = 90, seed: int = 0, siz
 
 
 def ensure_synthetic(out_dir: str, **kwargs) -> str:
-    """Returns the GT path of the synthetic dataset in ``out_dir``, generating it (arguments as
-    :func:`generate_synthetic`) only when it is missing, incomplete or was made with other arguments."""
+    """Returns the GT path of the synthetic dataset in ``out_dir``; never overwrites a set a user made.
+
+    It generates the dataset (arguments as :func:`generate_synthetic`) only when ``out_dir`` is absent or empty, or
+    holds a set this generator made with exactly these arguments (its meta.json says so) that is incomplete or of
+    an older version. Anything else there is kept: a complete set (ground truth ``synthetic-GT.pkl`` whose every
+    frame exists), e.g. one the user generated with other arguments or edited, is used as it is, with a warning
+    saying how it differs; an incomplete one is a ValueError saying what is there and how to proceed.
+    """
     progress = kwargs.pop("progress", True)
     defaults = dict(num_videos=90, seed=0, size=(240, 320), min_frames=32, max_frames=64, test_fraction=1 / 3)
     unknown = sorted(set(kwargs) - set(defaults))
     if unknown:
         raise TypeError(f"ensure_synthetic() got unexpected arguments {unknown}")
     args = {**defaults, **kwargs}
-    if is_complete(out_dir, params=_check_params(**args)):
-        return os.path.join(os.path.abspath(out_dir), GT_NAME)
-    return generate_synthetic(out_dir, progress=progress, **args)
+    params = _check_params(**args)
+    gt_path = os.path.join(os.path.abspath(out_dir), GT_NAME)
+    if is_complete(out_dir, params=params):
+        return gt_path
+    if not os.path.exists(out_dir) or (os.path.isdir(out_dir) and not os.listdir(out_dir)):
+        return generate_synthetic(out_dir, progress=progress, **args)
+    meta = _read_meta(out_dir)
+    if meta is not None and meta.get("generator") == "s3d_det.data.synthetic" and meta.get("params") == params:
+        return generate_synthetic(out_dir, progress=progress, **args)  # ours, these arguments: incomplete or older
+    problem = _incomplete(out_dir)
+    how = ("move it away (or remove it) to have the configured set made there, or set $S3D_DET_DATASETS / "
+           "DATASETS.ROOT to another folder")
+    if problem is None:
+        if meta is None or "params" not in meta:
+            made = "a dataset without the generator's meta.json (not made by it, or edited)"
+        else:
+            theirs = meta["params"] if isinstance(meta["params"], dict) else {}
+            differ = sorted(k for k in params if theirs.get(k) != params[k])
+            there = ", ".join(f"{k} {theirs.get(k)!r}" for k in differ)
+            asked = ", ".join(f"{k} {params[k]!r}" for k in differ)
+            made = (f"a synthetic set made with other arguments ({there}; the config asks for {asked})" if differ
+                    else f"a synthetic set of generator version {meta.get('version')!r} (this is {VERSION})")
+        logger.warning("%s holds %s: using it as it is, not replacing it; to use the configured set, %s",
+                       out_dir, made, how)
+        return gt_path
+    raise ValueError(f"{out_dir} holds {sorted(os.listdir(out_dir))[:5]}, not the synthetic set of these arguments "
+                     f"and not a complete dataset ({problem}); refusing to overwrite it: {how}")
+
+
+def _read_meta(out_dir: str) -> Optional[dict]:
+    try:
+        with open(os.path.join(out_dir, META_NAME)) as f:
+            meta = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _incomplete(out_dir: str) -> Optional[str]:
+    """Why ``out_dir`` is not a complete dataset in the synthetic layout (``synthetic-GT.pkl``, every frame it lists
+    under ``Frames/<video>/{:05d}.jpg|png``), or None when it is one."""
+    if not os.path.isdir(out_dir):
+        return "not a folder"
+    try:
+        gt = load_gt(os.path.join(out_dir, GT_NAME))
+    except (OSError, ValueError) as e:
+        return " ".join(str(e).split())
+    for video, n in gt["nframes"].items():
+        folder = os.path.join(out_dir, "Frames", video)
+        found = frame_numbers(folder) if os.path.isdir(folder) else {}
+        if not any(sorted(numbers) == list(range(1, n + 1)) for numbers in found.values()):
+            return f"{folder} does not hold frames 00001..{n:05d} (.jpg or .png) of video {video!r}"
+    return None
 
 
 def _parse_size(text: str) -> Tuple[int, int]:

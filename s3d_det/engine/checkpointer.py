@@ -14,10 +14,10 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
-from ..utils.io import atomic_write
+from ..utils.io import atomic_write, read_torch_file
 
 __all__ = ["LAST_CHECKPOINT", "save_checkpoint", "last_checkpoint", "load_checkpoint", "rng_state",
-           "set_rng_state"]
+           "set_rng_state", "first_non_finite", "check_shapes"]
 
 LAST_CHECKPOINT = "last_checkpoint"
 
@@ -29,7 +29,8 @@ def save_checkpoint(output_dir: str, name: str, state: Dict[str, Any]) -> str:
     filename = f"{name}.pth"
     path = os.path.join(output_dir, filename)
     with atomic_write(path, ".pth") as tmp:
-        torch.save(state, tmp)
+        with open(tmp, "wb") as f:  # through a Python file: a full disk is OSError(ENOSPC), not a RuntimeError
+            torch.save(state, f)
     with atomic_write(os.path.join(output_dir, LAST_CHECKPOINT)) as tmp:
         with open(tmp, "w") as f:
             f.write(filename)
@@ -51,12 +52,38 @@ def last_checkpoint(output_dir: str) -> Optional[str]:
     return path
 
 
-def load_checkpoint(path: str) -> Dict[str, Any]:
-    """The dict saved at ``path``, tensors on the CPU, read with ``weights_only=True``."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+def load_checkpoint(path: str, what: str = "checkpoint") -> Dict[str, Any]:
+    """The dict saved at ``path``, tensors on the CPU, read with ``weights_only=True``. A file that is missing,
+    empty, truncated, not a torch file or asks for code is a one-line error naming it (``what``: which file it
+    is, e.g. "MODEL.WEIGHTS"); see ``s3d_det.utils.io.read_torch_file``."""
+    state = read_torch_file(path, what)
     if not isinstance(state, dict):
-        raise ValueError(f"{path} holds a {type(state).__name__}; expected a checkpoint dict")
+        raise ValueError(f"{what} {path} holds a {type(state).__name__}; expected a checkpoint dict")
     return state
+
+
+def first_non_finite(state: Dict[str, Any]) -> Optional[str]:
+    """The name of the first floating-point tensor of ``state`` (a state dict) holding a NaN or an infinity, with
+    what it holds (``"body.0.weight (nan)"``), or None when all are finite."""
+    for name, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+            kind = "nan" if torch.isnan(value).any() else "inf"
+            return f"{name} ({kind})"
+    return None
+
+
+def check_shapes(state: Dict[str, Any], model: torch.nn.Module, path: str, *, prefix: str = "", limit: int = 3) -> None:
+    """Raises one-line ValueError naming ``path``, the first ``limit`` keys of ``state`` whose tensors' shapes
+    differ from ``model``'s and both shapes (checkpoint, model): weights of another width or number of classes.
+    Keys the model does not have are left to the caller. ``prefix`` is shown before each key."""
+    own = model.state_dict()
+    wrong = [(key, tuple(value.shape), tuple(own[key].shape)) for key, value in state.items()
+             if key in own and isinstance(value, torch.Tensor) and tuple(value.shape) != tuple(own[key].shape)]
+    if wrong:
+        listed = "; ".join(f"{prefix}{key} is {a} in the file, {b} in the model" for key, a, b in wrong[:limit])
+        more = f" (and {len(wrong) - limit} more)" if len(wrong) > limit else ""
+        raise ValueError(f"{path} does not fit the model: {len(wrong)} tensors of other shapes: {listed}{more}; "
+                         "expected weights of the same architecture (width, number of classes) as the config's")
 
 
 def rng_state() -> Dict[str, Any]:

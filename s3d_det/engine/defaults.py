@@ -22,7 +22,7 @@ from s3d_det.data.dataset import TestClipDataset, TrainClipDataset, collate
 from s3d_det.modeling.build import build_action_detector_from_cfg
 from s3d_det.modeling.detector import CONVENTION_KEYS, ActionDetector
 
-from .checkpointer import load_checkpoint
+from .checkpointer import check_shapes, load_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -152,11 +152,12 @@ def build_model(cfg, num_classes: int) -> torch.nn.Module:
     if cfg.MODEL.WEIGHTS:
         if not os.path.isfile(cfg.MODEL.WEIGHTS):
             raise FileNotFoundError(f"MODEL.WEIGHTS not found: {cfg.MODEL.WEIGHTS}")
-        state = load_checkpoint(cfg.MODEL.WEIGHTS)
+        state = load_checkpoint(cfg.MODEL.WEIGHTS, "MODEL.WEIGHTS")
         state = state.get("model", state)
         if model.backbone_2d is None:  # oracle or given boxes: a full detector's 2D part has nothing to fill
             state = {k: v for k, v in state.items()
                      if not k.startswith(("backbone_2d.", "rpn.", "normalize_2d.", "stride_in_1x1_2d"))}
+        check_shapes(state, model, cfg.MODEL.WEIGHTS)  # another WIDTH or number of classes: one line, both shapes
         result = model.load_state_dict(state, strict=False)
         missing = [k for k in result.missing_keys if k not in CONVENTION_KEYS]
         if missing or result.unexpected_keys:

@@ -78,6 +78,15 @@ class EventWriter:
             self._window.setdefault(key, []).append(float(value))
         self._bar.update(1)
 
+    def state_dict(self) -> Dict[str, List[float]]:
+        """The numbers ``add``-ed since the last ``flush``: kept in a checkpoint, so that the first line a resumed
+        run writes averages the same iterations as an uninterrupted run's."""
+        return {"window": {key: list(values) for key, values in self._window.items()}}
+
+    def load_state_dict(self, state: Mapping[str, Mapping[str, List[float]]]) -> None:
+        """Restores ``state_dict()``'s window (before the first ``add``)."""
+        self._window = {str(key): [float(v) for v in values] for key, values in state["window"].items()}
+
     def flush(self, iteration: int, extra: Optional[Mapping[str, float]] = None) -> None:
         """Writes the mean of each number ``add``-ed since the last flush, with ``extra`` as it is (e.g. the
         lr of ``iteration``)."""

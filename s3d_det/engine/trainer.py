@@ -21,7 +21,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
-from .checkpointer import last_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ..utils.io import remove_stale_temporaries
+from .checkpointer import (check_shapes, first_non_finite, last_checkpoint, load_checkpoint, rng_state,
+                           save_checkpoint, set_rng_state)
 from .distributed import all_gather, all_reduce_mean, get_local_rank, get_rank, get_world_size, is_main_process
 from .events import EventWriter
 from .sampler import TrainLoader
@@ -150,6 +152,9 @@ class Trainer:
         self.find_unused_parameters = find_unused_parameters
         self.train_model = self._wrap()  # what training calls: the model, or its DDP wrapper with several processes
         self.start_iter = 0
+        self.resumed_from: Optional[str] = None  # the checkpoint resume_or_load loaded
+        self._events: Optional[EventWriter] = None
+        self._events_state: Optional[Mapping[str, Any]] = None  # the metrics window a resumed checkpoint held
 
     def _wrap(self) -> nn.Module:
         if get_world_size() == 1:
@@ -172,12 +177,23 @@ class Trainer:
         """With ``resume`` and a ``last_checkpoint`` in output_dir, loads the checkpoint it names (model,
         optimizer, scheduler, GradScaler, RNG states, data position) and continues after its iteration;
         otherwise starts at iteration 0 with the model as it is. Returns the first iteration to run. Every
-        process reads the checkpoint, so with several machines output_dir must be shared storage."""
+        process reads the checkpoint, so with several machines output_dir must be shared storage.
+
+        ``resume`` without a checkpoint starts at 0 with a warning, as detectron2 does (a job that is restarted
+        after preemption passes --resume on every launch, the first included). The temporaries that a process
+        killed while saving left in output_dir (``atomic_write``'s, and only those) are removed first."""
+        if is_main_process():
+            for stale in remove_stale_temporaries(self.output_dir):
+                logger.warning("removed %s, left by a run killed while saving", stale)
         path = last_checkpoint(self.output_dir) if resume else None
-        self.start_iter = 0
+        self.start_iter, self.resumed_from = 0, None
         if path is not None:
             self.load_state(load_checkpoint(path), path)
+            self.resumed_from = path
             logger.info("resuming from %s at iteration %d", path, self.start_iter)
+        elif resume:
+            logger.warning("--resume: no checkpoint in %s (no %s file): starting from iteration 0",
+                           self.output_dir, "last_checkpoint")
         return self.start_iter
 
     def load_state(self, state: Mapping[str, Any], path: str) -> None:
@@ -185,6 +201,11 @@ class Trainer:
         for key in ("model", "optimizer", "scheduler", "iteration", "rng", "data"):
             if key not in state:
                 raise ValueError(f"{path}: not a training checkpoint: no {key!r} entry")
+        check_shapes(state["model"], self.model, path)
+        bad = first_non_finite(state["model"])
+        if bad is not None:
+            raise FloatingPointError(f"{path}: the weights are not finite ({bad}); resume from an earlier checkpoint "
+                                     f"(write its file name into {self.output_dir}/last_checkpoint)")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -198,17 +219,29 @@ class Trainer:
             warnings.warn(f"{path} was saved by {len(rngs)} processes, this job has {get_world_size()}: the RNG "
                           "states are not restored and the data order differs from an uninterrupted run",
                           stacklevel=2)
+        self._events_state = state.get("events")
         self.start_iter = int(state["iteration"]) + 1
 
     def save(self, name: str, iteration: int) -> None:
         """Checkpoints the state after ``iteration`` as ``output_dir/<name>.pth`` (every process takes
-        part: the RNG states of all are kept; the main process writes)."""
+        part: the RNG states of all are kept; the main process writes).
+
+        Weights that are not finite are never saved: FloatingPointError names the iteration and the first such
+        tensor, and ``last_checkpoint`` keeps naming the last finite checkpoint."""
+        model_state = self.model.state_dict()
+        bad = first_non_finite(model_state)  # the same weights on every process: all stop together
+        if bad is not None:
+            previous = last_checkpoint(self.output_dir)
+            raise FloatingPointError(f"iteration {iteration}: the weights are not finite ({bad}); not saving {name}.pth"
+                                     f" and stopping; the last finite checkpoint is {previous or 'none'}")
         rngs = all_gather(rng_state())
         if not is_main_process():
             return
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+        state = {"model": model_state, "optimizer": self.optimizer.state_dict(),
                  "scheduler": self.scheduler.state_dict(), "iteration": iteration, "rng": rngs,
                  "data": self.loader.state_dict()}
+        if self._events is not None:  # the numbers since the last metrics.json line: a resumed run averages them too
+            state["events"] = self._events.state_dict()
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
         path = save_checkpoint(self.output_dir, name, state)
@@ -218,6 +251,9 @@ class Trainer:
         """Runs iterations ``start_iter .. max_iter - 1`` (see ``resume_or_load``)."""
         events = EventWriter(self.output_dir, start_iter=self.start_iter, max_iter=self.max_iter,
                              enabled=is_main_process(), tensorboard=self.tensorboard)
+        if self.start_iter and self._events_state:
+            events.load_state_dict(self._events_state)
+        self._events = events
         batches = iter(self.loader)
         self.model.train()
         try:
@@ -226,6 +262,7 @@ class Trainer:
                 self._iteration(iteration, batches, events)
         finally:
             events.close()
+            self._events = None
 
     def _iteration(self, iteration: int, batches: Iterator[Any], events: EventWriter) -> None:
         start = time.perf_counter()
