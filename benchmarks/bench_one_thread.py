@@ -33,6 +33,7 @@ from torch import nn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import bench_train  # noqa: E402  (the fixed batch and the trainer, as bench_train builds them)
+
 from s3d_det.config import load_config  # noqa: E402
 from s3d_det.modeling import s3dg  # noqa: E402
 from s3d_det.utils.io import write_json  # noqa: E402

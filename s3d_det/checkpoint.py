@@ -188,7 +188,8 @@ class _TfSlimLayout(_Layout):
         return array
 
 
-_LAYOUTS: Dict[str, _Layout] = {l.name: l for l in (_TorchvisionLayout(), _MilNceLayout(), _TfSlimLayout())}
+_LAYOUTS: Dict[str, _Layout] = {layout.name: layout for layout in (_TorchvisionLayout(), _MilNceLayout(),
+                                                                    _TfSlimLayout())}
 SOURCES: Tuple[str, ...] = tuple(_LAYOUTS)
 _PRESET_OF_SOURCE = {p.source: p.name for p in PRESETS.values()}
 

@@ -13,7 +13,6 @@ import re
 from typing import List, Optional, Sequence
 
 import yaml
-
 from fvcore.common.config import CfgNode
 
 __all__ = ["CfgNode", "ConfigError", "get_cfg", "load_config", "datasets_root"]

@@ -4,8 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from s3d_det.data.clips import (ClipTransform, clip_frames, color_jitter, read_clip, resized_shape,
-                                sample_color_factors, to_tensor)
+from s3d_det.data.clips import (
+    ClipTransform,
+    clip_frames,
+    color_jitter,
+    read_clip,
+    resized_shape,
+    sample_color_factors,
+    to_tensor,
+)
 from s3d_det.data.frames import ImageFolderSource
 
 

@@ -10,8 +10,16 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
-from s3d_det.engine import (Trainer, all_gather, build_lr_scheduler, build_optimizer, get_rank, get_world_size,
-                            launch, load_checkpoint)
+from s3d_det.engine import (
+    Trainer,
+    all_gather,
+    build_lr_scheduler,
+    build_optimizer,
+    get_rank,
+    get_world_size,
+    launch,
+    load_checkpoint,
+)
 
 
 class Points(Dataset):

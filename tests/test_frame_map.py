@@ -4,8 +4,8 @@ import copy
 
 import numpy as np
 import pytest
-
 from frame_ap_reference import act_frame_map, voc_frame_map, yowo_frame_map
+
 from s3d_det.data import make_gt
 from s3d_det.evaluation.frame_map import frame_ap, iou2d
 

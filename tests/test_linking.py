@@ -2,10 +2,10 @@
 inputs."""
 import numpy as np
 import pytest
+from tube_helpers import dets_of, ref_iou2d
 
 from s3d_det.evaluation.linking import LinkingConfig, link_tubes
 from s3d_det.evaluation.tubes import nms3dt
-from tube_helpers import dets_of, ref_iou2d
 
 
 def link_one(frame_dets, **overrides):

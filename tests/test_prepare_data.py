@@ -4,9 +4,9 @@ import subprocess
 import sys
 
 import numpy as np
+from test_converters import TINY_SPLITS, tiny_masks, write_avi, write_jhmdb_release, write_labels
 
 from s3d_det.data.annotations import load_gt, make_gt, save_gt
-from test_converters import TINY_SPLITS, tiny_masks, write_avi, write_jhmdb_release, write_labels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

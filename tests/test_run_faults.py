@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from test_trainer import Net, make_trainer, read_metrics
 from torch import nn
 
 from s3d_det.checkpoint import load_converted, load_pretrained_3d, load_state_dict_file
@@ -19,11 +20,9 @@ from s3d_det.data import synthetic
 from s3d_det.engine.checkpointer import last_checkpoint, load_checkpoint, save_checkpoint
 from s3d_det.engine.defaults import build_model
 from s3d_det.modeling import S3DG
-from s3d_det.utils.errors import run_tool
 from s3d_det.utils import io as s3d_io
+from s3d_det.utils.errors import run_tool
 from s3d_det.utils.io import atomic_write
-
-from test_trainer import Net, make_trainer, read_metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_CFG = os.path.join(ROOT, "configs/synthetic/s3dg_tiny.yaml")

@@ -16,11 +16,11 @@ from torch import nn
 from s3d_det.modeling import (
     LAYERS,
     PRESETS,
+    S3DG,
     TEMPORAL_LAYERS,
     VARIANTS,
     FeatureGating,
     InceptionBlock3d,
-    S3DG,
     build_video_backbone,
     build_video_classifier,
     conv_kinds,

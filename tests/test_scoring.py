@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from test_detector import FixedPredictor, make_batch, tiny, tiny_head
 from torch import nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
@@ -13,7 +14,6 @@ from torchvision.ops import clip_boxes_to_image
 
 from s3d_det.modeling.detector import ActionDetector, build_action_detector
 from s3d_det.modeling.rpn import ScoredRPN
-from test_detector import FixedPredictor, make_batch, tiny, tiny_head
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

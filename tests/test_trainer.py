@@ -12,8 +12,17 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset
 
-from s3d_det.engine import (EpochBatchSampler, Trainer, TrainLoader, build_lr_scheduler, build_optimizer,
-                            last_checkpoint, load_checkpoint, save_checkpoint, seed_all)
+from s3d_det.engine import (
+    EpochBatchSampler,
+    Trainer,
+    TrainLoader,
+    build_lr_scheduler,
+    build_optimizer,
+    last_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    seed_all,
+)
 from s3d_det.engine.events import truncate_metrics
 
 

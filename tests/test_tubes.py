@@ -1,10 +1,9 @@
 """Spatio-temporal IoU and 3D NMS of tubes: hand-computed cases."""
 import numpy as np
 import pytest
-
-from s3d_det.evaluation.tubes import iou3dt, nms3dt
 from tube_helpers import tube
 
+from s3d_det.evaluation.tubes import iou3dt, nms3dt
 
 # ---------------------------------------------------------------- iou3dt
 

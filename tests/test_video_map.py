@@ -2,11 +2,11 @@
 random inputs."""
 import numpy as np
 import pytest
+from tube_helpers import dets_of, ref_iou2d, tube
 
 from s3d_det.data.annotations import make_gt
 from s3d_det.evaluation.linking import LinkingConfig
 from s3d_det.evaluation.video_map import video_ap, video_map
-from tube_helpers import dets_of, ref_iou2d, tube
 
 
 def as_detections(tubes_list):

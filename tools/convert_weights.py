@@ -22,8 +22,8 @@ from typing import List, Optional
 import numpy as np
 
 from s3d_det.checkpoint import SOURCES, convert_checkpoint, load_state_dict_file, save_converted
-from s3d_det.utils.io import atomic_write
 from s3d_det.utils.errors import INPUT_ERRORS, report_error, run_tool
+from s3d_det.utils.io import atomic_write
 
 
 def tf_to_npz(checkpoint: str, out: str) -> int:

@@ -54,9 +54,9 @@ from s3d_det.data.annotations import load_gt, split_videos
 from s3d_det.evaluation.detections import Detections, check_detections, load_detections
 from s3d_det.evaluation.frame_map import PROTOCOLS, frame_ap
 from s3d_det.evaluation.video_map import video_map
+from s3d_det.utils.errors import run_tool
 from s3d_det.utils.io import write_json
 from s3d_det.utils.table import format_table
-from s3d_det.utils.errors import run_tool
 
 
 class InputError(Exception):

@@ -49,11 +49,11 @@ from torch import nn
 
 from s3d_det.modeling import VARIANTS, build_video_classifier
 from s3d_det.modeling.presets import PRESETS
+from s3d_det.utils.errors import run_tool
 from s3d_det.utils.flops import clip_input, count_flops, count_params
 from s3d_det.utils.io import available_cores
 from s3d_det.utils.io import write_json as write_json_atomic
 from s3d_det.utils.table import format_table
-from s3d_det.utils.errors import run_tool
 
 # GFLOPs (multiply-adds) reported by Xie et al. (ECCV 2018) for a 64x224x224 clip.
 PAPER_INPUT = (64, 224, 224)

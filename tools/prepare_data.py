@@ -25,8 +25,8 @@ import numpy as np
 
 from s3d_det.data.annotations import UnsafePickleError, check_gt, load_gt, save_gt, validate_gt
 from s3d_det.data.converters import extract_frames, from_yowo_labels, jhmdb_from_release, ucf24_from_annotations
-from s3d_det.utils.table import format_table
 from s3d_det.utils.errors import run_tool
+from s3d_det.utils.table import format_table
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

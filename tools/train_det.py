@@ -20,10 +20,23 @@ import time
 import torch
 
 from s3d_det.config import ConfigError, load_config
-from s3d_det.engine import Trainer, build_lr_scheduler, build_optimizer, get_world_size, is_main_process, launch
-from s3d_det.engine import seed_all
-from s3d_det.engine.defaults import batch_collate, build_datasets, build_model, default_argument_parser
-from s3d_det.engine.defaults import load_dataset_gt, model_changes
+from s3d_det.engine import (
+    Trainer,
+    build_lr_scheduler,
+    build_optimizer,
+    get_world_size,
+    is_main_process,
+    launch,
+    seed_all,
+)
+from s3d_det.engine.defaults import (
+    batch_collate,
+    build_datasets,
+    build_model,
+    default_argument_parser,
+    load_dataset_gt,
+    model_changes,
+)
 from s3d_det.engine.evaluation import evaluate_detector
 from s3d_det.utils.errors import INPUT_ERRORS, report_error, run_tool
 from s3d_det.utils.io import atomic_write, available_cores

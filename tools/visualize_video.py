@@ -37,8 +37,8 @@ import numpy as np
 
 from s3d_det.config import ConfigError
 from s3d_det.data.annotations import keyframe_boxes, load_gt
-from s3d_det.utils.io import write_json
 from s3d_det.utils.errors import run_tool
+from s3d_det.utils.io import write_json
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

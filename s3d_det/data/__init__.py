@@ -1,9 +1,9 @@
 """Ground truth, frame sources, clip sampling, datasets and the synthetic benchmark."""
 from .annotations import (
-    drop_duplicate_tubes,
-    duplicate_tubes,
     GT_KEYS,
     UnsafePickleError,
+    drop_duplicate_tubes,
+    duplicate_tubes,
     idle_boxes,
     idle_people,
     keyframe_boxes,

@@ -1,7 +1,15 @@
 """Training engine: optimizer and lr schedule, reproducible data order, checkpoints, logging, DDP."""
 from .checkpointer import last_checkpoint, load_checkpoint, save_checkpoint
-from .distributed import (all_gather, all_reduce_mean, get_local_rank, get_rank, get_world_size, is_main_process,
-                          launch, synchronize)
+from .distributed import (
+                          all_gather,
+                          all_reduce_mean,
+                          get_local_rank,
+                          get_rank,
+                          get_world_size,
+                          is_main_process,
+                          launch,
+                          synchronize,
+)
 from .events import EventWriter
 from .sampler import EpochBatchSampler, TrainLoader, seed_all
 from .schedule import build_lr_scheduler, build_optimizer, lr_factor

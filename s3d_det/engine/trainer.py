@@ -22,8 +22,15 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
 from ..utils.io import remove_stale_temporaries
-from .checkpointer import (check_shapes, first_non_finite, last_checkpoint, load_checkpoint, rng_state,
-                           save_checkpoint, set_rng_state)
+from .checkpointer import (
+    check_shapes,
+    first_non_finite,
+    last_checkpoint,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .distributed import all_gather, all_reduce_mean, get_local_rank, get_rank, get_world_size, is_main_process
 from .events import EventWriter
 from .sampler import TrainLoader

@@ -2,9 +2,12 @@
 from .build import build_video_backbone, build_video_backbone_from_cfg, build_video_classifier, video_backbone_kwargs
 from .detector import ActionDetector, build_action_detector, detections_to_rows
 from .presets import PRESETS, Preset, get_preset
+from .roi_head import SCORINGS, TubeRoIAlign, TubeRoIHead
+from .rpn import ScoredRPN
 from .s3dg import (
     INCEPTION_V1_CHANNELS,
     LAYERS,
+    S3DG,
     STAGES,
     STEM_STYLES,
     TEMPORAL_LAYERS,
@@ -13,12 +16,9 @@ from .s3dg import (
     ConvUnit,
     FeatureGating,
     InceptionBlock3d,
-    S3DG,
     VideoClassifier,
     conv_kinds,
 )
-from .roi_head import SCORINGS, TubeRoIAlign, TubeRoIHead
-from .rpn import ScoredRPN
 
 __all__ = [
     "ActionDetector",
