@@ -21,6 +21,10 @@ _C = CfgNode()
 
 # Seed of every random choice (weights, data order, augmentation); -1: drawn from the clock and recorded.
 _C.SEED = 0
+# Torch threads on the CPU: 0 = the cores that other processes leave free (at most the cores less one per
+# data-loading worker), looked at every 10 s of training (engine/threads.py: OpenMP threads spin-wait for a core
+# another process holds); N = exactly N threads, for bit-for-bit reproducible runs.
+_C.CPU_THREADS = 0
 # Where checkpoints, metrics.json, TensorBoard events and evaluation results go.
 _C.OUTPUT_DIR = "output"
 

@@ -387,3 +387,18 @@ def test_bad_model_changes(tmp_path):
     for bad in ([(-1, freeze_first_layer)], [(2, "freeze")], [(2,)]):
         with pytest.raises(ValueError, match=r"model_changes\[0\] must be \(iteration >= 0, callable\)"):
             make_trainer(tmp_path, model_changes=bad)
+
+
+def test_the_thread_governor_is_stepped_before_every_iteration(tmp_path):
+    class CountingGovernor:
+        def __init__(self):
+            self.steps, self.history = 0, [(0.0, 0.9, 1)]
+
+        def step(self):
+            self.steps += 1
+            return 1 if self.steps == 3 else None  # a change is logged with the others' share
+
+    governor = CountingGovernor()
+    trainer = make_trainer(str(tmp_path), max_iter=5, thread_governor=governor)
+    trainer.train()
+    assert governor.steps == 5

@@ -38,6 +38,7 @@ from s3d_det.engine.defaults import (
     model_changes,
 )
 from s3d_det.engine.evaluation import evaluate_detector
+from s3d_det.engine.threads import ThreadGovernor
 from s3d_det.utils.errors import INPUT_ERRORS, report_error, run_tool
 from s3d_det.utils.io import atomic_write, available_cores
 
@@ -67,10 +68,18 @@ def main(args) -> None:
                 f.write(cfg.dump())
     seed_all(cfg.SEED)
     device = torch.device(cfg.MODEL.DEVICE if cfg.MODEL.DEVICE != "cuda" or torch.cuda.is_available() else "cpu")
+    governor = None
     if device.type == "cpu":
-        # Leave a core to each data-loading worker: oversubscribed OpenMP threads spin-wait, and on two cores one
-        # busy worker made a 2-thread step 14x slower than a 1-thread one (benchmarks/ has the figures).
-        torch.set_num_threads(max(1, available_cores() // get_world_size() - cfg.DATALOADER.NUM_WORKERS))
+        # Leave a core to each data-loading worker, and to any other process: oversubscribed OpenMP threads
+        # spin-wait (on two cores one busy worker made a 2-thread step 14x slower than a 1-thread one).
+        most = max(1, available_cores() // get_world_size() - cfg.DATALOADER.NUM_WORKERS)
+        if cfg.CPU_THREADS < 0:
+            raise ConfigError(f"CPU_THREADS must be 0 (follow the free cores) or a number of threads, got "
+                              f"{cfg.CPU_THREADS}")
+        if cfg.CPU_THREADS:
+            torch.set_num_threads(cfg.CPU_THREADS)
+        else:
+            governor = ThreadGovernor(max_threads=most)
     gt, root = load_dataset_gt(cfg, make_synthetic=is_main_process())
     train_set, test_set = build_datasets(cfg, gt, root)
     model = build_model(cfg, num_classes=len(gt["labels"])).to(device)
@@ -108,7 +117,7 @@ def main(args) -> None:
                           eval_fn=evaluate, clip_grad_norm=cfg.SOLVER.CLIP_GRAD_NORM or None,
                           amp_dtype=cfg.SOLVER.AMP_DTYPE or None, device=device, collate_fn=collate_fn,
                           seed=cfg.SEED, num_workers=cfg.DATALOADER.NUM_WORKERS,
-                          model_changes=model_changes(cfg))
+                          model_changes=model_changes(cfg), thread_governor=governor)
         trainer.resume_or_load(resume=args.resume)  # a --resume without a checkpoint warns and starts at 0
         if is_main_process() and trainer.resumed_from:
             print(f"resuming from {trainer.resumed_from} at iteration {trainer.start_iter}")

@@ -34,6 +34,7 @@ from .checkpointer import (
 from .distributed import all_gather, all_reduce_mean, get_local_rank, get_rank, get_world_size, is_main_process
 from .events import EventWriter
 from .sampler import TrainLoader
+from .threads import ThreadGovernor
 
 __all__ = ["Trainer", "to_device"]
 
@@ -121,6 +122,8 @@ class Trainer:
         model_changes: ``(i, fn)`` pairs: ``fn(model)`` is called once before iteration ``i`` runs (at the start
             of ``train`` when it resumes at or after ``i``), e.g. to freeze a part of the model. With several
             processes the DDP wrapper is then rebuilt, since the parameters that train may have changed.
+        thread_governor: a ``ThreadGovernor`` (``engine/threads.py``) stepped before every iteration: the CPU
+            threads follow the cores other processes leave free. None: the thread count is left alone.
     """
 
     def __init__(self, model: nn.Module, *, dataset: Dataset, batch_size: int,
@@ -131,7 +134,8 @@ class Trainer:
                  device: Union[str, torch.device] = "cpu", collate_fn: Optional[Callable[[list], Any]] = None,
                  seed: int = 0, num_workers: int = 0, pin_memory: bool = False, shuffle: bool = True,
                  find_unused_parameters: bool = False, tensorboard: bool = True,
-                 model_changes: Sequence[Tuple[int, Callable[[nn.Module], None]]] = ()):
+                 model_changes: Sequence[Tuple[int, Callable[[nn.Module], None]]] = (),
+                 thread_governor: Optional[ThreadGovernor] = None):
         for name, value in (("max_iter", max_iter), ("log_period", log_period)):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
@@ -144,6 +148,7 @@ class Trainer:
             if len(change) != 2 or not isinstance(change[0], int) or change[0] < 0 or not callable(change[1]):
                 raise ValueError(f"model_changes[{k}] must be (iteration >= 0, callable), got {change!r}")
         self.model_changes = sorted(model_changes, key=lambda change: change[0])
+        self.thread_governor = thread_governor
         self._changes_done = 0
         self.device = torch.device(device)
         self.model = model.to(self.device)
@@ -272,6 +277,9 @@ class Trainer:
             self._events = None
 
     def _iteration(self, iteration: int, batches: Iterator[Any], events: EventWriter) -> None:
+        if self.thread_governor is not None and self.thread_governor.step() is not None:
+            logger.info("iteration %d: %d CPU threads (other processes use %.2f cores)", iteration,
+                        torch.get_num_threads(), self.thread_governor.history[-1][1])
         start = time.perf_counter()
         batch = next(batches)
         data_time = time.perf_counter() - start
