@@ -109,8 +109,8 @@ def prepare_config(path: str, cfg, args, device: torch.device, tmp: str, changes
                                 momentum=cfg.SOLVER.MOMENTUM, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
     scheduler = build_lr_scheduler(optimizer, max_iter=10 ** 6, warmup_iters=0)
     trainer = Trainer(model, dataset=[0], batch_size=1, optimizer=optimizer, scheduler=scheduler,
-                      max_iter=10 ** 6, output_dir=tmp, checkpoint_period=0, amp_dtype=cfg.SOLVER.AMP_DTYPE or None, device=device,
-                      tensorboard=False)
+                      max_iter=10 ** 6, output_dir=tmp, checkpoint_period=0, amp_dtype=cfg.SOLVER.AMP_DTYPE or None,
+                      device=device, tensorboard=False)
     trainer.model.train()
     for _, change in changes:
         change(model)

@@ -29,9 +29,10 @@ Weights are never changed to hide a convention: ``Converted2D.meta`` records wha
 ``"BGR255"`` (BGR in [0, 255] minus the per-channel mean, detectron2's MSRA weights). ``stride_in_1x1`` is
 True for MSRA bottleneck weights, which stride in the first 1x1 conv of a block where torchvision strides in
 the 3x3 one: :func:`set_stride_in_1x1` moves the strides of a torchvision body. A detector takes both with
-``ActionDetector.set_conventions_2d(meta)``: its keyframe branch then normalises raw frames as the weights expect. detectron2 orders a level's
-anchors size-major and torchvision ratio-major: with several sizes per level (C4 models) the RPN's output
-channels are reordered to torchvision's order (``num_aspect_ratios`` says how many ratios there are).
+``ActionDetector.set_conventions_2d(meta)``: its keyframe branch then normalises raw frames as the weights
+expect. detectron2 orders a level's anchors size-major and torchvision ratio-major: with several sizes per level
+(C4 models) the RPN's output channels are reordered to torchvision's order (``num_aspect_ratios`` says how many
+ratios there are).
 """
 from __future__ import annotations
 

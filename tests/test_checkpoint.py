@@ -184,7 +184,8 @@ def _milnce_separable(rand: _Rand, prefix: str, cin: int, cout: int) -> Dict[str
 
 
 def _milnce_gating(rand: _Rand, prefix: str, c: int) -> Dict[str, torch.Tensor]:
-    return {f"{prefix}.fc.weight": rand.normal((c, c), 1.0 / math.sqrt(c)), f"{prefix}.fc.bias": rand.normal(c, 0.5, 1.0)}
+    return {f"{prefix}.fc.weight": rand.normal((c, c), 1.0 / math.sqrt(c)),
+            f"{prefix}.fc.bias": rand.normal(c, 0.5, 1.0)}
 
 
 def make_milnce_state_dict(seed: int = 10) -> Dict[str, torch.Tensor]:
@@ -462,7 +463,8 @@ def tfslim_reference(sd: Dict[str, np.ndarray], x: torch.Tensor) -> Tuple[torch.
         return features, None
     kernel = tuple(min(k, n) for k, n in zip((2, 7, 7), x.shape[2:]))
     y = F.avg_pool3d(x, kernel, stride=1)  # VALID
-    y = torch.einsum("bcthw,ck->bkthw", y, p[f"{head}/weights"][0, 0, 0]) + p[f"{head}/biases"][None, :, None, None, None]
+    bias = p[f"{head}/biases"][None, :, None, None, None]
+    y = torch.einsum("bcthw,ck->bkthw", y, p[f"{head}/weights"][0, 0, 0]) + bias
     return features, y.mean(dim=(2, 3, 4))
 
 

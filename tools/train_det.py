@@ -98,7 +98,8 @@ def main(args) -> None:
     if args.eval_only:
         evaluate(model)
     else:
-        optimizer = build_optimizer(model, name=cfg.SOLVER.OPTIMIZER, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM,
+        optimizer = build_optimizer(model, name=cfg.SOLVER.OPTIMIZER, lr=cfg.SOLVER.BASE_LR,
+                                    momentum=cfg.SOLVER.MOMENTUM,
                                     weight_decay=cfg.SOLVER.WEIGHT_DECAY,
                                     weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM)
         scheduler = build_lr_scheduler(optimizer, max_iter=cfg.SOLVER.MAX_ITER, schedule=cfg.SOLVER.SCHEDULE,

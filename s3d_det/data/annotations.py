@@ -355,8 +355,9 @@ def idle_people(gt: Mapping, video: str, hold: Optional[int] = None) -> Dict[int
 def duplicate_tubes(gt: Mapping) -> List[Tuple[str, int, int, int]]:
     """Tubes that repeat an earlier tube of the same video and label exactly (same frames, same boxes):
     a list of ``(video, label, index, index of the earlier tube)``. UCF101-24's corrected annotations hold two
-    (``CliffDiving/v_CliffDiving_g13_c02``, ``CricketBowling/v_CricketBowling_g02_c04``); under the ``voc`` and ``yowo`` protocols such a copy can never
-    be matched, so even perfect detections score below 100 on its class."""
+    (``CliffDiving/v_CliffDiving_g13_c02``, ``CricketBowling/v_CricketBowling_g02_c04``); under the ``voc`` and
+    ``yowo`` protocols such a copy can never be matched, so even perfect detections score below 100 on its
+    class."""
     found = []
     for video, per_label in gt["gttubes"].items():
         for label, tubes in per_label.items():
