@@ -104,6 +104,13 @@ class FrameDetections:
         return cls(video=rows[:, VIDEO], frame=rows[:, FRAME], label=rows[:, LABEL],
                    score=rows[:, SCORE].copy(), boxes=np.ascontiguousarray(rows[:, BOX]))
 
+    @classmethod
+    def of(cls, dets) -> "FrameDetections":
+        """``dets`` itself if it is a :class:`FrameDetections`, else ``from_rows(dets)`` (rows (N, 8))."""
+        if isinstance(dets, cls):
+            return dets
+        return cls.from_rows(np.asarray(dets, dtype=np.float64).reshape(-1, NUM_COLUMNS))
+
     def to_rows(self) -> np.ndarray:
         """The interchange rows (N, 8) float64 (integers are exact in float64)."""
         rows = np.empty((len(self), NUM_COLUMNS))
