@@ -54,7 +54,7 @@ def _as_int(name: str, values) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
     bad = np.flatnonzero(~np.isfinite(a) | (a != np.trunc(a)))
     if len(bad):
-        raise ValueError(f"FrameDetections.{name} row {bad[0]}: {a[bad[0]]!r} is not an integer")
+        raise ValueError(f"FrameDetections.{name} row {bad[0]}: {float(a[bad[0]]):g} is not an integer")
     return a.astype(np.int64)
 
 
