@@ -23,6 +23,7 @@ import numpy as np
 
 from s3d_det.data.annotations import split_videos
 from s3d_det.data.converters import ucf24_from_annotations
+from s3d_det.evaluation.detections import FrameDetections
 from s3d_det.evaluation.frame_map import PROTOCOLS, frame_ap
 from s3d_det.utils.io import write_json
 from s3d_det.utils.table import format_table
@@ -31,10 +32,11 @@ SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "s
 
 
 def make_detections(gt, videos, background: int, seed: int = 0) -> np.ndarray:
-    """(N, 8) detections over every frame of ``videos``, as described in the module docstring."""
+    """Interchange rows (N, 8) (what ``frame_ap`` reads from a file) over every frame of ``videos``, as described
+    in the module docstring."""
     rng = np.random.default_rng(seed)
     num_labels = len(gt["labels"])
-    rows = []
+    parts = []
     for iv, video in enumerate(videos):
         for label, tubes in gt["gttubes"][video].items():
             for tube in tubes:
@@ -48,16 +50,16 @@ def make_detections(gt, videos, background: int, seed: int = 0) -> np.ndarray:
                 ):
                     b = boxes + rng.normal(0, jitter, (n, 4)) * np.tile(size, 2)
                     b[:, 2:] = np.maximum(b[:, 2:], b[:, :2])
-                    rows.append(np.column_stack([np.full(n, iv), frame, lab, score, b]))
+                    parts.append(FrameDetections(video=np.full(n, iv), frame=frame, label=lab, score=score, boxes=b))
         h, w = gt["resolution"][video]
         n = gt["nframes"][video] * background
         xy = rng.uniform(0, [w - 40, h - 60], (n, 2))
         wh = rng.uniform([20, 40], [80, 120], (n, 2))
-        rows.append(np.column_stack([
-            np.full(n, iv), np.repeat(np.arange(1, gt["nframes"][video] + 1), background),
-            rng.integers(0, num_labels, n), rng.uniform(0.0, 0.6, n), xy, xy + wh,
-        ]))
-    return np.concatenate(rows).astype(np.float64)
+        parts.append(FrameDetections(  # keyword arguments are evaluated in order: the same draws as ever
+            video=np.full(n, iv), frame=np.repeat(np.arange(1, gt["nframes"][video] + 1), background),
+            label=rng.integers(0, num_labels, n), score=rng.uniform(0.0, 0.6, n), boxes=np.hstack([xy, xy + wh]),
+        ))
+    return FrameDetections.concat(parts).to_rows()
 
 
 def main(argv=None) -> int:

@@ -10,6 +10,7 @@ evenly spaced frames. It streams: one frame in memory at a time (plus the sheet'
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -21,6 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from s3d_det.evaluation.detections import TUBE_BOX_BOX, TUBE_BOX_FRAME, TUBE_BOX_TUBE, TUBE_LABEL, FrameDetections
 from s3d_det.evaluation.linking import LinkingConfig, link_tubes
 from s3d_det.utils.io import atomic_write
 
@@ -94,20 +96,23 @@ def plot_pr_curves(
     _save(fig, path)
 
 
-def tube_ids(frame_dets: np.ndarray) -> np.ndarray:
-    """(N,) int64: the tube each row of ``frame_dets`` (N, 8) (one video) belongs to, linked per action by
-    ``link_tubes`` keeping every detection (no NMS, no minimum length or score, no smoothing), for colouring."""
-    rows = np.asarray(frame_dets, dtype=np.float64).reshape(-1, 8).copy()
-    if len(rows) == 0:
+def tube_ids(frame_dets) -> np.ndarray:
+    """(N,) int64: the tube each detection of ``frame_dets`` (``FrameDetections`` or rows (N, 8), one video)
+    belongs to, linked per action by ``link_tubes`` keeping every detection (no NMS, no minimum length or score,
+    no smoothing), for colouring."""
+    dets = FrameDetections.of(frame_dets)
+    if len(dets) == 0:
         return np.zeros(0, dtype=np.int64)
-    rows[:, 0] = 0
-    config = LinkingConfig(top_k=len(rows), nms_iou=None, min_length=1, min_score=-math.inf, tube_nms=None)
-    tubes, boxes = link_tubes(["video"], rows, config)
+    dets = dataclasses.replace(dets, video=np.zeros(len(dets), dtype=np.int64))
+    config = LinkingConfig(top_k=len(dets), nms_iou=None, min_length=1, min_score=-math.inf, tube_nms=None)
+    tubes, boxes = link_tubes(["video"], dets, config)
+    tube = boxes[:, TUBE_BOX_TUBE].astype(np.int64)
+    held = np.column_stack([tubes[tube, TUBE_LABEL], boxes[:, TUBE_BOX_FRAME], boxes[:, TUBE_BOX_BOX]])
     owner: Dict[tuple, List[int]] = {}  # (label, frame, box) -> tubes holding it; a kept detection's box is exact
-    for row in boxes:
-        tube = int(row[0])
-        owner.setdefault((tubes[tube, 1], *row[1:6]), []).append(tube)
-    return np.array([owner[(r[2], r[1], *r[4:8])].pop() for r in rows], dtype=np.int64)
+    for t, key in zip(tube.tolist(), held.tolist()):
+        owner.setdefault(tuple(key), []).append(t)
+    mine = np.column_stack([dets.label, dets.frame, dets.boxes]).astype(np.float64)
+    return np.array([owner[tuple(key)].pop() for key in mine.tolist()], dtype=np.int64)
 
 
 def _text(image: np.ndarray, text: str, x: int, y: int, color, *, below: bool = False) -> None:
@@ -134,19 +139,20 @@ def _dashed_rectangle(image: np.ndarray, x1: int, y1: int, x2: int, y2: int, col
             cv2.line(image, p, q, color, 1)
 
 
-def draw_frame(image: np.ndarray, frame: int, dets: np.ndarray, tubes: Sequence[int], names: Sequence[str],
+def draw_frame(image: np.ndarray, frame: int, dets, tubes: Sequence[int], names: Sequence[str],
                gt: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> np.ndarray:
     """A copy of ``image`` (H, W, 3) uint8 RGB with the frame number (top left), the ground truth ``gt`` (boxes
     (G, 4), labels (G,), original pixels) as white dashed boxes labelled "GT <action>" under them, and the
-    detections ``dets`` (K, 8) rows of this frame, each box in its tube's colour (``tubes`` (K,)) labelled
-    "<action> <score>" above it."""
+    detections ``dets`` of this frame (``FrameDetections`` or rows (K, 8)), each box in its tube's colour
+    (``tubes`` (K,)) labelled "<action> <score>" above it."""
+    dets = FrameDetections.of(dets)
     out = np.ascontiguousarray(image).copy()
     thick = max(2, round(min(out.shape[:2]) / 160))
-    for row, tube in zip(dets, tubes):
+    for box, label, score, tube in zip(dets.boxes.tolist(), dets.label.tolist(), dets.score.tolist(), tubes):
         color = TUBE_COLORS[int(tube) % len(TUBE_COLORS)]
-        x1, y1, x2, y2 = (int(round(v)) for v in row[4:8])
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thick)
-        _text(out, f"{names[int(row[2])]} {row[3]:.2f}", x1 - thick // 2, y1 - thick // 2, color)
+        _text(out, f"{names[label]} {score:.2f}", x1 - thick // 2, y1 - thick // 2, color)
     if gt is not None:  # on top: the dashes stay visible on a detection's edge
         for box, label in zip(*gt):
             x1, y1, x2, y2 = (int(round(v)) for v in box)
@@ -194,35 +200,37 @@ def _check_video(path: str, output: str, num_frames: int) -> None:
                       f"from its {size} bytes; is the disk full?); {output} is left as it was")
 
 
-def render_video(source, frame_dets: np.ndarray, names: Sequence[str], *, output: str, fps: float,
+def render_video(source, frame_dets, names: Sequence[str], *, output: str, fps: float,
                  score_thresh: float = 0.5, gt: Optional[Mapping[int, Tuple[np.ndarray, np.ndarray]]] = None,
                  gif: Optional[str] = None, sheet: Optional[str] = None, sheet_frames: int = 12,
-                 gif_frames: int = 100, gif_width: int = 320, progress: bool = True) -> Tuple[np.ndarray, np.ndarray]:
+                 gif_frames: int = 100, gif_width: int = 320,
+                 progress: bool = True) -> Tuple[FrameDetections, np.ndarray]:
     """Draws every frame of ``source`` (a ``FrameSource``) with ``draw_frame`` and writes the video ``output``
     (``.mp4``, MPEG-4 Part 2, or ``.avi``, MJPG) at ``fps``, atomically.
 
     Args:
-        frame_dets (N, 8): the video's detections (``video_index`` ignored; frames 1-based, original pixels); those
-            scoring at least ``score_thresh`` are drawn, coloured by their tube (``tube_ids``).
+        frame_dets: the video's detections, ``FrameDetections`` or rows (N, 8) (the video index is ignored; frames
+            1-based, original pixels); those scoring at least ``score_thresh`` are drawn, coloured by their tube
+            (``tube_ids``).
         names: action names by label.
         gt: ground-truth boxes and labels by frame (``annotations.keyframe_boxes``), drawn dashed.
         gif: also a GIF there, at most ``gif_frames`` evenly spaced frames (every k-th), at most ``gif_width`` wide.
         sheet: also a contact sheet PNG there: ``sheet_frames`` evenly spaced frames, 4 a row, at most 480 wide each.
 
-    Returns the drawn rows (K, 8), by frame, and their tubes (K,). A frame of another size than the first, or one
+    Returns the drawn detections (K), by frame, and their tubes (K,). A frame of another size than the first, or one
     that cannot be decoded, is a ValueError naming it.
     """
     ext = output[output.rfind("."):].lower() if "." in output else ""
     if ext not in _VIDEO_CODECS:
         raise ValueError(f"{output}: the video must end in {' or '.join(_VIDEO_CODECS)}")
     n = source.num_frames
-    dets = np.asarray(frame_dets, dtype=np.float64).reshape(-1, 8)
-    if len(dets) and dets[:, 1].max() > n:
-        raise ValueError(f"detections on frame {int(dets[:, 1].max())}, but {source.path} has {n} frames")
-    dets = dets[dets[:, 3] >= score_thresh]
-    dets = dets[np.argsort(dets[:, 1], kind="stable")]
+    dets = FrameDetections.of(frame_dets)
+    if len(dets) and dets.frame.max() > n:
+        raise ValueError(f"detections on frame {int(dets.frame.max())}, but {source.path} has {n} frames")
+    dets = dets.select(dets.score >= score_thresh)
+    dets = dets.select(np.argsort(dets.frame, kind="stable"))
     tubes = tube_ids(dets)
-    bounds = np.searchsorted(dets[:, 1], np.arange(1, n + 2))
+    bounds = np.searchsorted(dets.frame, np.arange(1, n + 2))
     h, w = (int(v) for v in source.size)
     sheet_at = set(np.unique(np.linspace(1, n, min(sheet_frames, n)).round().astype(int)).tolist()) if sheet else set()
     gif_step = -(-n // gif_frames)
@@ -239,7 +247,8 @@ def render_video(source, frame_dets: np.ndarray, names: Sequence[str], *, output
                     raise ValueError(f"{source.frame_name(f)} is {image.shape[0]}x{image.shape[1]} (h x w), the video's "
                                      f"first frame {h}x{w}: all frames of a video must have one size")
                 a, b = bounds[f - 1], bounds[f]
-                drawn = draw_frame(image, f, dets[a:b], tubes[a:b], names, gt.get(f) if gt else None)
+                here = dets.select(slice(a, b))
+                drawn = draw_frame(image, f, here, tubes[a:b], names, gt.get(f) if gt else None)
                 writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
                 if f in sheet_at:
                     tiles.append(_shrunk(drawn, 480))

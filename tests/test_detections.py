@@ -109,3 +109,92 @@ def test_keys_of_the_wrong_type_are_named(tmp_path):
         load_detections(str(path))
     np.savez(path, videos=np.array(["a/v"]), frame_dets=rows.astype(np.float32))  # float32 is a float: accepted
     assert load_detections(str(path)).frame_dets.dtype == np.float64
+
+
+# -- FrameDetections: the named fields in code, the (N, 8) rows in the file ----------------------------------------
+THREE = np.array([  # video_index, frame, label, score, x1, y1, x2, y2: the file's layout, written out by number
+    [0, 3, 1, 0.75, 10.5, 20, 30.25, 40],
+    [1, 1, 0, 0.5, 0, 0, 5, 5],
+    [0, 2, 2, 0.9, 1, 2, 3, 4],
+])
+
+
+def assert_three(d):
+    """Every field of THREE, by value and type."""
+    assert len(d) == 3
+    assert d.video.dtype == d.frame.dtype == d.label.dtype == np.int64
+    assert d.score.dtype == d.boxes.dtype == np.float64
+    assert d.video.tolist() == [0, 1, 0] and d.frame.tolist() == [3, 1, 2] and d.label.tolist() == [1, 0, 2]
+    assert d.score.tolist() == [0.75, 0.5, 0.9]
+    assert d.boxes.tolist() == [[10.5, 20, 30.25, 40], [0, 0, 5, 5], [1, 2, 3, 4]]
+
+
+def test_frame_detections_rows_type_npz_round_trip(tmp_path):
+    from s3d_det.evaluation import FrameDetections
+
+    d = FrameDetections.from_rows(THREE)
+    assert_three(d)
+    rows = d.to_rows()
+    assert rows.dtype == np.float64 and rows.shape == (3, 8)
+    np.testing.assert_array_equal(rows, THREE)
+    built = FrameDetections(video=[0, 1, 0], frame=[3, 1, 2], label=[1, 0, 2], score=[0.75, 0.5, 0.9],
+                            boxes=[[10.5, 20, 30.25, 40], [0, 0, 5, 5], [1, 2, 3, 4]])
+    assert_three(built)
+    # to a file from the type and from the rows: the same arrays, byte for byte, under the same keys
+    save_detections(str(tmp_path / "type.npz"), Detections(videos=["a/v", "b/w"], frame_dets=built))
+    save_detections(str(tmp_path / "rows.npz"), Detections(videos=["a/v", "b/w"], frame_dets=THREE))
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "type.npz") as a, zipfile.ZipFile(tmp_path / "rows.npz") as b:
+        assert sorted(a.namelist()) == sorted(b.namelist()) == ["frame_dets.npy", "videos.npy"]
+        assert all(a.read(name) == b.read(name) for name in a.namelist())
+    back = load_detections(str(tmp_path / "type.npz"))
+    assert back.videos == ["a/v", "b/w"]
+    np.testing.assert_array_equal(back.frame_dets, THREE)
+    assert_three(back.per_frame)
+
+
+def test_frame_detections_select_concat_sort():
+    from s3d_det.evaluation import FrameDetections
+
+    d = FrameDetections.from_rows(THREE)
+    s = d.sorted_by_frame()  # video, frame, then score, highest first
+    assert s.video.tolist() == [0, 0, 1] and s.frame.tolist() == [2, 3, 1] and s.score.tolist() == [0.9, 0.75, 0.5]
+    assert s.boxes.tolist() == [[1, 2, 3, 4], [10.5, 20, 30.25, 40], [0, 0, 5, 5]]
+    tie = FrameDetections.from_rows([[0, 1, 0, 0.5, 1, 1, 2, 2], [0, 1, 1, 0.5, 3, 3, 4, 4]]).sorted_by_frame()
+    assert tie.label.tolist() == [0, 1]  # ties keep their order
+    picked = d.select(d.score > 0.6)
+    assert picked.frame.tolist() == [3, 2] and picked.label.tolist() == [1, 2]
+    assert d.select(np.array([2, 0])).score.tolist() == [0.9, 0.75]
+    both = FrameDetections.concat([d, d.select(slice(1, 2))])
+    assert both.video.tolist() == [0, 1, 0, 1] and both.boxes[3].tolist() == [0, 0, 5, 5]
+    assert len(FrameDetections.concat([])) == 0 and FrameDetections.empty().to_rows().shape == (0, 8)
+    np.testing.assert_array_equal(d.to_rows(), THREE)  # never modified in place
+
+
+def test_frame_detections_bad_input():
+    from s3d_det.evaluation import FrameDetections
+
+    with pytest.raises(ValueError, match=r"detection rows must be an array \(N, 8\), got shape \(3, 7\)"):
+        FrameDetections.from_rows(THREE[:, :7])
+    bad = THREE.copy()
+    bad[2, 1] = 2.5
+    with pytest.raises(ValueError, match="FrameDetections.frame row 2: 2.5 is not an integer"):
+        FrameDetections.from_rows(bad)
+    bad[2, 1], bad[1, 0] = 2, np.nan
+    with pytest.raises(ValueError, match="FrameDetections.video row 1: nan is not an integer"):
+        FrameDetections.from_rows(bad)
+    with pytest.raises(ValueError, match="fields disagree in length: video 2, frame 3"):
+        FrameDetections(video=[0, 0], frame=[1, 2, 3], label=[0, 0, 0], score=[1, 1, 1], boxes=np.zeros((3, 4)))
+
+
+def test_metrics_take_rows_or_frame_detections_alike():
+    from s3d_det.evaluation import FrameDetections, frame_ap, link_tubes
+
+    gt = make_gt(labels=["a", "b", "c"], nframes={"a/v": 5, "b/w": 5},
+                 resolution={"a/v": (240, 320), "b/w": (240, 320)}, gttubes={"a/v": {1: [np.array([[3, 10, 20, 30, 40]])]}}, train_videos=[], test_videos=["a/v", "b/w"])
+    d = FrameDetections.from_rows(THREE)
+    assert frame_ap(gt, ["a/v", "b/w"], d).to_dict() == frame_ap(gt, ["a/v", "b/w"], THREE).to_dict()
+    assert frame_ap(gt, ["a/v", "b/w"], d).ap["b"] == pytest.approx(100.0)
+    for x, y in zip(link_tubes(["a/v", "b/w"], d, min_length=1), link_tubes(["a/v", "b/w"], THREE, min_length=1)):
+        np.testing.assert_array_equal(x, y)

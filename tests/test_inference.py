@@ -13,6 +13,7 @@ import torch
 
 from s3d_det.data.frames import FrameSource
 from s3d_det.engine.inference import VideoDetector, open_video
+from s3d_det.evaluation.detections import FRAME, FrameDetections
 from s3d_det.modeling.detector import build_action_detector
 from s3d_det.modeling.s3dg import S3DG, FeatureGating
 
@@ -90,7 +91,7 @@ def run(model, n, **kwargs):
     args = dict(clip_length=4, clip_stride=2, short_side=H, size_divisible=32, batch_size=4)
     args.update(kwargs)
     detector = VideoDetector(model, **args)
-    return detector(MemorySource(n)), detector.stats
+    return detector(MemorySource(n)).to_rows(), detector.stats  # the rows: compared whole below
 
 
 def roi_features(model, n, **kwargs):
@@ -112,7 +113,7 @@ def test_shared_equals_per_keyframe_without_temporal_mixing():
     n = 37
     per_keyframe, pk_stats = run(model, n, mode="per_keyframe")
     shared, stats = run(model, n, mode="shared", window=12)
-    assert len(per_keyframe) > 0 and set(per_keyframe[:, 1].astype(int)) == set(range(1, n + 1))
+    assert len(per_keyframe) > 0 and set(per_keyframe[:, FRAME].astype(int)) == set(range(1, n + 1))
     assert shared.shape == per_keyframe.shape
     np.testing.assert_allclose(shared, per_keyframe, rtol=0, atol=1e-4)
     assert pk_stats["forwards_3d"] == -(-n // 4) and pk_stats["positions_3d"] == 4 * n
@@ -132,7 +133,7 @@ def test_clip_windows_give_s3dg_its_clip_features_or_the_neighbours_mix():
     assert pk.shape == shared.shape == (n, pk.shape[1], 2, 8, 8)
     for f in range(1, n + 1, 2):
         torch.testing.assert_close(shared[f - 1], pk[f - 1], rtol=0, atol=1e-5)
-        np.testing.assert_allclose(rows[rows[:, 1] == f], pk_rows[pk_rows[:, 1] == f], rtol=0, atol=1e-4)
+        np.testing.assert_allclose(rows[rows[:, FRAME] == f], pk_rows[pk_rows[:, FRAME] == f], rtol=0, atol=1e-4)
     for f in range(2, n, 2):
         torch.testing.assert_close(shared[f - 1], (pk[f - 2] + pk[f]) / 2, rtol=0, atol=1e-5)
     assert not torch.allclose(shared[1], pk[1], atol=1e-3)  # the mix is not the clip itself
@@ -169,7 +170,7 @@ def test_videos_shorter_than_the_streams(n):
     model = tiny_detector("s3dg")
     pk, _ = roi_features(model, n, mode="per_keyframe")
     shared, rows = roi_features(model, n, mode="shared")
-    assert set(rows[:, 1].astype(int)) == set(range(1, n + 1))
+    assert set(rows[:, FRAME].astype(int)) == set(range(1, n + 1))
     for f in range(1, n + 1, 2):
         torch.testing.assert_close(shared[f - 1], pk[f - 1], rtol=0, atol=1e-5)
     if n == 3:
@@ -181,14 +182,15 @@ def test_long_windows_are_decoded_once_and_hold_a_bounded_number_of_frames():
     source = MemorySource(n)
     detector = VideoDetector(tiny_detector("s3dg"), clip_length=4, clip_stride=2, short_side=H, batch_size=4,
                              window=16)
-    rows = detector(source)
+    dets = detector(source)
     assert source.decode_count == n and detector.stats["decoded"] == n and source.backwards == 0
     # a forward holds 2 streams x 16 positions on the odd frames (the second a position later: 17 frames over 34)
     # and the keyframes it serves; while the next forward's frames are read, the last one's are still alive: at
     # most two forwards' frames, whatever n
     assert detector.stats["max_frames_held"] <= 40 and source.peak_alive <= 80
-    assert set(rows[:, 1].astype(int)) == set(range(1, n + 1))
-    assert rows[:, 4:].min() >= 0 and rows[:, [4, 6]].max() <= W and rows[:, [5, 7]].max() <= H
+    assert set(dets.frame.tolist()) == set(range(1, n + 1))
+    x1, y1, x2, y2 = dets.boxes.T
+    assert dets.boxes.min() >= 0 and max(x1.max(), x2.max()) <= W and max(y1.max(), y2.max()) <= H
 
 
 @pytest.mark.parametrize("mode, window", [("per_keyframe", None), ("shared", None), ("shared", 16)])
@@ -217,10 +219,13 @@ def test_boxes_come_back_in_original_pixels():
     detections, boxes times 2."""
     model = tiny_detector("i2d")
     small, _ = run(model, 6, mode="per_keyframe")
+    small = FrameDetections.from_rows(small)
     big = VideoDetector(model, clip_length=4, clip_stride=2, short_side=H, mode="per_keyframe")(MemorySource(6, 2))
-    assert big.shape == small.shape
-    np.testing.assert_allclose(big[:, :4], small[:, :4], atol=0.02)
-    np.testing.assert_allclose(big[:, 4:], 2 * small[:, 4:], atol=0.2)
+    assert len(big) == len(small)
+    for name in ("video", "frame", "label"):
+        np.testing.assert_array_equal(getattr(big, name), getattr(small, name))
+    np.testing.assert_allclose(big.score, small.score, atol=0.02)
+    np.testing.assert_allclose(big.boxes, 2 * small.boxes, atol=0.2)
 
 
 def test_smooth_frames_smooths_each_videos_detections():
@@ -229,9 +234,9 @@ def test_smooth_frames_smooths_each_videos_detections():
     model = tiny_detector("i2d")
     plain, _ = run(model, 9, mode="per_keyframe")
     smoothed, _ = run(model, 9, mode="per_keyframe", smooth_frames=2)
-    expected = smooth_rows(plain, {0: 9}, window=2)
-    expected = expected[np.lexsort((-expected[:, 3], expected[:, 1]))]
-    assert len(plain) > 9 and not np.allclose(smoothed[:, 3], plain[:, 3])
+    expected = FrameDetections.from_rows(smooth_rows(plain, {0: 9}, window=2)).sorted_by_frame().to_rows()
+    assert len(plain) > 9 and not np.allclose(FrameDetections.from_rows(smoothed).score,
+                                              FrameDetections.from_rows(plain).score)
     np.testing.assert_allclose(smoothed, expected, atol=1e-6)
 
 

@@ -43,6 +43,7 @@ under ``"splits"``, each split's.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import pickle
 import sys
@@ -51,7 +52,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from s3d_det.data.annotations import load_gt, split_videos
-from s3d_det.evaluation.detections import Detections, check_detections, load_detections
+from s3d_det.evaluation.detections import TUBE_VIDEO, Detections, check_detections, load_detections
 from s3d_det.evaluation.frame_map import PROTOCOLS, frame_ap
 from s3d_det.evaluation.video_map import video_map
 from s3d_det.utils.errors import run_tool
@@ -121,7 +122,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def _remap(index: np.ndarray, table: np.ndarray, dets: Detections, key: str, path: str, split: int) -> np.ndarray:
-    """``index`` (positions in ``dets.videos``) turned into positions in ``test``; the first row naming a video
+    """``index`` (positions in ``dets.videos``) turned into positions in ``test`` (int64); the first row naming a video
     outside ``test`` is an error."""
     mapped = table[index.astype(np.int64)]
     bad = np.flatnonzero(mapped < 0)
@@ -129,7 +130,7 @@ def _remap(index: np.ndarray, table: np.ndarray, dets: Detections, key: str, pat
         row = int(bad[0])
         video = dets.videos[int(index[row])]
         raise InputError(f"{path}: {key} row {row}: video {video!r} is not in the test list of split {split}")
-    return mapped.astype(np.float64)
+    return mapped
 
 
 def load_for_split(gt: dict, path: str, split: int, test: List[str]) -> Detections:
@@ -140,13 +141,13 @@ def load_for_split(gt: dict, path: str, split: int, test: List[str]) -> Detectio
         raise InputError(str(e)) from None
     position = {video: i for i, video in enumerate(test)}
     table = np.array([position.get(v, -1) for v in dets.videos] or [-1], dtype=np.int64)
-    frame_dets = dets.frame_dets.copy()
-    frame_dets[:, 0] = _remap(frame_dets[:, 0], table, dets, "frame_dets", path, split)
+    per_frame = dets.per_frame
+    per_frame = dataclasses.replace(per_frame, video=_remap(per_frame.video, table, dets, "frame_dets", path, split))
     tubes = None
     if dets.tubes is not None:
         tubes = dets.tubes.copy()
-        tubes[:, 0] = _remap(tubes[:, 0], table, dets, "tubes", path, split)
-    mapped = Detections(videos=test, frame_dets=frame_dets, tubes=tubes, tube_boxes=dets.tube_boxes)
+        tubes[:, TUBE_VIDEO] = _remap(tubes[:, TUBE_VIDEO], table, dets, "tubes", path, split)
+    mapped = Detections(videos=test, frame_dets=per_frame, tubes=tubes, tube_boxes=dets.tube_boxes)
     try:
         check_detections(mapped, gt=gt, source=path)
     except ValueError as e:

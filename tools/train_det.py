@@ -54,7 +54,8 @@ def show_example(cfg, gt: dict, root: str) -> None:
     dets = load_detections(os.path.join(cfg.OUTPUT_DIR, "detections.npz"))
     video = dets.videos[0]
     base = os.path.join(cfg.OUTPUT_DIR, "visualization", video.replace("/", "_"))
-    render_video(open_frames(root, video), dets.frame_dets[dets.frame_dets[:, 0] == 0], gt["labels"],
+    per_frame = dets.per_frame
+    render_video(open_frames(root, video), per_frame.select(per_frame.video == 0), gt["labels"],
                  output=base + ".mp4", fps=25, gt=keyframe_boxes(gt, video), sheet=base + "_sheet.png", progress=False)
     print(f"detections on test video {video} (score >= 0.5; ground truth dashed): {base}.mp4, {base}_sheet.png")
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from s3d_det.config import ConfigError
 from s3d_det.data.annotations import keyframe_boxes, load_gt
+from s3d_det.evaluation.detections import FrameDetections
 from s3d_det.utils.errors import run_tool
 from s3d_det.utils.io import write_json
 
@@ -75,7 +76,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def detect(args, source, gt: Optional[dict]) -> tuple:
-    """Runs the model on every frame: (rows (N, 8), action names)."""
+    """Runs the model on every frame: (``FrameDetections``, action names)."""
     from s3d_det.config import load_config
     from s3d_det.engine.defaults import build_model, load_dataset_gt
     from s3d_det.engine.inference import VideoDetector
@@ -104,7 +105,7 @@ def detect(args, source, gt: Optional[dict]) -> tuple:
 
 
 def saved_detections(args, gt: Optional[dict]) -> tuple:
-    """The rows of --detections for the input's video: (rows (N, 8), action names)."""
+    """The detections of --detections for the input's video: (``FrameDetections``, action names)."""
     from s3d_det.evaluation.detections import load_detections
 
     dets = load_detections(args.detections)
@@ -116,21 +117,22 @@ def saved_detections(args, gt: Optional[dict]) -> tuple:
         index = 0
     else:
         raise ValueError(f"{args.detections} holds {len(dets.videos)} videos: pick the input's with --video")
-    rows = dets.frame_dets[dets.frame_dets[:, 0] == index]
-    largest = int(dets.frame_dets[:, 2].max()) + 1 if len(dets.frame_dets) else 0
+    per_frame = dets.per_frame
+    largest = int(per_frame.label.max()) + 1 if len(per_frame) else 0
     names = list(gt["labels"]) if gt is not None else [f"action {k}" for k in range(largest)]
     if largest > len(names):
         raise ValueError(f"{args.detections}: label {largest - 1} but {args.gt} has {len(names)} actions")
-    return rows, names
+    return per_frame.select(per_frame.video == index), names
 
 
-def frames_json(args, source, rows: np.ndarray, tubes: np.ndarray, names: List[str], fps: float) -> dict:
+def frames_json(args, source, dets: FrameDetections, tubes: np.ndarray, names: List[str], fps: float) -> dict:
     frames = []
     for f in range(1, source.num_frames + 1):
-        sel = rows[:, 1] == f
-        frames.append({"frame": f, "boxes": rows[sel, 4:8].round(2).tolist(),
-                       "labels": [names[int(k)] for k in rows[sel, 2]], "label_ids": rows[sel, 2].astype(int).tolist(),
-                       "scores": rows[sel, 3].round(4).tolist(), "tubes": tubes[sel].tolist()})
+        sel = dets.frame == f
+        labels = dets.label[sel].tolist()
+        frames.append({"frame": f, "boxes": dets.boxes[sel].round(2).tolist(),
+                       "labels": [names[k] for k in labels], "label_ids": labels,
+                       "scores": dets.score[sel].round(4).tolist(), "tubes": tubes[sel].tolist()})
     return {"input": args.input, "video": args.video, "fps": fps, "size": list(source.size),
             "num_frames": source.num_frames, "classes": names, "score_thresh": args.score_thresh, "frames": frames}
 
@@ -151,18 +153,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 raise ValueError(f"{args.gt}: video {args.video!r} is {gt['resolution'][args.video]} (h, w), "
                                  f"{args.input} is {tuple(source.size)}")
             boxes = keyframe_boxes(gt, args.video)
-        rows, names = saved_detections(args, gt) if args.detections else detect(args, source, gt)
+        dets, names = saved_detections(args, gt) if args.detections else detect(args, source, gt)
         fps = args.fps or source.fps or 25.0
-        rows, tubes = render_video(source, rows, names, output=args.output, fps=fps, score_thresh=args.score_thresh,
+        dets, tubes = render_video(source, dets, names, output=args.output, fps=fps, score_thresh=args.score_thresh,
                                    gt=boxes, gif=args.gif, sheet=args.sheet, sheet_frames=args.sheet_frames,
                                    progress=not args.quiet)
         if args.json:
-            write_json(args.json, frames_json(args, source, rows, tubes, names, fps))
+            write_json(args.json, frames_json(args, source, dets, tubes, names, fps))
     except (ConfigError, OSError, ValueError, pickle.UnpicklingError) as e:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
     written = [p for p in (args.output, args.gif, args.sheet, args.json) if p]
-    print(f"{len(rows)} detections (score >= {args.score_thresh:g}) on {source.num_frames} frames of {args.input}; "
+    print(f"{len(dets)} detections (score >= {args.score_thresh:g}) on {source.num_frames} frames of {args.input}; "
           f"wrote {', '.join(written)}")
     return 0
 

@@ -8,18 +8,17 @@ from __future__ import annotations
 import os
 from typing import Dict, Mapping, Optional
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from s3d_det.evaluation import Detections, frame_ap, save_detections
+from s3d_det.evaluation import Detections, FrameDetections, frame_ap, save_detections
 from s3d_det.evaluation.video_map import video_map
 from s3d_det.modeling.detector import detections_to_rows
 from s3d_det.utils.io import write_json
 
 from .distributed import all_gather, get_rank, get_world_size, is_main_process
-from .smoothing import smooth_rows
+from .smoothing import smooth_detections
 from .trainer import to_device
 
 __all__ = ["detect_videos", "score_detections", "evaluate_detector"]
@@ -31,25 +30,27 @@ def detect_videos(model: torch.nn.Module, dataset, *, batch_size: int = 4, num_w
     """Detections of ``model`` (in eval mode) on every sample of ``dataset`` (a ``TestClipDataset``):
     ``Detections(videos=dataset.videos, frame_dets (N, 8))`` in original frame pixels, on every process, rows by
     video, frame, then score. ``smooth_frames`` > 0 smooths the scores over that many frames to each side
-    (``smoothing.smooth_rows``) once every frame is detected."""
+    (``smoothing.smooth_detections``) once every frame is detected."""
     rank, world = get_rank(), get_world_size()
     shard = Subset(dataset, range(rank, len(dataset), world))
     loader = DataLoader(shard, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_fn)
     index = {video: i for i, video in enumerate(dataset.videos)}
     was_training = model.training
     model.eval()
-    rows = []
+    parts = []
     for batch in tqdm(loader, desc="detect", disable=not (progress and is_main_process()), leave=False):
         outputs = model(to_device(batch, device))
-        rows.append(detections_to_rows([{k: v.cpu() for k, v in o.items()} for o in outputs], batch, index))
+        rows = detections_to_rows([{k: v.cpu() for k, v in o.items()} for o in outputs], batch, index)
+        parts.append(FrameDetections.from_rows(rows))
     model.train(was_training)
-    rows = np.concatenate(rows) if rows else np.zeros((0, 8))
-    gathered = np.concatenate(all_gather(rows)) if world > 1 else rows
+    dets = FrameDetections.concat(parts)
+    if world > 1:
+        dets = FrameDetections.concat(all_gather(dets))
     if smooth_frames:
-        gathered = smooth_rows(gathered, {i: dataset.nframes[v] for i, v in enumerate(dataset.videos)},
-                               window=smooth_frames)
-    order = np.lexsort((-gathered[:, 3], gathered[:, 1], gathered[:, 0]))  # by video, frame, score: any shard count
-    return Detections(videos=list(dataset.videos), frame_dets=gathered[order])
+        dets = smooth_detections(dets, {i: dataset.nframes[v] for i, v in enumerate(dataset.videos)},
+                                 window=smooth_frames)
+    # by video, frame, score: the same order for any shard count
+    return Detections(videos=list(dataset.videos), frame_dets=dets.sorted_by_frame())
 
 
 def score_detections(gt: Mapping, dets: Detections, *, protocol: str = "act", iou: float = 0.5,

@@ -39,12 +39,12 @@ from tqdm import tqdm
 
 from s3d_det.data.clips import clip_frames, map_boundary, resized_shape, to_tensor
 from s3d_det.data.frames import FrameSource, ImageFolderSource, VideoFileSource
-from s3d_det.evaluation.detections import Detections
+from s3d_det.evaluation.detections import Detections, FrameDetections
 from s3d_det.modeling.detector import detections_to_rows
 from s3d_det.modeling.fusion import fold_batchnorm
 
 from .distributed import all_gather, get_rank, get_world_size, is_main_process
-from .smoothing import smooth_rows
+from .smoothing import smooth_detections
 
 __all__ = ["MODES", "open_video", "VideoDetector", "detect_dataset"]
 
@@ -117,15 +117,15 @@ class VideoDetector:
         device: where the model runs.
         amp_dtype (torch.dtype, optional): autocast dtype (e.g. ``torch.bfloat16`` on CUDA).
         smooth_frames (int): once every frame of the video is detected, smooth the scores over this many frames
-            to each side (``smoothing.smooth_rows``; ``TEST.SMOOTH_FRAMES``); 0: off.
+            to each side (``smoothing.smooth_detections``; ``TEST.SMOOTH_FRAMES``); 0: off.
         fold_bn (bool): run a copy of ``model``, made now, with every BatchNorm folded into the convolution
             before it (``modeling.fusion.fold_batchnorm``): the same detections up to float rounding, in less
             time (on the CPU 5-8% of the 3D network's, 4% of ResNet-18's, 20% of ResNet-50's with frozen
             BatchNorm). ``model`` itself is left as it is; ``self.model`` is the copy. False: ``model`` itself.
 
-    Calling it on a ``FrameSource`` returns the detections of every frame as interchange rows (N, 8) float64
-    ``video_index, frame (1-based), label (0-based), score, x1, y1, x2, y2`` in pixels of the original frames,
-    sorted by frame, then score (highest first). ``stats`` then holds ``frames``, ``decoded`` (frames the source
+    Calling it on a ``FrameSource`` returns the detections of every frame as ``FrameDetections`` (video index,
+    1-based frame, 0-based label, score, boxes x1, y1, x2, y2 in pixels of the original frames; ``to_rows()``
+    gives the interchange rows (N, 8)), sorted by frame, then score (highest first). ``stats`` then holds ``frames``, ``decoded`` (frames the source
     decoded), ``max_frames_held`` (the most resized frames held at once), ``forwards_3d`` (3D network calls) and
     ``positions_3d`` (clip positions they took).
     """
@@ -184,7 +184,7 @@ class VideoDetector:
 
     @torch.no_grad()
     def __call__(self, source: FrameSource, *, video_index: int = 0, num_frames: Optional[int] = None,
-                 progress: bool = False, desc: str = "detect") -> np.ndarray:
+                 progress: bool = False, desc: str = "detect") -> FrameDetections:
         """Detections on frames 1..``num_frames`` (default: all) of ``source``; see the class docstring."""
         n = source.num_frames if num_frames is None else int(num_frames)
         if not 1 <= n <= source.num_frames:
@@ -193,19 +193,19 @@ class VideoDetector:
         cache = _FrameCache(source, resized_shape(h, w, self.short_side, self.max_size))
         decoded = source.decode_count
         self.stats = {"frames": n, "forwards_3d": 0, "positions_3d": 0}
-        rows: List[np.ndarray] = [np.zeros((0, 8))]
+        parts: List[FrameDetections] = []
         steps = self._per_keyframe(n, cache) if self.mode == "per_keyframe" else self._shared(n, cache)
         with tqdm(total=n, desc=desc, unit="frame", disable=not progress, leave=False) as bar, \
                 torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
                                enabled=self.amp_dtype is not None):
             for keyframes, frames, clip, features in steps:
-                rows.append(self._detect(keyframes, frames, clip, features, video_index, (int(h), int(w))))
+                parts.append(self._detect(keyframes, frames, clip, features, video_index, (int(h), int(w))))
                 bar.update(len(keyframes))
         self.stats.update(decoded=source.decode_count - decoded, max_frames_held=cache.max_held)
-        rows = np.concatenate(rows)
+        dets = FrameDetections.concat(parts)
         if self.smooth_frames:
-            rows = smooth_rows(rows, {video_index: n}, window=self.smooth_frames)
-        return rows[np.lexsort((-rows[:, 3], rows[:, 1]))]
+            dets = smooth_detections(dets, {video_index: n}, window=self.smooth_frames)
+        return dets.sorted_by_frame()  # one video: by frame, then score
 
     # -- the two modes: each yields (keyframes, their resized frames, clip (B, 3, T, H, W) or None, features
     #    (B, C, T', h, w) or None) ------------------------------------------------------------------------------
@@ -315,8 +315,9 @@ class VideoDetector:
         return torch.nn.functional.pad(x, (0, -(-w // d) * d - w, 0, -(-h // d) * d - h))
 
     def _detect(self, keyframes: Sequence[int], frames: Mapping[int, np.ndarray], clip: Optional[torch.Tensor],
-                features: Optional[torch.Tensor], video_index: int, orig_size: Tuple[int, int]) -> np.ndarray:
-        """Rows of the 2D detector and the head on ``keyframes``, given their ``clip`` or their 3D ``features``."""
+                features: Optional[torch.Tensor], video_index: int, orig_size: Tuple[int, int]) -> FrameDetections:
+        """Detections of the 2D detector and the head on ``keyframes``, given their ``clip`` or their 3D
+        ``features``."""
         h, w = frames[keyframes[0]].shape[:2]
         num = len(keyframes)
         batch = {"keyframe": self._pad(torch.stack([to_tensor(frames[k]) for k in keyframes])),
@@ -326,7 +327,8 @@ class VideoDetector:
             batch["clip"] = clip
         outputs = self.model(batch, features=features)
         outputs = [{k: (v.float() if v.is_floating_point() else v).cpu() for k, v in o.items()} for o in outputs]
-        return detections_to_rows(outputs, {"video": ["video"] * num, "frame": list(keyframes)}, {"video": video_index})
+        rows = detections_to_rows(outputs, {"video": ["video"] * num, "frame": list(keyframes)}, {"video": video_index})
+        return FrameDetections.from_rows(rows)
 
 
 def detect_dataset(detector: VideoDetector, dataset, *, progress: bool = True) -> Detections:
@@ -334,12 +336,12 @@ def detect_dataset(detector: VideoDetector, dataset, *, progress: bool = True) -
     and frame sources), one video at a time; with several processes each takes every world_size-th video.
     Returns ``Detections(videos=dataset.videos, ...)`` on every process, rows by video, frame, then score."""
     rank, world = get_rank(), get_world_size()
-    rows = [np.zeros((0, 8))]
+    parts = []
     videos = range(rank, len(dataset.videos), world)
     for i in tqdm(videos, desc="videos", disable=not (progress and is_main_process()), leave=False):
         video = dataset.videos[i]
-        rows.append(detector(dataset.source(video), video_index=i, num_frames=dataset.nframes[video]))
-    rows = np.concatenate(rows)
-    gathered = np.concatenate(all_gather(rows)) if world > 1 else rows
-    order = np.lexsort((-gathered[:, 3], gathered[:, 1], gathered[:, 0]))
-    return Detections(videos=list(dataset.videos), frame_dets=gathered[order])
+        parts.append(detector(dataset.source(video), video_index=i, num_frames=dataset.nframes[video]))
+    dets = FrameDetections.concat(parts)
+    if world > 1:
+        dets = FrameDetections.concat(all_gather(dets))
+    return Detections(videos=list(dataset.videos), frame_dets=dets.sorted_by_frame())

@@ -1,5 +1,5 @@
 """Frame-mAP in the published protocols, video-mAP with tube linking, and the detections file format."""
-from .detections import Detections, check_detections, load_detections, save_detections
+from .detections import Detections, FrameDetections, check_detections, load_detections, save_detections
 from .frame_map import PROTOCOLS, FrameAPResult, frame_ap, iou2d
 from .linking import LinkingConfig, link_tubes
 from .tubes import iou3dt, nms3dt
@@ -7,6 +7,7 @@ from .video_map import VideoAPResult, video_ap, video_map
 
 __all__ = [
     "Detections",
+    "FrameDetections",
     "FrameAPResult",
     "LinkingConfig",
     "PROTOCOLS",

@@ -8,6 +8,12 @@ Keys:
 - optional, for video-mAP: ``tubes`` (K, 3) float64 ``video_index, label, score`` and ``tube_boxes`` (P, 6)
   float64 ``tube_index, frame, x1, y1, x2, y2`` (one row per frame of each tube, frames increasing).
 
+In code the per-frame rows travel as :class:`FrameDetections` (named fields: ``video``, ``frame``, ``label``,
+``score``, ``boxes``); ``FrameDetections.from_rows``/``to_rows`` convert from and to the (N, 8) layout, which only
+this module indexes by column (``VIDEO, FRAME, LABEL, SCORE, BOX``; ``TUBE_*`` and ``TUBE_BOX_*`` for the tubes).
+:class:`Detections` mirrors a file: ``frame_dets`` stays the (N, 8) array, ``Detections.per_frame`` gives it as
+:class:`FrameDetections`.
+
 Files are read with ``numpy.load(allow_pickle=False)``: a detection file never runs code. A file that is not
 such an archive (empty, text, a pickle, a single ``.npy``), an object array, a key of the wrong shape or an integer
 ``frame_dets`` (its scores would be truncated) is a ``DataError`` naming the file and the key.
@@ -17,19 +23,142 @@ from __future__ import annotations
 import dataclasses
 import os
 import zipfile
-from typing import List, Mapping, Optional
+from typing import List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from s3d_det.data.errors import DataError
 from s3d_det.utils.io import atomic_write
 
-__all__ = ["Detections", "load_detections", "save_detections", "check_detections"]
+__all__ = ["Detections", "FrameDetections", "load_detections", "save_detections", "check_detections",
+           "checked_frame_detections", "VIDEO", "FRAME", "LABEL", "SCORE", "BOX", "NUM_COLUMNS",
+           "TUBE_VIDEO", "TUBE_LABEL", "TUBE_SCORE", "TUBE_BOX_TUBE", "TUBE_BOX_FRAME", "TUBE_BOX_BOX"]
+
+# the columns of ``frame_dets`` (N, 8): the file format; nothing outside this module indexes them by number
+VIDEO, FRAME, LABEL, SCORE = 0, 1, 2, 3
+BOX = slice(4, 8)  # x1, y1, x2, y2
+NUM_COLUMNS = 8
+# the columns of ``tubes`` (K, 3) and ``tube_boxes`` (P, 6)
+TUBE_VIDEO, TUBE_LABEL, TUBE_SCORE = 0, 1, 2
+TUBE_BOX_TUBE, TUBE_BOX_FRAME = 0, 1
+TUBE_BOX_BOX = slice(2, 6)
+
+_INT_FIELDS = ("video", "frame", "label")
+
+
+def _as_int(name: str, values) -> np.ndarray:
+    """``values`` (N,) as int64; a float that is not a finite integer is a ``ValueError`` naming the row."""
+    a = np.asarray(values)
+    if a.dtype.kind in "iub":
+        return a.astype(np.int64, copy=False)
+    a = np.asarray(a, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(a) | (a != np.trunc(a)))
+    if len(bad):
+        raise ValueError(f"FrameDetections.{name} row {bad[0]}: {float(a[bad[0]]):g} is not an integer")
+    return a.astype(np.int64)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FrameDetections:
+    """N per-frame detections, one named array a field (row i of each is detection i).
+
+    Attributes:
+        video: (N,) int64 position of the detection's video in the detections' ``videos`` list.
+        frame: (N,) int64 frame number, 1-based.
+        label: (N,) int64 action label, 0-based.
+        score: (N,) float64 confidence.
+        boxes: (N, 4) float64 ``x1, y1, x2, y2`` in pixels of the original frame.
+
+    Fields are converted to those dtypes (integer fields given as floats must hold integers) and must agree in
+    length. Never modified in place: ``dataclasses.replace`` gives a changed copy.
+    """
+
+    video: np.ndarray
+    frame: np.ndarray
+    label: np.ndarray
+    score: np.ndarray
+    boxes: np.ndarray
+
+    def __post_init__(self):
+        for name in _INT_FIELDS:
+            object.__setattr__(self, name, _as_int(name, getattr(self, name)).reshape(-1))
+        object.__setattr__(self, "score", np.asarray(self.score, dtype=np.float64).reshape(-1))
+        object.__setattr__(self, "boxes", np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4))
+        n = len(self.video)
+        lengths = {name: len(getattr(self, name)) for name in ("frame", "label", "score", "boxes")}
+        if any(length != n for length in lengths.values()):
+            raise ValueError(f"FrameDetections fields disagree in length: video {n}, "
+                             + ", ".join(f"{k} {v}" for k, v in lengths.items()))
+
+    @classmethod
+    def empty(cls) -> "FrameDetections":
+        """No detections."""
+        return cls.from_rows(np.zeros((0, NUM_COLUMNS)))
+
+    @classmethod
+    def from_rows(cls, rows) -> "FrameDetections":
+        """From interchange rows (N, 8) ``video_index, frame, label, score, x1, y1, x2, y2`` (float)."""
+        rows = np.asarray(rows, dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[1] != NUM_COLUMNS:
+            raise ValueError(f"detection rows must be an array (N, {NUM_COLUMNS}), got shape {rows.shape}")
+        return cls(video=rows[:, VIDEO], frame=rows[:, FRAME], label=rows[:, LABEL],
+                   score=rows[:, SCORE].copy(), boxes=np.ascontiguousarray(rows[:, BOX]))
+
+    @classmethod
+    def of(cls, dets) -> "FrameDetections":
+        """``dets`` itself if it is a :class:`FrameDetections`, else ``from_rows(dets)`` (rows (N, 8))."""
+        if isinstance(dets, cls):
+            return dets
+        return cls.from_rows(np.asarray(dets, dtype=np.float64).reshape(-1, NUM_COLUMNS))
+
+    def to_rows(self) -> np.ndarray:
+        """The interchange rows (N, 8) float64 (integers are exact in float64)."""
+        rows = np.empty((len(self), NUM_COLUMNS))
+        rows[:, VIDEO], rows[:, FRAME], rows[:, LABEL] = self.video, self.frame, self.label
+        rows[:, SCORE], rows[:, BOX] = self.score, self.boxes
+        return rows
+
+    def __len__(self) -> int:
+        return len(self.video)
+
+    def select(self, index) -> "FrameDetections":
+        """The detections at ``index``: a boolean mask (N,), integer positions (in that order) or a slice."""
+        return FrameDetections(video=self.video[index], frame=self.frame[index], label=self.label[index],
+                               score=self.score[index], boxes=self.boxes[index])
+
+    @staticmethod
+    def concat(parts: Sequence["FrameDetections"]) -> "FrameDetections":
+        """The detections of ``parts``, one after the other."""
+        parts = list(parts)
+        if not parts:
+            return FrameDetections.empty()
+        return FrameDetections(**{f.name: np.concatenate([getattr(p, f.name) for p in parts])
+                                  for f in dataclasses.fields(FrameDetections)})
+
+    def sorted_by_frame(self) -> "FrameDetections":
+        """Sorted by video, frame, then descending score (stable: ties keep their order): a detection file's
+        order."""
+        return self.select(np.lexsort((-self.score, self.frame, self.video)))
+
+
+def checked_frame_detections(videos: Sequence[str], frame_dets, gt: Optional[Mapping] = None,
+                             source: str = "frame_dets") -> FrameDetections:
+    """``frame_dets`` (rows (N, 8) or :class:`FrameDetections`) checked by ``check_detections`` against
+    ``videos`` (and ``gt``), as :class:`FrameDetections`; inputs are not modified."""
+    if isinstance(frame_dets, FrameDetections):
+        rows = frame_dets.to_rows()
+    else:
+        rows = np.asarray(frame_dets, dtype=np.float64)
+        if rows.ndim != 2 or rows.shape[1] != NUM_COLUMNS:
+            raise ValueError(f"{source} must be an array (N, {NUM_COLUMNS}), got shape {rows.shape}")
+    check_detections(Detections(videos=list(videos), frame_dets=rows), gt=gt, source=source)
+    return FrameDetections.from_rows(rows)
 
 
 @dataclasses.dataclass
 class Detections:
-    """Detections of a set of videos; see the module docstring for the columns."""
+    """Detections of a set of videos as in a file; see the module docstring for the columns. ``frame_dets`` may
+    be given as :class:`FrameDetections`; it is kept as the (N, 8) rows."""
 
     videos: List[str]
     frame_dets: np.ndarray
@@ -38,12 +167,19 @@ class Detections:
 
     def __post_init__(self):
         self.videos = [str(v) for v in self.videos]
-        self.frame_dets = np.asarray(self.frame_dets, dtype=np.float64).reshape(-1, 8)
+        if isinstance(self.frame_dets, FrameDetections):
+            self.frame_dets = self.frame_dets.to_rows()
+        self.frame_dets = np.asarray(self.frame_dets, dtype=np.float64).reshape(-1, NUM_COLUMNS)
         if (self.tubes is None) != (self.tube_boxes is None):
             raise ValueError("tubes and tube_boxes go together: give both or neither")
         if self.tubes is not None:
             self.tubes = np.asarray(self.tubes, dtype=np.float64).reshape(-1, 3)
             self.tube_boxes = np.asarray(self.tube_boxes, dtype=np.float64).reshape(-1, 6)
+
+    @property
+    def per_frame(self) -> FrameDetections:
+        """``frame_dets`` as :class:`FrameDetections` (a new object at each access)."""
+        return FrameDetections.from_rows(self.frame_dets)
 
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first local file header; an empty zip's end record
@@ -138,7 +274,7 @@ def check_detections(dets: Detections, gt: Optional[Mapping] = None, source: str
         raise ValueError(f"{source}: {key} row {row}: {what}")
 
     def check_rows(key: str, a: np.ndarray, video_col: Optional[int], label_col: Optional[int],
-                   frame_col: Optional[int], box_cols: Optional[int]):
+                   frame_col: Optional[int], box_cols: Optional[slice]):
         row = _first_bad_row(~np.isfinite(a).all(axis=1))
         if row is not None:
             fail(key, row, f"non-finite value {a[row].tolist()}")
@@ -162,41 +298,42 @@ def check_detections(dets: Detections, gt: Optional[Mapping] = None, source: str
             if row is not None:
                 fail(key, row, f"frame {f[row]:g} is not a 1-based frame number")
         if box_cols is not None:
-            x1, y1, x2, y2 = a[:, box_cols:box_cols + 4].T
+            x1, y1, x2, y2 = a[:, box_cols].T
             row = _first_bad_row(x2 < x1)
             if row is not None:
-                fail(key, row, f"x2 < x1 in box {a[row, box_cols:box_cols + 4].tolist()}")
+                fail(key, row, f"x2 < x1 in box {a[row, box_cols].tolist()}")
             row = _first_bad_row(y2 < y1)
             if row is not None:
-                fail(key, row, f"y2 < y1 in box {a[row, box_cols:box_cols + 4].tolist()}")
+                fail(key, row, f"y2 < y1 in box {a[row, box_cols].tolist()}")
 
-    check_rows("frame_dets", d, 0, 2, 1, 4)
+    check_rows("frame_dets", d, VIDEO, LABEL, FRAME, BOX)
     if dets.tubes is not None:
-        check_rows("tubes", dets.tubes, 0, 1, None, None)
-        t = dets.tube_boxes[:, 0]
+        check_rows("tubes", dets.tubes, TUBE_VIDEO, TUBE_LABEL, None, None)
+        t = dets.tube_boxes[:, TUBE_BOX_TUBE]
         row = _first_bad_row((t < 0) | (t >= len(dets.tubes)) | (t != np.floor(t)))
         if row is not None:
             fail("tube_boxes", row, f"tube index {t[row]:g} outside 0..{len(dets.tubes) - 1}")
-        check_rows("tube_boxes", dets.tube_boxes, None, None, 1, 2)
+        check_rows("tube_boxes", dets.tube_boxes, None, None, TUBE_BOX_FRAME, TUBE_BOX_BOX)
     if gt is not None:
         unknown = [v for v in dets.videos if v not in gt["nframes"]]
         if unknown:
-            used = set(d[:, 0].astype(np.int64).tolist())
+            used = set(d[:, VIDEO].astype(np.int64).tolist())
             index = dets.videos.index(unknown[0])
             if index in used:
-                row = _first_bad_row(d[:, 0] == index)
+                row = _first_bad_row(d[:, VIDEO] == index)
                 fail("frame_dets", row, f"video {unknown[0]!r} is not in the ground truth")
             raise ValueError(f"{source}: videos[{index}] = {unknown[0]!r} is not in the ground truth")
         nframes = np.array([gt["nframes"][v] for v in dets.videos] or [0], dtype=np.float64)
         if len(d):
-            row = _first_bad_row(d[:, 1] > nframes[d[:, 0].astype(np.int64)])
+            row = _first_bad_row(d[:, FRAME] > nframes[d[:, VIDEO].astype(np.int64)])
             if row is not None:
-                video = dets.videos[int(d[row, 0])]
-                fail("frame_dets", row, f"frame {d[row, 1]:g} past the end of {video!r} ({gt['nframes'][video]} frames)")
+                video = dets.videos[int(d[row, VIDEO])]
+                fail("frame_dets", row,
+                     f"frame {d[row, FRAME]:g} past the end of {video!r} ({gt['nframes'][video]} frames)")
         if dets.tubes is not None and len(dets.tube_boxes):
-            video_of_row = dets.tubes[dets.tube_boxes[:, 0].astype(np.int64), 0].astype(np.int64)
-            row = _first_bad_row(dets.tube_boxes[:, 1] > nframes[video_of_row])
+            video_of_row = dets.tubes[dets.tube_boxes[:, TUBE_BOX_TUBE].astype(np.int64), TUBE_VIDEO].astype(np.int64)
+            row = _first_bad_row(dets.tube_boxes[:, TUBE_BOX_FRAME] > nframes[video_of_row])
             if row is not None:
                 video = dets.videos[int(video_of_row[row])]
-                fail("tube_boxes", row, f"frame {dets.tube_boxes[row, 1]:g} past the end of {video!r} "
+                fail("tube_boxes", row, f"frame {dets.tube_boxes[row, TUBE_BOX_FRAME]:g} past the end of {video!r} "
                      f"({gt['nframes'][video]} frames)")

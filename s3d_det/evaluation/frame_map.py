@@ -31,7 +31,7 @@ from typing import Dict, List, Mapping, Sequence
 
 import numpy as np
 
-from .detections import Detections, check_detections
+from .detections import FrameDetections, checked_frame_detections
 
 __all__ = ["PROTOCOLS", "FrameAPResult", "act_pr_ap", "frame_ap", "iou2d"]
 
@@ -116,9 +116,9 @@ def _gt_rows(gt: Mapping, videos: Sequence[str]):
     return np.concatenate(vids), np.concatenate(frames), np.concatenate(labels), np.concatenate(boxes)
 
 
-def _file_name_rank(dets: np.ndarray, videos: Sequence[str]) -> np.ndarray:
+def _file_name_rank(dets: FrameDetections, videos: Sequence[str]) -> np.ndarray:
     """(N,) rank of each detection's frame-file name ``<class>_<video>_<frame:05d>`` in YOWO's reading order."""
-    vid, frame = dets[:, 0].astype(np.int64), dets[:, 1].astype(np.int64)
+    vid, frame = dets.video, dets.frame
     keys, inverse = np.unique(vid * (int(frame.max(initial=0)) + 1) + frame, return_inverse=True)
     first = np.zeros(len(keys), dtype=np.int64)
     first[inverse] = np.arange(len(dets))  # any row of each (video, frame)
@@ -128,14 +128,14 @@ def _file_name_rank(dets: np.ndarray, videos: Sequence[str]) -> np.ndarray:
     return rank[inverse.reshape(-1)]
 
 
-def _match(dets, order, gt_key, gt_box, det_key, protocol, threshold) -> np.ndarray:
-    """True-positive flags (n,) for one class's detections ``dets`` (n,8) ranked by ``order``.
+def _match(boxes, order, gt_key, gt_box, det_key, protocol, threshold) -> np.ndarray:
+    """True-positive flags (n,) for one class's detections, boxes ``boxes`` (n, 4), ranked by ``order``.
 
     ``gt_key`` (G,) int64 frame keys and ``gt_box`` (G,4) hold that class's GT boxes in collection order. The
     detections of one frame are handled in rank order; the loop runs over ranks within a frame, each step
     handling the detections of that rank in every frame at once.
     """
-    n = len(dets)
+    n = len(boxes)
     tp = np.zeros(n, dtype=bool)
     if n == 0 or len(gt_key) == 0:
         return tp
@@ -161,7 +161,7 @@ def _match(dets, order, gt_key, gt_box, det_key, protocol, threshold) -> np.ndar
     for p in range(int(position.max()) + 1 if len(g) else 0):
         sel = has_gt[position == p]
         gi = group[sel]
-        ious = iou2d(padded[gi], dets[sel, None, 4:8], protocol)
+        ious = iou2d(padded[gi], boxes[sel, None], protocol)
         blocked = ~present[gi] | taken[gi] if protocol == "act" else ~present[gi]
         ious = np.where(blocked, -np.inf, ious)
         best = np.argmax(ious, axis=1)
@@ -218,7 +218,7 @@ def _ap_yowo(tp_ranked: np.ndarray, num_gt: int):
 def frame_ap(
     gt: Mapping,
     videos: Sequence[str],
-    frame_dets: np.ndarray,
+    frame_dets,
     protocol: str = "act",
     iou: float = 0.5,
 ) -> FrameAPResult:
@@ -226,9 +226,10 @@ def frame_ap(
 
     Args:
         gt: ground truth in the ACT schema (see :mod:`s3d_det.data.annotations`).
-        videos: the evaluated video names (a split's test list); ``frame_dets[:, 0]`` indexes this list.
-        frame_dets: (N, 8) ``video_index, frame (1-based), label (0-based), score, x1, y1, x2, y2`` in pixels of
-            the original frame; rows in file order (it matters only for ties, see the module docstring).
+        videos: the evaluated video names (a split's test list); the detections' video index points into it.
+        frame_dets: :class:`~.detections.FrameDetections`, or its rows (N, 8) ``video_index, frame (1-based),
+            label (0-based), score, x1, y1, x2, y2`` in pixels of the original frame; in file order (it matters
+            only for ties, see the module docstring).
         protocol: ``"act"``, ``"voc"`` or ``"yowo"`` (module docstring).
         iou: IoU threshold in (0, 1]; a detection matches at IoU >= ``iou``.
 
@@ -240,36 +241,33 @@ def frame_ap(
     if not 0.0 < iou <= 1.0:
         raise ValueError(f"iou threshold must be in (0, 1], got {iou}")
     videos = list(videos)
-    dets = np.asarray(frame_dets, dtype=np.float64)
-    if dets.ndim != 2 or dets.shape[1] != 8:
-        raise ValueError(f"frame_dets must be an array (N, 8), got shape {dets.shape}")
-    check_detections(Detections(videos=videos, frame_dets=dets), gt=gt, source="frame_dets")
+    dets = checked_frame_detections(videos, frame_dets, gt=gt, source="frame_dets")
 
     labels = list(gt["labels"])
     g_vid, g_frame, g_label, g_box = _gt_rows(gt, videos)
-    max_frame = int(max(g_frame.max(initial=0), dets[:, 1].max(initial=0))) + 1
+    max_frame = int(max(g_frame.max(initial=0), dets.frame.max(initial=0))) + 1
     g_key = g_vid * max_frame + g_frame
-    d_key = dets[:, 0].astype(np.int64) * max_frame + dets[:, 1].astype(np.int64)
+    d_key = dets.video * max_frame + dets.frame
     if protocol == "yowo":  # YOWO runs only on frames holding ground truth
         keep = np.isin(d_key, g_key)
-        dets, d_key = dets[keep], d_key[keep]
-    d_label = dets[:, 2].astype(np.int64)
+        dets, d_key = dets.select(keep), d_key[keep]
+    d_label = dets.label
     name_rank = _file_name_rank(dets, videos) if protocol == "yowo" else None
 
     classes, ap, precision, recall, num_gt, num_dets = [], {}, {}, {}, {}, {}
     ap_values = []
     for c, name in enumerate(labels):
         rows = np.flatnonzero(d_label == c)
-        cdets = dets[rows]
+        score = dets.score[rows]
         in_class = g_label == c
         n_gt = int(in_class.sum())
         if protocol != "act" and n_gt == 0:
             continue  # left out of the mean, as MultiSports' and YOWO's codes do
         if protocol == "yowo":  # stable: ties by file name, then row
-            order = np.lexsort((np.arange(len(rows)), name_rank[rows], -cdets[:, 3]))
+            order = np.lexsort((np.arange(len(rows)), name_rank[rows], -score))
         else:
-            order = np.argsort(-cdets[:, 3])
-        tp = _match(cdets, order, g_key[in_class], g_box[in_class], d_key[rows], protocol, iou)
+            order = np.argsort(-score)
+        tp = _match(dets.boxes[rows], order, g_key[in_class], g_box[in_class], d_key[rows], protocol, iou)
         p, r, value = {"act": act_pr_ap, "voc": _ap_voc, "yowo": _ap_yowo}[protocol](tp[order], n_gt)
         classes.append(name)
         precision[name], recall[name] = p, r

@@ -17,7 +17,15 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from .detections import Detections, check_detections
+from .detections import (
+    TUBE_BOX_BOX,
+    TUBE_BOX_FRAME,
+    TUBE_BOX_TUBE,
+    TUBE_LABEL,
+    TUBE_SCORE,
+    TUBE_VIDEO,
+    checked_frame_detections,
+)
 from .frame_map import iou2d
 from .tubes import TubeSet
 
@@ -201,8 +209,13 @@ def _fill(frames: np.ndarray, boxes: np.ndarray, tube: np.ndarray, smooth_window
     return full_frame, full
 
 
+def _no_tubes(num_tubes: int = 0, num_boxes: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """``tubes`` (num_tubes, 3) and ``tube_boxes`` (num_boxes, 6) float64, zeros."""
+    return np.zeros((num_tubes, 3)), np.zeros((num_boxes, 6))
+
+
 def link_tubes(
-    videos: Sequence[str], frame_dets: np.ndarray, config: Optional[LinkingConfig] = None, **overrides
+    videos: Sequence[str], frame_dets, config: Optional[LinkingConfig] = None, **overrides
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Links per-frame detections into tubes, per video and class, as ACT-detector's ``BuildTubes`` does.
 
@@ -217,31 +230,30 @@ def link_tubes(
     one video and class holds, never over videos or detections.
 
     Args:
-        videos: the video names ``frame_dets[:, 0]`` indexes (used to check the indices).
-        frame_dets: (N, 8) ``video_index, frame (1-based), label (0-based), score, x1, y1, x2, y2``, pixels.
+        videos: the video names the detections' video index points into (used to check the indices).
+        frame_dets: :class:`~.detections.FrameDetections`, or its rows (N, 8) ``video_index, frame (1-based),
+            label (0-based), score, x1, y1, x2, y2``, pixels.
         config: a :class:`LinkingConfig` (default: ACT's values); ``overrides``: its fields by name.
     Returns:
         ``tubes`` (K, 3) float64 ``video_index, label, score`` and ``tube_boxes`` (P, 6) float64
         ``tube_index, frame, x1, y1, x2, y2`` (the detections format), ordered by video, label, then score.
     """
     cfg = dataclasses.replace(config or LinkingConfig(), **overrides)
-    dets = np.asarray(frame_dets, dtype=np.float64)
-    if dets.ndim != 2 or dets.shape[1] != 8:
-        raise ValueError(f"frame_dets must be an array (N, 8), got shape {dets.shape}")
-    check_detections(Detections(videos=list(videos), frame_dets=dets), source="frame_dets")
+    dets = checked_frame_detections(videos, frame_dets, source="frame_dets")
     if len(dets) == 0:
-        return np.zeros((0, 3)), np.zeros((0, 6))
+        return _no_tubes()
 
-    dets = dets[np.lexsort((-dets[:, 3], dets[:, 1], dets[:, 2], dets[:, 0]))]  # video, label, frame, score
-    frames = dets[:, 1].astype(np.int64)
-    group = np.cumsum(np.r_[False, np.any(dets[1:, [0, 2]] != dets[:-1, [0, 2]], axis=1)])
+    dets = dets.select(np.lexsort((-dets.score, dets.frame, dets.label, dets.video)))  # video, label, frame, score
+    frames = dets.frame
+    group = np.cumsum(np.r_[False, (dets.video[1:] != dets.video[:-1]) | (dets.label[1:] != dets.label[:-1])])
     cell = np.cumsum(np.r_[False, (group[1:] != group[:-1]) | (frames[1:] != frames[:-1])])
-    keep = _nms_cells(dets[:, 4:8], cell, cfg.nms_iou, cfg.top_k)
-    dets, frames, group = dets[keep], frames[keep], group[keep]
-    tube_of = _link(frames, group, dets[:, 3], dets[:, 4:8], cfg)
+    keep = _nms_cells(dets.boxes, cell, cfg.nms_iou, cfg.top_k)
+    dets, group = dets.select(keep), group[keep]
+    frames = dets.frame
+    tube_of = _link(frames, group, dets.score, dets.boxes, cfg)
 
     count = np.bincount(tube_of)
-    score = np.bincount(tube_of, weights=dets[:, 3]) / count
+    score = np.bincount(tube_of, weights=dets.score) / count
     t_row = np.zeros(len(count), dtype=np.int64)  # a row of each tube: its video, label and group
     t_row[tube_of] = np.arange(len(tube_of))
     last = np.zeros(len(count), dtype=np.int64)
@@ -251,10 +263,10 @@ def link_tubes(
     span = last - first + 1
     kept_ids = np.flatnonzero((score >= cfg.min_score) & (span >= cfg.min_length))
     if len(kept_ids) == 0:
-        return np.zeros((0, 3)), np.zeros((0, 6))
+        return _no_tubes()
     rows = np.flatnonzero(np.isin(tube_of, kept_ids))
     rows = rows[np.lexsort((frames[rows], tube_of[rows]))]
-    full_frame, full_box = _fill(frames[rows], dets[rows, 4:8], tube_of[rows], cfg.smooth_window)
+    full_frame, full_box = _fill(frames[rows], dets.boxes[rows], tube_of[rows], cfg.smooth_window)
     full = np.column_stack([full_frame, full_box])  # the kept tubes' rows, in the order of kept_ids
     lengths = span[kept_ids]
     k_group, k_score = group[t_row[kept_ids]], score[kept_ids]
@@ -268,5 +280,9 @@ def link_tubes(
     starts = (np.cumsum(lengths) - lengths)[order]
     picked = np.repeat(starts - (np.cumsum(n) - n), n) + np.arange(n.sum())
     source = t_row[kept_ids[order]]
-    tubes = np.column_stack([dets[source, 0], dets[source, 2], k_score[order]])
-    return tubes, np.column_stack([np.repeat(np.arange(len(order)), n), full[picked]])
+    tubes, tube_boxes = _no_tubes(len(order), len(picked))
+    tubes[:, TUBE_VIDEO], tubes[:, TUBE_LABEL] = dets.video[source], dets.label[source]
+    tubes[:, TUBE_SCORE] = k_score[order]
+    tube_boxes[:, TUBE_BOX_TUBE] = np.repeat(np.arange(len(order)), n)
+    tube_boxes[:, TUBE_BOX_FRAME], tube_boxes[:, TUBE_BOX_BOX] = full_frame[picked], full_box[picked]
+    return tubes, tube_boxes

@@ -23,7 +23,17 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from .detections import Detections, check_detections
+from .detections import (
+    TUBE_BOX_BOX,
+    TUBE_BOX_FRAME,
+    TUBE_BOX_TUBE,
+    TUBE_LABEL,
+    TUBE_SCORE,
+    TUBE_VIDEO,
+    Detections,
+    FrameDetections,
+    check_detections,
+)
 from .frame_map import act_pr_ap
 from .linking import LinkingConfig, link_tubes
 from .tubes import TubeSet
@@ -62,13 +72,13 @@ class VideoAPResult:
 def _split_tubes(tubes: np.ndarray, tube_boxes: np.ndarray) -> List[np.ndarray]:
     """The (n, 5) box array of each tube, rows sorted by frame; a tube without boxes or with a frame twice is an
     error naming it."""
-    order = np.lexsort((tube_boxes[:, 1], tube_boxes[:, 0]))
-    rows = tube_boxes[order]
-    index = rows[:, 0].astype(np.int64)
+    order = np.lexsort((tube_boxes[:, TUBE_BOX_FRAME], tube_boxes[:, TUBE_BOX_TUBE]))
+    index = tube_boxes[order, TUBE_BOX_TUBE].astype(np.int64)
+    rows = np.column_stack([tube_boxes[order, TUBE_BOX_FRAME], tube_boxes[order, TUBE_BOX_BOX]])  # frame, x1..y2
     bounds = np.searchsorted(index, np.arange(len(tubes) + 1))
     out = []
     for k in range(len(tubes)):
-        boxes = rows[bounds[k]:bounds[k + 1], 1:6]
+        boxes = rows[bounds[k]:bounds[k + 1]]
         if len(boxes) == 0:
             raise ValueError(f"tubes row {k}: the tube has no rows in tube_boxes")
         repeated = boxes[1:, 0][boxes[1:, 0] == boxes[:-1, 0]]
@@ -87,17 +97,17 @@ def _video_aps(gt: Mapping, videos: Sequence[str], tubes: np.ndarray, tube_boxes
     videos = list(videos)
     tubes = np.asarray(tubes, dtype=np.float64).reshape(-1, 3)
     tube_boxes = np.asarray(tube_boxes, dtype=np.float64).reshape(-1, 6)
-    check_detections(Detections(videos, np.zeros((0, 8)), tubes, tube_boxes), gt=gt, source="tubes")
+    check_detections(Detections(videos, FrameDetections.empty(), tubes, tube_boxes), gt=gt, source="tubes")
     boxes = _split_tubes(tubes, tube_boxes)
-    t_video = tubes[:, 0].astype(np.int64)
-    t_label = tubes[:, 1].astype(np.int64)
+    t_video = tubes[:, TUBE_VIDEO].astype(np.int64)
+    t_label = tubes[:, TUBE_LABEL].astype(np.int64)
 
     labels = list(gt["labels"])
     per_class = []  # (ranked tubes, st-IoUs with their video's GT tubes, GT tubes per video, number of GT tubes)
     for c in range(len(labels)):
         gt_tubes = {iv: gt["gttubes"].get(v, {}).get(c, []) for iv, v in enumerate(videos)}
         rows = np.flatnonzero(t_label == c)
-        ranked = rows[np.argsort(-tubes[rows, 2])]
+        ranked = rows[np.argsort(-tubes[rows, TUBE_SCORE])]
         ious = np.zeros((len(ranked), max(map(len, gt_tubes.values()), default=0)))  # [tube, GT tube of its video]
         for v in np.unique(t_video[ranked]):
             g = len(gt_tubes[v])
@@ -142,7 +152,7 @@ def video_ap(gt: Mapping, videos: Sequence[str], tubes: np.ndarray, tube_boxes: 
 
     Args:
         gt: ground truth in the ACT schema.
-        videos: the evaluated video names (a split's test list); ``tubes[:, 0]`` indexes this list.
+        videos: the evaluated video names (a split's test list); the tubes' video index points into it.
         tubes: (K, 3) ``video_index, label (0-based), score``.
         tube_boxes: (P, 6) ``tube_index, frame (1-based), x1, y1, x2, y2`` in pixels of the original frame.
         iou: st-IoU threshold in (0, 1]; a tube matches at st-IoU >= ``iou``.
@@ -155,7 +165,7 @@ def video_ap(gt: Mapping, videos: Sequence[str], tubes: np.ndarray, tube_boxes: 
 def video_map(
     gt: Mapping,
     videos: Sequence[str],
-    frame_dets: Optional[np.ndarray] = None,
+    frame_dets=None,
     tubes: Optional[np.ndarray] = None,
     tube_boxes: Optional[np.ndarray] = None,
     linking: Optional[LinkingConfig] = None,
@@ -163,7 +173,8 @@ def video_map(
 ) -> Dict[str, float]:
     """Video-mAP in percent at each of ``thresholds`` and averaged over 0.5:0.05:0.95.
 
-    The tubes are ``tubes``/``tube_boxes`` when given, else :func:`~.linking.link_tubes` of ``frame_dets`` with
+    The tubes are ``tubes``/``tube_boxes`` when given, else :func:`~.linking.link_tubes` of ``frame_dets`` (a
+    :class:`~.detections.FrameDetections` or its rows (N, 8)) with
     ``linking`` (default :class:`~.linking.LinkingConfig`).
 
     Returns:

@@ -433,15 +433,15 @@ def detections_to_rows(outputs: Sequence[Mapping[str, torch.Tensor]], batch: Map
     positions in the detections file's ``videos``."""
     if len(outputs) != len(batch["video"]):
         raise ValueError(f"got outputs for {len(outputs)} keyframes and a batch of {len(batch['video'])}")
-    rows = [np.zeros((0, 8))]
+    from s3d_det.evaluation.detections import FrameDetections  # the format's one definition of the columns
+
+    parts = []
     for out, video, frame in zip(outputs, batch["video"], batch["frame"]):
         if video not in video_index:
             raise ValueError(f"video {video!r} (frame {frame}) has no entry in video_index")
         n = len(out["scores"])
-        r = np.empty((n, 8))
-        r[:, 0], r[:, 1] = video_index[video], int(frame)
-        r[:, 2] = out["labels"].detach().cpu().numpy()
-        r[:, 3] = out["scores"].detach().cpu().numpy()
-        r[:, 4:] = out["boxes"].detach().cpu().numpy().reshape(n, 4)
-        rows.append(r)
-    return np.concatenate(rows)
+        parts.append(FrameDetections(video=np.full(n, video_index[video]), frame=np.full(n, int(frame)),
+                                     label=out["labels"].detach().cpu().numpy(),
+                                     score=out["scores"].detach().cpu().numpy(),
+                                     boxes=out["boxes"].detach().cpu().numpy().reshape(n, 4)))
+    return FrameDetections.concat(parts).to_rows()
