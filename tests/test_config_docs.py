@@ -108,6 +108,7 @@ def test_key_without_comment_is_an_error_naming_it():
         gen.render(source, "cfg.py")
 
 
+@pytest.mark.slow
 def test_tool_exits_2_with_one_line_on_an_uncommented_key(tmp_path):
     bad = tmp_path / "config.py"
     bad.write_text(SMALL.replace("# Rate and steps.\n", ""))

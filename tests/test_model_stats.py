@@ -61,6 +61,7 @@ def test_torchvision_s3d_matches_its_published_ops():
     assert ours == pytest.approx(tv, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_model_stats_json(tmp_path):
     out = tmp_path / "stats.json"
     proc = subprocess.run(

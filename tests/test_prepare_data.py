@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from test_converters import TINY_SPLITS, tiny_masks, write_avi, write_jhmdb_release, write_labels
 
 from s3d_det.data.annotations import load_gt, make_gt, save_gt
@@ -18,6 +19,7 @@ def prepare(*args):
                           capture_output=True, text=True, timeout=120, env=env)
 
 
+@pytest.mark.slow
 def test_ucf24_then_check_on_the_real_files(shared_data, tmp_path):
     folder = shared_data / "ucf101_24"
     out = tmp_path / "UCF101v2-GT.pkl"
@@ -34,6 +36,7 @@ def test_ucf24_then_check_on_the_real_files(shared_data, tmp_path):
     assert "2 problems" in proc.stdout
 
 
+@pytest.mark.slow
 def test_check_reports_planted_problems(tmp_path):
     good = np.array([[1, 10, 10, 20, 20], [2, 10, 10, 20, 20]])
     gt = make_gt(
@@ -60,6 +63,7 @@ def test_check_reports_planted_problems(tmp_path):
     assert proc.returncode == 1 and "a/v1: frames 1-2 missing" in proc.stdout
 
 
+@pytest.mark.slow
 def test_jhmdb_and_yowo_labels_commands(tmp_path):
     write_jhmdb_release(tmp_path / "release", tiny_masks(), TINY_SPLITS)
     proc = prepare("jhmdb", tmp_path / "release", "--out", tmp_path / "jhmdb.pkl")
@@ -76,6 +80,7 @@ def test_jhmdb_and_yowo_labels_commands(tmp_path):
     assert proc.returncode == 0 and "1 videos, 1 tubes, 2 boxes" in proc.stdout
 
 
+@pytest.mark.slow
 def test_frames_command(tmp_path):
     write_avi(tmp_path / "videos/run/v1.avi", [(0, 0, 200)] * 3)
     proc = prepare("frames", tmp_path / "videos", "--out", tmp_path / "out")
@@ -89,6 +94,7 @@ def test_frames_command(tmp_path):
     assert proc.returncode == 2 and "run/bad.mp4" in proc.stderr
 
 
+@pytest.mark.slow
 def test_check_frames_finds_truncated_frames(tmp_path):
     """A JPEG cut short in the real frame layout: OpenCV reads it as a half-grey frame, check --frames names it."""
     import cv2

@@ -80,6 +80,7 @@ def test_weights_files_that_are_not_weights_are_one_line_errors(bad_weights, loa
             assert "truncated" in str(info.value) or "not a" in str(info.value)
 
 
+@pytest.mark.slow
 def test_convert_tool_refuses_a_file_with_code_in_one_line(bad_weights, tmp_path):
     out = tmp_path / "converted.pth"
     for path in bad_weights.values():
@@ -133,6 +134,7 @@ def test_broken_yaml_is_a_one_line_config_error(tmp_path):
         load_config(TINY_CFG, ["SOLVER.MAX_ITER", "abc"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("opts", [["--config-file", "{bad}"], ["--config-file", TINY_CFG, "SOLVER.NOPE", "1"],
                                   ["--config-file", TINY_CFG, "SOLVER.MAX_ITER", "[1]"]])
 def test_train_tool_turns_config_errors_into_exit_2(tmp_path, opts):

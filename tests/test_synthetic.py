@@ -218,6 +218,7 @@ def _cli(*args):
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path):
     out = tmp_path / "cli"
     done = _cli("--out", str(out), "--num-videos", "3", "--seed", "2", "--size", "160x120",

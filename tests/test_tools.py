@@ -26,6 +26,7 @@ def torchvision_file(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_convert_weights_torchvision_roundtrip(torchvision_file, tmp_path):
     out = tmp_path / "converted.pth"
     proc = run_tool("tools/convert_weights.py", "torchvision_s3d", str(torchvision_file), str(out))
@@ -40,6 +41,7 @@ def test_convert_weights_torchvision_roundtrip(torchvision_file, tmp_path):
     assert torch.equal(state["backbone.mixed_4b.branch1.conv_t.weight"], source["features.8.branch1.1.1.0.weight"])
 
 
+@pytest.mark.slow
 def test_convert_weights_refuses_missing_keys_and_writes_nothing(torchvision_file, tmp_path):
     source = torch.load(torchvision_file, weights_only=True)
     del source["features.5.branch0.0.weight"]
@@ -53,6 +55,7 @@ def test_convert_weights_refuses_missing_keys_and_writes_nothing(torchvision_fil
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp_")]
 
 
+@pytest.mark.slow
 def test_convert_weights_names_unreadable_file(tmp_path):
     bad = tmp_path / "not_a_checkpoint.pth"
     bad.write_bytes(b"this is not a checkpoint")

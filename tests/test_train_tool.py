@@ -97,6 +97,7 @@ def test_quick_start_shows_its_detections_on_a_test_video(trained):
     assert cv2.imread(f"{base}_sheet.png") is not None
 
 
+@pytest.mark.slow
 def test_eval_tool_video_inference_modes(trained, tmp_path):
     """--inference per_keyframe gives the loader's detections; shared gives valid ones of every test frame."""
     datasets, out, _ = trained
@@ -115,6 +116,7 @@ def test_eval_tool_video_inference_modes(trained, tmp_path):
             np.testing.assert_allclose(dets.frame_dets, reference.frame_dets, rtol=0, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_eval_tool_model_mode_reproduces_the_training_evaluation(trained, tmp_path):
     datasets, out, _ = trained
     proc = run_tool("eval_jhmdb.py", "--config-file", CONFIG, "--weights", out / "model_final.pth", "--split", "1",
@@ -132,6 +134,7 @@ def test_eval_tool_model_mode_reproduces_the_training_evaluation(trained, tmp_pa
     assert f"frame-mAP@0.5: {expected['frame_mAP']:.2f}" in proc.stdout and "video-mAP" in proc.stdout
 
 
+@pytest.mark.slow
 def test_eval_tool_runs_a_full_detector_on_oracle_boxes(trained, tmp_path):
     """MODEL.PROPOSALS gt at evaluation: the trained weights without their 2D part, on the GT boxes only."""
     datasets, out, _ = trained
@@ -146,6 +149,7 @@ def test_eval_tool_runs_a_full_detector_on_oracle_boxes(trained, tmp_path):
     assert frames and frames <= annotated
 
 
+@pytest.mark.slow
 def test_eval_tool_model_mode_bad_input(trained, tmp_path):
     datasets, out, _ = trained
     proc = run_tool("eval_jhmdb.py", "--config-file", CONFIG, "--weights", tmp_path / "missing.pth", *SMALL,
@@ -162,6 +166,7 @@ def test_eval_tool_model_mode_bad_input(trained, tmp_path):
     assert proc.returncode == 2 and "{split}" in proc.stderr
 
 
+@pytest.mark.slow
 def test_resume_through_the_tool_matches_a_straight_run(trained, tmp_path):
     """A run killed after its checkpoint at iteration 2 (here: a folder holding only that checkpoint) and
     resumed ends with the straight run's weights and optimizer state."""
@@ -187,6 +192,7 @@ def test_resume_through_the_tool_matches_a_straight_run(trained, tmp_path):
             assert torch.equal(torch.as_tensor(value), torch.as_tensor(b["optimizer"]["state"][key][name])), (key, name)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_train_the_detector(trained, tmp_path):
     """--num-gpus 2 on the CPU: two gloo processes, each half the batch, one checkpoint holding both RNG states."""
     datasets, _, _ = trained
@@ -201,6 +207,7 @@ def test_two_gloo_processes_train_the_detector(trained, tmp_path):
     assert os.path.isfile(out / "frame_map.json")
 
 
+@pytest.mark.slow
 def test_bad_config_values_name_the_key(trained, tmp_path):
     datasets, _, _ = trained
     proc = run_tool("train_det.py", "--config-file", CONFIG, *SMALL, "OUTPUT_DIR", tmp_path,
@@ -235,6 +242,7 @@ def test_bad_config_values_name_the_key(trained, tmp_path):
     assert proc.returncode == 2 and "INPUT.HUE" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_eval_tool_model_mode_all_splits(trained, tmp_path):
     """--split all runs each split's own model ({split} in --weights); the synthetic set has one split."""
     datasets, out, _ = trained

@@ -78,6 +78,7 @@ def near(pixel, color, tol=60):
     return np.abs(pixel.astype(int) - np.array(color)).max() <= tol
 
 
+@pytest.mark.slow
 def test_saved_detections_and_ground_truth_are_drawn(inputs, tmp_path):
     _, video, dets, gt = inputs
     out = tmp_path / "out.mp4"
@@ -110,6 +111,7 @@ def test_saved_detections_and_ground_truth_are_drawn(inputs, tmp_path):
                                    "label_ids": [0], "scores": [0.9], "tubes": [0]}
 
 
+@pytest.mark.slow
 def test_a_model_on_a_video(inputs, tmp_path):
     """The quick-start config, shrunk, with random weights: every frame processed, the video written."""
     from s3d_det.config import load_config
