@@ -340,20 +340,14 @@ def build_action_detector(
 
     Args:
         num_classes (int): C actions (the head scores C + 1, background first).
-        proposals (str): "rpn", "gt" or "given" (see ``ActionDetector``); only "rpn" builds the 2D part.
+        proposals (str or ProposalSource): "rpn", "gt" or "given" (see ``ActionDetector``); only a source that
+            ``uses_keyframe`` ("rpn") gets the 2D part.
         backbone_2d (str): the keyframe ResNet, one of ``RESNETS_2D``.
         fpn (bool): ResNet-FPN instead of ResNet-C4 (layers up to layer3, stride 16).
         trainable_layers_2d (int), frozen_bn_2d (bool): see ``build_backbone_2d``.
-        anchor_sizes (sequence of int): anchor sides in keyframe pixels; C4 puts all on its one map, FPN one
-            per level (exactly 5).
-        aspect_ratios (sequence of float): anchor height / width ratios, at every size.
-        rpn_pre_nms_top_n_train, rpn_pre_nms_top_n_test (int): proposals kept per level before the RPN's NMS.
-        rpn_post_nms_top_n_train, rpn_post_nms_top_n_test (int): proposals kept per keyframe after it (300 at
-            test, as the Faster R-CNN paper: every proposal runs the 3D stage 5).
-        rpn_nms_thresh (float): IoU of the RPN's NMS.
-        rpn_fg_iou_thresh, rpn_bg_iou_thresh (float): anchor IoU with a person box for object / background.
-        rpn_batch_size_per_image (int), rpn_positive_fraction (float): anchors sampled for the RPN losses.
-        rpn_score_thresh (float): minimum objectness probability of a proposal.
+        anchor_sizes, aspect_ratios, rpn_* : the RPN, ``rpn.build_rpn``'s arguments of those names (``rpn_``
+            dropped): anchors in keyframe pixels, NMS, sampling (300 proposals per keyframe at test, as the
+            Faster R-CNN paper: every proposal runs the 3D stage 5).
         variant_3d (str): the 3D network variant (``s3d_det.modeling.VARIANTS``).
         width_3d (float): its channel multiplier.
         preset_3d (str, optional): architecture of a checkpoint family ("torchvision", "milnce", "tfslim").
@@ -364,8 +358,8 @@ def build_action_detector(
         roi_output_size (int), roi_sampling_ratio (int): the tube RoIAlign (see ``TubeRoIAlign``).
         roi_context (float): the RoIAlign reads each box enlarged by this factor (``TubeRoIHead(context=)``).
         dropout (float), class_specific_boxes (bool): the predictor (see ``TubeBoxPredictor``).
-        scoring (str): "joint" (actions + background in one softmax) or "person" (RPN objectness x action
-            probability, the head trained on people only); see ``TubeRoIHead``.
+        scoring (str or Scoring): "joint" (actions + background in one softmax) or "person" (RPN objectness x
+            action probability, the head trained on people only); see ``s3d_det.modeling.scoring``.
         box_fg_iou_thresh, box_bg_iou_thresh, box_batch_size_per_image, box_positive_fraction,
         bbox_reg_weights, box_reg_loss_weight, box_score_thresh, box_nms_thresh, box_detections_per_img: the
             head's training and inference settings (see ``TubeRoIHead``; 128 RoIs per keyframe by default, not

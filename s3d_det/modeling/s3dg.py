@@ -196,7 +196,7 @@ class _Conv3d(nn.Conv3d):
     On one CPU thread PyTorch sends a convolution whose spatial kernel is 1x1 (the separable ``kt x 1 x 1`` and
     the ``1 x 1 x 1`` ones) of a batch under 16 to its reference kernel rather than to oneDNN. For a 3D
     convolution that kernel unfolds the input, and it returns a contiguous tensor, so every later layer also
-    leaves ``channels_last_3d`` (where, for one, the 3x3x3 max-pools are 3-5x faster). Here, in that
+    leaves ``channels_last_3d`` (where, for one, the 3x3x3 max-pools are much faster). Here, in that
     case only, the same convolution runs as a 2D one over (T, H * W) (``kt x 1``, which oneDNN takes) or, for
     ``1 x 1 x 1``, as one matrix product over the channels. The same values up to float rounding, the same
     parameters; elsewhere (CUDA, several threads, larger batches, and under ``torch.jit`` tracing, as FLOP
