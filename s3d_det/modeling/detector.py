@@ -10,6 +10,11 @@ The detection parts are torchvision's (backbones, ``AnchorGenerator``, ``RPNHead
 already resized the frames, so torchvision's ``GeneralizedRCNNTransform`` is not used; the frames arrive raw (RGB
 in [0, 255]) and each network normalises them with its own convention (``s3d_det.modeling.normalize``): the 3D
 network its preset's, the keyframe branch that of its 2D weights (``ActionDetector.set_conventions_2d``).
+
+Build one with keyword arguments (``build_action_detector``, or ``ActionDetector(...)`` from built parts) or from
+a config (``ActionDetector.from_config(cfg, num_classes=...)``). Where the head's boxes come from is an object
+(``s3d_det.modeling.proposals``: the RPN, the GT boxes, or boxes in the batch), as is how it scores a detection
+(``s3d_det.modeling.scoring``).
 """
 from __future__ import annotations
 
@@ -158,10 +163,11 @@ class ActionDetector(nn.Module):
     a state dict applies it). The 3D network's are its ``input_norm``.
 
     Forward: ``batch`` as made by ``s3d_det.data.dataset.collate``, frames raw (RGB in [0, 255]): "clip"
-    (B, 3, T, H, W), "keyframe" (B, 3, H, W) (read for "rpn"), "image_sizes" list of (h, w), "boxes" list of (N_b, 4) float in pixels of
-    the resized keyframe, "labels" list of (N_b,) int64 0-based actions (both read in training and for "gt"),
-    and in eval "scale" list of (sy, sx), "flipped" list of bool, "orig_size" list of (h, w). Tensors are moved
-    to the model's device.
+    (B, 3, T, H, W), "keyframe" (B, 3, H, W) (read for "rpn"), "image_sizes" list of (h, w), "boxes" list of
+    (N_b, 4) float in pixels of the resized keyframe, "labels" list of (N_b,) int64 0-based actions (both read in
+    training and for "gt"), and in eval "scale" list of (sy, sx), "flipped" list of bool, "orig_size" list of
+    (h, w); the source's own keys (``proposal_source.batch_keys``, e.g. "proposals" for "given"). Tensors are
+    moved to the model's device; a missing key is a ValueError naming it.
     ``features`` (B, C, T', h, w), optional: the clips' 3D features (``feature_3d``) computed elsewhere, e.g.
     sliced from a video's shared feature map by ``s3d_det.engine.inference``; then ``batch`` needs no "clip".
     Training returns losses {"loss_objectness", "loss_rpn_box_reg" (RPN only, all GT boxes as persons),
