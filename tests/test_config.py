@@ -5,7 +5,7 @@ import os
 import pytest
 
 from s3d_det.config import ConfigError, get_cfg, load_config
-from s3d_det.modeling.build import action_detector_kwargs
+from s3d_det.modeling.build import build_action_detector_from_cfg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
@@ -21,9 +21,9 @@ def test_every_default_key_has_a_comment():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
 def test_shipped_configs_load(path):
     cfg = load_config(path)
-    kwargs = action_detector_kwargs(cfg, num_classes=6)
+    model = build_action_detector_from_cfg(cfg, num_classes=6)
     # the paper's mixed_4f; the tiny CPU configs cut their small actors' RoIs from the stride-8 mixed_3c
-    assert kwargs["num_classes"] == 6 and kwargs["feature_3d"] == ("mixed_3c" if "synthetic" in path else "mixed_4f")
+    assert model.roi_head.num_classes == 6 and model.feature_3d == ("mixed_3c" if "synthetic" in path else "mixed_4f")
 
 
 def test_leaf_inherits_and_overrides(tmp_path):

@@ -12,9 +12,12 @@ import pytest
 import torch
 from torch import nn
 
+from s3d_det.config import get_cfg
 from s3d_det.modeling.detector import ActionDetector, build_action_detector, detections_to_rows
+from s3d_det.modeling.proposals import GivenProposals, ProposalSource
 from s3d_det.modeling.roi_head import TubeRoIAlign, TubeRoIHead
 from s3d_det.modeling.s3dg import S3DG
+from s3d_det.modeling.scoring import JointScoring, PersonScoring
 
 H = W = 64
 
@@ -359,3 +362,101 @@ def test_overfits_one_batch_with_gt_boxes():
         optimizer.step()
     assert history[0] > 0.9  # about log(3) at the start: three near-uniform classes
     assert min(history[-5:]) < 0.25 * history[0]
+
+
+# -- building from a config ---------------------------------------------------------------------------------------
+def tiny_cfg(*opts):
+    cfg = get_cfg()
+    cfg.merge_from_list(["MODEL.BACKBONE_2D.NAME", "resnet18", "MODEL.BACKBONE_3D.WIDTH", 0.25, *opts])
+    return cfg
+
+
+def test_from_config_builds_what_the_keywords_build():
+    cfg = tiny_cfg("MODEL.ROI_HEAD.SCORING", "person", "MODEL.ROI_HEAD.CONTEXT", 1.5, "MODEL.RPN.ANCHOR_SIZES",
+                   [16, 32], "MODEL.BACKBONE_3D.FEATURE", "mixed_3c", "MODEL.BACKBONE_3D.BN_MOMENTUM", 0.1)
+    torch.manual_seed(0)
+    from_cfg = ActionDetector.from_config(cfg, num_classes=2)
+    keywords = tiny(scoring="person", roi_context=1.5, anchor_sizes=(16, 32), feature_3d="mixed_3c",
+                    backbone_3d_kwargs={"bn_momentum": 0.1})
+    a, b = from_cfg.state_dict(), keywords.state_dict()
+    assert list(a) == list(b)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_from_config_passes_each_node_to_its_module():
+    cfg = tiny_cfg("MODEL.ROI_HEAD.SCORE_THRESH", 0.25, "MODEL.ROI_HEAD.DETECTIONS_PER_IMG", 7,
+                   "MODEL.ROI_HEAD.NUM_CLASSES", 4, "MODEL.RPN.POST_NMS_TOP_N_TEST", 11, "MODEL.RPN.NMS_THRESH", 0.6,
+                   "MODEL.BACKBONE_3D.FROZEN_STAGES", 2, "MODEL.BACKBONE_3D.PRESET", "tfslim")
+    model = ActionDetector.from_config(cfg, num_classes=2)
+    head, rpn = model.roi_head, model.rpn
+    assert (head.score_thresh, head.detections_per_img, head.num_classes) == (0.25, 7, 4)  # NUM_CLASSES wins
+    assert (rpn._post_nms_top_n["testing"], rpn.nms_thresh) == (11, 0.6)
+    assert model.backbone_3d.frozen_stages == 2 and model.backbone_3d.out_features == ("mixed_4f",)
+    # the tfslim preset's layout: temporal convolutions with a bias and no BN, gates without a bias
+    assert model.backbone_3d.mixed_3b.branch1.bn_t is None and model.backbone_3d.mixed_3b.gates[0].fc.bias is None
+    gt_only = ActionDetector.from_config(tiny_cfg("MODEL.PROPOSALS", "gt"), num_classes=2)
+    assert gt_only.backbone_2d is None and gt_only.rpn is None and gt_only.proposals == "gt"
+    with pytest.raises(ValueError, match="unknown proposals 'oracle'"):
+        ActionDetector.from_config(tiny_cfg("MODEL.PROPOSALS", "oracle"), num_classes=2)
+    with pytest.raises(ValueError, match="feature_3d must be a layer before mixed_5c"):
+        ActionDetector.from_config(tiny_cfg("MODEL.BACKBONE_3D.FEATURE", "mixed_5c"), num_classes=2)
+
+
+def test_option_strings_become_objects_once():
+    model = tiny("given", scoring="person")
+    assert model.proposals == "given" and isinstance(model.proposal_source, GivenProposals)
+    assert model.roi_head.scoring == "person" and isinstance(model.roi_head.scorer, PersonScoring)
+    head = tiny_head(scoring=JointScoring())
+    assert head.scoring == "joint" and isinstance(head.scorer, JointScoring)
+
+
+class CornerBoxes(ProposalSource):
+    """A source written outside the package: one 16 x 16 box in the top-left corner of every keyframe."""
+
+    name = "corner"
+
+    def proposals(self, detector, batch, targets, image_sizes, device):
+        return [torch.tensor([[0.0, 0.0, 16.0, 16.0]], device=device) for _ in image_sizes], None, {}
+
+
+def test_a_new_proposal_source_plugs_in():
+    gt_model = forced_gt_model()
+    corner = ActionDetector(backbone_3d=gt_model.backbone_3d, roi_head=gt_model.roi_head,
+                            proposals=CornerBoxes()).eval()
+    batch = make_batch()
+    with torch.no_grad():
+        out = corner({k: v for k, v in batch.items() if k not in ("boxes", "labels")})
+    assert corner.proposals == "corner" and corner.backbone_2d is None
+    # image 0: flipped in a 64-wide frame, scale 0.5: (64 - 16) / 0.5 = 96 .. 128, y 0 .. 32
+    torch.testing.assert_close(out[0]["boxes"], torch.tensor([[96.0, 0.0, 128.0, 32.0]]))
+    assert out[0]["labels"].tolist() == [0]
+
+
+def test_modeling_imports_have_no_cycle():
+    import ast
+    import os
+
+    import s3d_det.modeling as modeling
+
+    root = os.path.dirname(modeling.__file__)
+    graph = {}
+    for name in os.listdir(root):
+        if name.endswith(".py") and name != "__init__.py":
+            tree = ast.parse(open(os.path.join(root, name)).read())
+            graph[name[:-3]] = {node.module for node in ast.walk(tree)
+                                if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module}
+    done, visiting = set(), []
+
+    def visit(module):
+        assert module not in visiting, f"import cycle: {' -> '.join(visiting + [module])}"
+        if module in done:
+            return
+        visiting.append(module)
+        for dep in graph.get(module, ()):
+            visit(dep)
+        visiting.pop()
+        done.add(module)
+
+    for module in graph:
+        visit(module)

@@ -116,16 +116,16 @@ def test_person_samples_are_the_people_and_their_matching_proposals():
     loose, far = [0.0, 0.0, 5.0, 5.0], [50.0, 50.0, 60.0, 60.0]  # IoU 0.25 and 0: not sampled
     proposals = [torch.tensor([loose, near_0, far, near_1])]
     targets = [{"boxes": gt, "labels": torch.tensor([3, 0])}]  # already shifted: action 2 and "no action"
-    rois, labels, regression = head._person_samples(proposals, targets)
+    rois, labels, regression = head.scorer.training_samples(head, proposals, targets)
     torch.testing.assert_close(rois[0][:2], gt)  # the people first
     extra = {tuple(r.tolist()): int(lab) for r, lab in zip(rois[0][2:], labels[0][2:])}
     assert extra == {tuple(near_0): 3, tuple(near_1): 0} and labels[0][:2].tolist() == [3, 0]
     torch.testing.assert_close(regression[0][:2], torch.zeros(2, 4))  # a person's own box needs no refinement
     head.batch_size_per_image = 3  # the people, then one of the two matching proposals
-    rois, labels, _ = head._person_samples(proposals, targets)
+    rois, labels, _ = head.scorer.training_samples(head, proposals, targets)
     assert len(rois[0]) == 3 and tuple(rois[0][2].tolist()) in {tuple(near_0), tuple(near_1)}
-    rois, labels, regression = head._person_samples([torch.tensor([far])], [{"boxes": gt[:0],
-                                                                             "labels": torch.zeros(0).long()}])
+    nobody = [{"boxes": gt[:0], "labels": torch.zeros(0).long()}]
+    rois, labels, regression = head.scorer.training_samples(head, [torch.tensor([far])], nobody)
     assert rois[0].shape == (0, 4) and labels[0].shape == (0,) and regression[0].shape == (0, 4)
 
 
@@ -134,7 +134,7 @@ def test_person_samples_leave_out_ignored_people_and_their_proposals():
     gt = torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]])
     near_0, near_1 = [0.0, 0.0, 10.0, 9.0], [20.0, 20.0, 30.0, 31.0]
     targets = [{"boxes": gt, "labels": torch.tensor([3, -1])}]  # shifted: action 2, and a person to ignore
-    rois, labels, _ = head._person_samples([torch.tensor([near_1, near_0])], targets)
+    rois, labels, _ = head.scorer.training_samples(head, [torch.tensor([near_1, near_0])], targets)
     # person 1 and near_1 are left out, and person 1 takes no room: person 0 and near_0 (room for 3)
     assert rois[0].tolist() == [gt[0].tolist(), near_0] and labels[0].tolist() == [3, 3]
 

@@ -10,33 +10,40 @@ The detection parts are torchvision's (backbones, ``AnchorGenerator``, ``RPNHead
 already resized the frames, so torchvision's ``GeneralizedRCNNTransform`` is not used; the frames arrive raw (RGB
 in [0, 255]) and each network normalises them with its own convention (``s3d_det.modeling.normalize``): the 3D
 network its preset's, the keyframe branch that of its 2D weights (``ActionDetector.set_conventions_2d``).
+
+Build one with keyword arguments (``build_action_detector``, or ``ActionDetector(...)`` from built parts) or from
+a config (``ActionDetector.from_config(cfg, num_classes=...)``). Where the head's boxes come from is an object
+(``s3d_det.modeling.proposals``: the RPN, the GT boxes, or boxes in the batch), as is how it scores a detection
+(``s3d_det.modeling.scoring``).
 """
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import nn
 from torchvision.models import resnet
 from torchvision.models._utils import IntermediateLayerGetter
-from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
-from torchvision.models.detection.image_list import ImageList
-from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
+from torchvision.models.detection.rpn import RegionProposalNetwork
 from torchvision.ops import FrozenBatchNorm2d, clip_boxes_to_image
 
-from .build import build_video_backbone
+from .cfg_args import node_kwargs
 from .normalize import IMAGENET_MEAN, IMAGENET_STD, PixelNormalizer
+from .presets import get_preset
+from .proposals import PROPOSAL_SOURCES, ProposalSource, as_boxes, proposal_source
 from .roi_head import TubeRoIHead
-from .rpn import ScoredRPN
+from .rpn import build_rpn, build_rpn_from_cfg
 from .s3dg import LAYERS, S3DG
 
-__all__ = ["PROPOSAL_SOURCES", "RESNETS_2D", "CONVENTION_KEYS", "ResNetC4", "build_backbone_2d", "set_stride_in_1x1",
-           "ActionDetector", "build_action_detector", "boxes_to_original", "detections_to_rows"]
+__all__ = ["PROPOSAL_SOURCES", "RESNETS_2D", "CONVENTION_KEYS", "BATCH_KEYS", "ResNetC4", "build_backbone_2d",
+           "set_stride_in_1x1", "stage5_of", "ActionDetector", "build_action_detector", "boxes_to_original",
+           "detections_to_rows"]
 
-PROPOSAL_SOURCES = ("rpn", "gt", "given")
+# The batch keys the detector reads, in the order its messages list them (see ``ActionDetector``).
+BATCH_KEYS = ("clip", "image_sizes", "keyframe", "boxes", "labels", "scale", "flipped", "orig_size", "proposals")
 # State-dict keys of input conventions (not weights): a checkpoint written before they existed lacks them, and
 # was trained with the defaults (torchvision's 2D convention, the 3D network's [0, 1] or preset's).
 CONVENTION_KEYS = ("normalize_2d.mean", "normalize_2d.std", "normalize_2d.bgr", "stride_in_1x1_2d",
@@ -49,8 +56,7 @@ class ResNetC4(nn.Module):
     W/16)}. ``out_channels`` is 256 x the block expansion (1024 for ResNet-50, 256 for ResNet-18/34).
 
     ``channels_last`` (default True): weights and activations in ``torch.channels_last`` memory format, as the 3D
-    network runs in ``channels_last_3d``; the same values, faster: on the CPU (2 threads) the tiny detector's
-    ResNet-18 took 29 ms instead of 45 ms for the forward pass of 4 keyframes at 128 x 160.
+    network runs in ``channels_last_3d``; the same values, faster on the CPU.
     """
 
     def __init__(self, net: resnet.ResNet, *, channels_last: bool = True):
@@ -65,6 +71,10 @@ class ResNetC4(nn.Module):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.body(x)
+
+
+# Config keys of ``MODEL.BACKBONE_2D``, each a keyword argument of ``build_backbone_2d`` (``cfg_args``: FOO is foo).
+BACKBONE_2D_CONFIG_KEYS = ("NAME", "FPN", "TRAINABLE_LAYERS", "FROZEN_BN")
 
 
 def build_backbone_2d(name: str = "resnet50", *, fpn: bool = False, trainable_layers: int = 3,
@@ -139,11 +149,12 @@ class ActionDetector(nn.Module):
         rpn (RegionProposalNetwork, optional): class-agnostic person proposals; for "rpn". A ``ScoredRPN``
             (as ``build_action_detector`` makes) also gives their objectness, the person score of a head with
             ``scoring="person"``, which needs one.
-        proposals (str): where the head's RoIs come from: ``"rpn"``; ``"gt"``, the batch's GT boxes (oracle
-            boxes, person score 1; in training the head's own appending of the GT boxes gives exactly them);
-            ``"given"``, ``batch["proposals"]`` (list of (R_b, 4) in resized-keyframe pixels; the GT boxes are
-            appended in training), with person scores ``batch["proposal_scores"]`` (list of (R_b,)) if the
-            batch has them, else 1.
+        proposals (str or ProposalSource): where the head's RoIs come from (``s3d_det.modeling.proposals``):
+            ``"rpn"``; ``"gt"``, the batch's GT boxes (oracle boxes, person score 1; in training the head's own
+            appending of the GT boxes gives exactly them); ``"given"``, ``batch["proposals"]`` (list of (R_b, 4)
+            in resized-keyframe pixels; the GT boxes are appended in training), with person scores
+            ``batch["proposal_scores"]`` (list of (R_b,)) if the batch has them, else 1. The detector keeps the
+            name as ``proposals`` and the source object as ``proposal_source``.
         normalize_2d (PixelNormalizer, optional): the keyframe branch's input convention (for "rpn"); default
             torchvision's (ImageNet mean/std, RGB). Loading 2D weights sets it (``set_conventions_2d``).
 
@@ -152,10 +163,11 @@ class ActionDetector(nn.Module):
     a state dict applies it). The 3D network's are its ``input_norm``.
 
     Forward: ``batch`` as made by ``s3d_det.data.dataset.collate``, frames raw (RGB in [0, 255]): "clip"
-    (B, 3, T, H, W), "keyframe" (B, 3, H, W) (read for "rpn"), "image_sizes" list of (h, w), "boxes" list of (N_b, 4) float in pixels of
-    the resized keyframe, "labels" list of (N_b,) int64 0-based actions (both read in training and for "gt"),
-    and in eval "scale" list of (sy, sx), "flipped" list of bool, "orig_size" list of (h, w). Tensors are moved
-    to the model's device.
+    (B, 3, T, H, W), "keyframe" (B, 3, H, W) (read for "rpn"), "image_sizes" list of (h, w), "boxes" list of
+    (N_b, 4) float in pixels of the resized keyframe, "labels" list of (N_b,) int64 0-based actions (both read in
+    training and for "gt"), and in eval "scale" list of (sy, sx), "flipped" list of bool, "orig_size" list of
+    (h, w); the source's own keys (``proposal_source.batch_keys``, e.g. "proposals" for "given"). Tensors are
+    moved to the model's device; a missing key is a ValueError naming it.
     ``features`` (B, C, T', h, w), optional: the clips' 3D features (``feature_3d``) computed elsewhere, e.g.
     sliced from a video's shared feature map by ``s3d_det.engine.inference``; then ``batch`` needs no "clip".
     Training returns losses {"loss_objectness", "loss_rpn_box_reg" (RPN only, all GT boxes as persons),
@@ -164,16 +176,11 @@ class ActionDetector(nn.Module):
     """
 
     def __init__(self, *, backbone_3d: S3DG, roi_head: TubeRoIHead, backbone_2d: Optional[nn.Module] = None,
-                 rpn: Optional[RegionProposalNetwork] = None, proposals: str = "rpn",
+                 rpn: Optional[RegionProposalNetwork] = None, proposals: Union[str, ProposalSource] = "rpn",
                  normalize_2d: Optional[PixelNormalizer] = None):
         super().__init__()
-        if proposals not in PROPOSAL_SOURCES:
-            raise ValueError(f"unknown proposals {proposals!r}; expected one of {', '.join(PROPOSAL_SOURCES)}")
-        if proposals == "rpn" and (backbone_2d is None or rpn is None):
-            raise ValueError("proposals='rpn' needs backbone_2d and rpn")
-        if proposals == "rpn" and roi_head.scoring == "person" and not isinstance(rpn, ScoredRPN):
-            raise ValueError(f"a head with scoring='person' needs the RPN's objectness: rpn must be a ScoredRPN, "
-                             f"got {type(rpn).__name__}")
+        source = proposal_source(proposals)
+        source.check(backbone_2d=backbone_2d, rpn=rpn, roi_head=roi_head)
         if len(backbone_3d.out_features) != 1:
             raise ValueError(f"backbone_3d must return one layer, it returns {list(backbone_3d.out_features)}")
         self.feature_3d = backbone_3d.out_features[0]
@@ -184,13 +191,31 @@ class ActionDetector(nn.Module):
                              f"layers {shared}; build it with out_features before them")
         self.backbone_3d, self.roi_head = backbone_3d, roi_head
         self.backbone_2d, self.rpn = backbone_2d, rpn
-        self.proposals = proposals
+        self.proposal_source = source
+        self.proposals = source.name
         self.backbone_2d_frozen = False
         self.normalize_2d = None
         if backbone_2d is not None:
             self.normalize_2d = normalize_2d or PixelNormalizer(mean=IMAGENET_MEAN, std=IMAGENET_STD)
             self.register_buffer("stride_in_1x1_2d", torch.tensor(False))
             self.register_load_state_dict_post_hook(lambda module, _: module._apply_stride_in_1x1())
+
+    @classmethod
+    def from_config(cls, cfg, *, num_classes: int) -> "ActionDetector":
+        """The detector ``cfg.MODEL`` describes, randomly initialised: ``S3DG.from_config`` (``MODEL.BACKBONE_3D``,
+        returning ``FEATURE``), ``TubeRoIHead.from_config`` (``MODEL.ROI_HEAD``; ``num_classes`` C actions unless
+        its NUM_CLASSES is set) on the backbone's stage 5, ``MODEL.PROPOSALS``, and for "rpn" the 2D backbone
+        (``MODEL.BACKBONE_2D``) and the RPN (``rpn.build_rpn_from_cfg``, ``MODEL.RPN``)."""
+        m = cfg.MODEL
+        source = proposal_source(m.PROPOSALS)
+        check_feature_3d(m.BACKBONE_3D.FEATURE)
+        backbone_3d = S3DG.from_config(cfg, out_features=(m.BACKBONE_3D.FEATURE,))
+        roi_head = TubeRoIHead.from_config(cfg, num_classes=num_classes, **stage5_of(backbone_3d))
+        parts_2d = {}
+        if source.uses_keyframe:
+            body = build_backbone_2d(**node_kwargs(m.BACKBONE_2D, BACKBONE_2D_CONFIG_KEYS))
+            parts_2d = dict(backbone_2d=body, rpn=build_rpn_from_cfg(cfg, body.out_channels))
+        return cls(backbone_3d=backbone_3d, roi_head=roi_head, proposals=source, **parts_2d)
 
     def set_conventions_2d(self, meta: Mapping[str, Any]) -> None:
         """Takes the conventions a converted 2D checkpoint records (``Converted2D.meta``: ``input_format``,
@@ -231,14 +256,9 @@ class ActionDetector(nn.Module):
 
     def forward(self, batch: Mapping[str, Any], features: Optional[torch.Tensor] = None):
         device = next(self.parameters()).device
-        needed = (["clip"] if features is None else []) + ["image_sizes"]
-        needed += ["keyframe"] if self.proposals == "rpn" else []
-        if self.training or self.proposals == "gt":
-            needed += ["boxes", "labels"]
-        if not self.training:
-            needed += ["scale", "flipped", "orig_size"]
-        if self.proposals == "given":
-            needed.append("proposals")
+        needed = {"image_sizes", *self.proposal_source.batch_keys(self.training)}
+        needed |= {"boxes", "labels"} if self.training else {"scale", "flipped", "orig_size"}
+        needed = [key for key in BATCH_KEYS if key in needed or (key == "clip" and features is None)]
         missing = [key for key in needed if key not in batch]
         if missing:
             raise ValueError(f"batch lacks key(s) {missing} (proposals={self.proposals!r}, "
@@ -255,24 +275,9 @@ class ActionDetector(nn.Module):
         else:
             features = features.to(device)
 
-        losses: Dict[str, torch.Tensor] = {}
-        scores: Optional[List[torch.Tensor]] = None  # person scores of the proposals; None: all 1
-        if self.proposals == "rpn":
-            keyframe = self.normalize_2d(batch["keyframe"].to(device, non_blocking=True), image_sizes)
-            images = ImageList(keyframe, image_sizes)
-            rpn_targets = [{"boxes": t["boxes"]} for t in targets] if self.training else None
-            maps = self.backbone_2d(images.tensors)
-            if isinstance(self.rpn, ScoredRPN):
-                proposals, scores, losses = self.rpn.propose(images, maps, rpn_targets)
-            else:
-                proposals, losses = self.rpn(images, maps, rpn_targets)
-        elif self.proposals == "gt":
-            proposals = [t["boxes"][:0] if self.training else t["boxes"] for t in targets]
-        else:
-            proposals = [self._boxes(p, device, f"proposals[{i}]") for i, p in enumerate(batch["proposals"])]
-            if "proposal_scores" in batch:
-                scores = [torch.as_tensor(s, dtype=torch.float32, device=device) for s in batch["proposal_scores"]]
-
+        # scores: the proposals' person scores (None: all 1); losses: the RPN's in training
+        proposals, scores, losses = self.proposal_source.proposals(self, batch, targets, image_sizes, device)
+        losses = dict(losses)
         if self.training:
             losses.update(self.roi_head(features, proposals, image_sizes, targets))
             return losses
@@ -283,17 +288,10 @@ class ActionDetector(nn.Module):
                 flipped=bool(batch["flipped"][i]), orig_size=batch["orig_size"][i])
         return results
 
-    @staticmethod
-    def _boxes(boxes, device, what: str) -> torch.Tensor:
-        boxes = torch.as_tensor(boxes, dtype=torch.float32, device=device)
-        if boxes.dim() != 2 or boxes.shape[1] != 4:
-            raise ValueError(f"batch {what}: expected boxes (N, 4), got shape {tuple(boxes.shape)}")
-        return boxes
-
     def _targets(self, batch: Mapping[str, Any], device) -> List[Dict[str, torch.Tensor]]:
         targets = []
         for i, (boxes, labels) in enumerate(zip(batch["boxes"], batch["labels"])):
-            boxes = self._boxes(boxes, device, f"boxes[{i}]")
+            boxes = as_boxes(boxes, device, f"boxes[{i}]")
             labels = torch.as_tensor(labels, device=device)
             if labels.dtype != torch.int64 or labels.shape != (len(boxes),):
                 raise ValueError(f"batch labels[{i}]: expected int64 ({len(boxes)},) for its {len(boxes)} boxes, "
@@ -305,7 +303,7 @@ class ActionDetector(nn.Module):
 def build_action_detector(
     *,
     num_classes: int,
-    proposals: str = "rpn",
+    proposals: Union[str, ProposalSource] = "rpn",
     backbone_2d: str = "resnet50",
     fpn: bool = False,
     trainable_layers_2d: int = 3,
@@ -348,20 +346,14 @@ def build_action_detector(
 
     Args:
         num_classes (int): C actions (the head scores C + 1, background first).
-        proposals (str): "rpn", "gt" or "given" (see ``ActionDetector``); only "rpn" builds the 2D part.
+        proposals (str or ProposalSource): "rpn", "gt" or "given" (see ``ActionDetector``); only a source that
+            ``uses_keyframe`` ("rpn") gets the 2D part.
         backbone_2d (str): the keyframe ResNet, one of ``RESNETS_2D``.
         fpn (bool): ResNet-FPN instead of ResNet-C4 (layers up to layer3, stride 16).
         trainable_layers_2d (int), frozen_bn_2d (bool): see ``build_backbone_2d``.
-        anchor_sizes (sequence of int): anchor sides in keyframe pixels; C4 puts all on its one map, FPN one
-            per level (exactly 5).
-        aspect_ratios (sequence of float): anchor height / width ratios, at every size.
-        rpn_pre_nms_top_n_train, rpn_pre_nms_top_n_test (int): proposals kept per level before the RPN's NMS.
-        rpn_post_nms_top_n_train, rpn_post_nms_top_n_test (int): proposals kept per keyframe after it (300 at
-            test, as the Faster R-CNN paper: every proposal runs the 3D stage 5).
-        rpn_nms_thresh (float): IoU of the RPN's NMS.
-        rpn_fg_iou_thresh, rpn_bg_iou_thresh (float): anchor IoU with a person box for object / background.
-        rpn_batch_size_per_image (int), rpn_positive_fraction (float): anchors sampled for the RPN losses.
-        rpn_score_thresh (float): minimum objectness probability of a proposal.
+        anchor_sizes, aspect_ratios, rpn_* : the RPN, ``rpn.build_rpn``'s arguments of those names (``rpn_``
+            dropped): anchors in keyframe pixels, NMS, sampling (300 proposals per keyframe at test, as the
+            Faster R-CNN paper: every proposal runs the 3D stage 5).
         variant_3d (str): the 3D network variant (``s3d_det.modeling.VARIANTS``).
         width_3d (float): its channel multiplier.
         preset_3d (str, optional): architecture of a checkpoint family ("torchvision", "milnce", "tfslim").
@@ -372,57 +364,60 @@ def build_action_detector(
         roi_output_size (int), roi_sampling_ratio (int): the tube RoIAlign (see ``TubeRoIAlign``).
         roi_context (float): the RoIAlign reads each box enlarged by this factor (``TubeRoIHead(context=)``).
         dropout (float), class_specific_boxes (bool): the predictor (see ``TubeBoxPredictor``).
-        scoring (str): "joint" (actions + background in one softmax) or "person" (RPN objectness x action
-            probability, the head trained on people only); see ``TubeRoIHead``.
+        scoring (str or Scoring): "joint" (actions + background in one softmax) or "person" (RPN objectness x
+            action probability, the head trained on people only); see ``s3d_det.modeling.scoring``.
         box_fg_iou_thresh, box_bg_iou_thresh, box_batch_size_per_image, box_positive_fraction,
         bbox_reg_weights, box_reg_loss_weight, box_score_thresh, box_nms_thresh, box_detections_per_img: the
             head's training and inference settings (see ``TubeRoIHead``; 128 RoIs per keyframe by default, not
             torchvision's 512, since each runs stage 5 in 3D).
     """
-    if proposals not in PROPOSAL_SOURCES:
-        raise ValueError(f"unknown proposals {proposals!r}; expected one of {', '.join(PROPOSAL_SOURCES)}")
-    if feature_3d not in LAYERS or feature_3d == LAYERS[-1]:
-        raise ValueError(f"feature_3d must be a layer before {LAYERS[-1]}, got {feature_3d!r}")
+    source = proposal_source(proposals)
+    check_feature_3d(feature_3d)
     clash = sorted({"width", "frozen_stages", "out_features"} & set(backbone_3d_kwargs or {}))
     if clash:
         raise ValueError(f"backbone_3d_kwargs must not set {clash}: use width_3d, frozen_stages_3d and feature_3d")
-    kwargs_3d = {"width": width_3d, "frozen_stages": frozen_stages_3d, **(backbone_3d_kwargs or {})}
-    s3dg = build_video_backbone(variant_3d, preset=preset_3d, **kwargs_3d, out_features=(feature_3d,))
-    first_head_layer = LAYERS[LAYERS.index(feature_3d) + 1]
-    stride = s3dg.feature_info[feature_3d].stride
-    if stride[1] != stride[2]:
-        raise ValueError(f"{feature_3d} has different strides in height and width: {stride[1:]}")
+    kwargs_3d = {**(get_preset(preset_3d).s3dg_kwargs() if preset_3d else {}), "width": width_3d,
+                 "frozen_stages": frozen_stages_3d, **(backbone_3d_kwargs or {}), "out_features": (feature_3d,)}
+    s3dg = S3DG(variant_3d, **kwargs_3d)
     roi_head = TubeRoIHead(
-        stage5=OrderedDict(s3dg.layers(first_head_layer, LAYERS[-1])),
-        feature_channels=s3dg.feature_info[LAYERS[-1]].channels, num_classes=num_classes,
-        spatial_scale=1.0 / stride[1], output_size=roi_output_size, sampling_ratio=roi_sampling_ratio,
+        **stage5_of(s3dg), num_classes=num_classes, output_size=roi_output_size, sampling_ratio=roi_sampling_ratio,
         context=roi_context, dropout=dropout, class_specific_boxes=class_specific_boxes, scoring=scoring,
         fg_iou_thresh=box_fg_iou_thresh, bg_iou_thresh=box_bg_iou_thresh,
         batch_size_per_image=box_batch_size_per_image, positive_fraction=box_positive_fraction,
-        bbox_reg_weights=bbox_reg_weights,
-        box_reg_loss_weight=box_reg_loss_weight, score_thresh=box_score_thresh,
+        bbox_reg_weights=bbox_reg_weights, box_reg_loss_weight=box_reg_loss_weight, score_thresh=box_score_thresh,
         nms_thresh=box_nms_thresh, detections_per_img=box_detections_per_img,
     )
-    if proposals != "rpn":
-        return ActionDetector(backbone_3d=s3dg, roi_head=roi_head, proposals=proposals)
-
+    if not source.uses_keyframe:
+        return ActionDetector(backbone_3d=s3dg, roi_head=roi_head, proposals=source)
     body = build_backbone_2d(backbone_2d, fpn=fpn, trainable_layers=trainable_layers_2d, frozen_bn=frozen_bn_2d)
-    sizes, ratios = tuple(int(s) for s in anchor_sizes), tuple(float(r) for r in aspect_ratios)
-    if fpn:
-        if len(sizes) != 5:
-            raise ValueError(f"FPN has 5 levels: anchor_sizes needs one size per level, got {sizes}")
-        anchors = AnchorGenerator(tuple((s,) for s in sizes), (ratios,) * len(sizes))
-    else:
-        anchors = AnchorGenerator((sizes,), (ratios,))
-    rpn = ScoredRPN(
-        anchors, RPNHead(body.out_channels, anchors.num_anchors_per_location()[0]),
-        fg_iou_thresh=rpn_fg_iou_thresh, bg_iou_thresh=rpn_bg_iou_thresh,
+    rpn = build_rpn(
+        body.out_channels, fpn=fpn, anchor_sizes=anchor_sizes, aspect_ratios=aspect_ratios,
+        pre_nms_top_n_train=rpn_pre_nms_top_n_train, pre_nms_top_n_test=rpn_pre_nms_top_n_test,
+        post_nms_top_n_train=rpn_post_nms_top_n_train, post_nms_top_n_test=rpn_post_nms_top_n_test,
+        nms_thresh=rpn_nms_thresh, fg_iou_thresh=rpn_fg_iou_thresh, bg_iou_thresh=rpn_bg_iou_thresh,
         batch_size_per_image=rpn_batch_size_per_image, positive_fraction=rpn_positive_fraction,
-        pre_nms_top_n={"training": rpn_pre_nms_top_n_train, "testing": rpn_pre_nms_top_n_test},
-        post_nms_top_n={"training": rpn_post_nms_top_n_train, "testing": rpn_post_nms_top_n_test},
-        nms_thresh=rpn_nms_thresh, score_thresh=rpn_score_thresh,
+        score_thresh=rpn_score_thresh,
     )
-    return ActionDetector(backbone_3d=s3dg, roi_head=roi_head, backbone_2d=body, rpn=rpn, proposals="rpn")
+    return ActionDetector(backbone_3d=s3dg, roi_head=roi_head, backbone_2d=body, rpn=rpn, proposals=source)
+
+
+def check_feature_3d(feature_3d: str) -> None:
+    """ValueError unless ``feature_3d`` (the layer the RoIs are cut from) is a layer of ``S3DG`` before its last."""
+    if feature_3d not in LAYERS or feature_3d == LAYERS[-1]:
+        raise ValueError(f"feature_3d must be a layer before {LAYERS[-1]}, got {feature_3d!r}")
+
+
+def stage5_of(backbone_3d: S3DG) -> Dict[str, Any]:
+    """The ``TubeRoIHead`` arguments that a backbone returning one layer (``out_features``, e.g. ``mixed_4f``)
+    fixes: ``stage5``, its layers after that one up to ``mixed_5c`` (the backbone's own modules, shared);
+    ``feature_channels``, C5 of ``mixed_5c``; ``spatial_scale``, feature cells per keyframe pixel (1/16 for
+    ``mixed_4f``; ValueError when the layer's height and width strides differ)."""
+    feature = backbone_3d.out_features[0]
+    stride = backbone_3d.feature_info[feature].stride
+    if stride[1] != stride[2]:
+        raise ValueError(f"{feature} has different strides in height and width: {stride[1:]}")
+    return dict(stage5=OrderedDict(backbone_3d.layers(LAYERS[LAYERS.index(feature) + 1], LAYERS[-1])),
+                feature_channels=backbone_3d.feature_info[LAYERS[-1]].channels, spatial_scale=1.0 / stride[1])
 
 
 def detections_to_rows(outputs: Sequence[Mapping[str, torch.Tensor]], batch: Mapping[str, Any],

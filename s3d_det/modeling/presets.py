@@ -39,6 +39,10 @@ class Preset:
     files: str = ""
     notes: str = field(default="", compare=False)
 
+    def s3dg_kwargs(self) -> Dict[str, Any]:
+        """All the ``S3DG`` keyword arguments it fixes: ``backbone`` and the input convention."""
+        return {**self.backbone, **self.input_convention()}
+
     def input_convention(self) -> Dict[str, Tuple[float, float, float]]:
         """``S3DG``'s ``pixel_mean`` and ``pixel_std`` (RGB, pixel units) for ``input_range``, ``mean`` and ``std``:
         v = lo + x (hi - lo) / 255, then (v - mean) / std, is (x - pixel_mean) / pixel_std."""

@@ -7,9 +7,7 @@ box at every time step, so one ``M`` serves all of them: ``tube_roi_align`` buil
 ``M^T @ grad``, two sparse-dense products over all time steps and channels at once.
 
 Why not torchvision's kernel on the CPU: its backward pass recomputes every sample's interpolation weights for
-each channel, on one thread. With the tiny detector's training shapes (32 tube RoIs of 4 time steps on 120
-channels, 2 threads) torchvision's forward and backward took 42 ms, this one's 5.4 ms
-(``benchmarks/bench_roi_align.py``); in a profiled training step the torchvision backward was 45 ms of 416 ms.
+each channel, on one thread (timings: ``benchmarks/bench_roi_align.py``).
 ``torchvision_tube_roi_align`` is the same RoIAlign with torchvision's kernel, which ``tube_roi_align`` uses on
 other devices and dtypes.
 """

@@ -8,20 +8,19 @@ losses and the post-processing are torchvision's (``RoIHeads``, whose methods th
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
-from torchvision.ops import batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
+from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes
 
+from .cfg_args import node_kwargs
 from .roi_align import tube_roi_align
+from .scoring import SCORINGS, Scoring, scoring_rule
 
 __all__ = ["SCORINGS", "TubeRoIAlign", "TubeBoxHead", "TubeBoxPredictor", "TubeRoIHead"]
-
-# How the head scores a detection (``TubeRoIHead(scoring=)``).
-SCORINGS = ("joint", "person")
 
 
 class TubeRoIAlign(nn.Module):
@@ -133,7 +132,7 @@ class TubeRoIHead(RoIHeads):
     and inference (softmax, decode, clip, score threshold, small boxes removed, per-class ``batched_nms``, top
     ``detections_per_img``, as torchvision's ``postprocess_detections``).
 
-    Two ways to score a detection (``scoring``):
+    Two ways to score a detection (``scoring``, see ``s3d_det.modeling.scoring``):
 
     - ``"joint"`` (Faster R-CNN): one softmax over C actions + background. Training samples the proposals
       against the person boxes: IoU >= ``fg_iou_thresh`` takes that person's action, < ``bg_iou_thresh`` is
@@ -143,6 +142,8 @@ class TubeRoIHead(RoIHeads):
       ``fg_iou_thresh`` with one, labelled with that person's action; column 0 is "no action" (idle people);
       nothing else is sampled. A detection's score is the proposal's person score (the RPN's objectness; 1
       for given boxes without scores) times its action's probability.
+
+    ``scoring`` names the rule; ``scorer`` is the rule's object (``scoring.Scoring``), which ``forward`` calls.
 
     Args:
         stage5 (Mapping[str, nn.Module]): the 3D network's stage 5 (see ``TubeBoxHead``).
@@ -154,7 +155,7 @@ class TubeRoIHead(RoIHeads):
             swinging arm reaches beyond the keyframe's box). Only the features change: the training targets,
             the box deltas and the detections refer to the box itself.
         dropout (float), class_specific_boxes (bool): the predictor (see ``TubeBoxPredictor``).
-        scoring (str): one of ``SCORINGS`` (above).
+        scoring (str or Scoring): one of ``SCORINGS`` (above), or a ``scoring.Scoring``.
         fg_iou_thresh (float): a proposal with IoU >= this with a GT box is that box's action.
         bg_iou_thresh (float): "joint": a proposal whose best IoU is < this is background (between: ignored).
         batch_size_per_image (int): RoIs sampled per keyframe in training ("person": the GT boxes first, then
@@ -193,7 +194,7 @@ class TubeRoIHead(RoIHeads):
         context: float = 1.0,
         dropout: float = 0.2,
         class_specific_boxes: bool = False,
-        scoring: str = "joint",
+        scoring: Union[str, Scoring] = "joint",
         fg_iou_thresh: float = 0.5,
         bg_iou_thresh: float = 0.5,
         batch_size_per_image: int = 128,
@@ -206,8 +207,7 @@ class TubeRoIHead(RoIHeads):
     ):
         if num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")
-        if scoring not in SCORINGS:
-            raise ValueError(f"unknown scoring {scoring!r}; expected one of {', '.join(SCORINGS)}")
+        scorer = scoring_rule(scoring)
         if bg_iou_thresh > fg_iou_thresh:
             raise ValueError(f"bg_iou_thresh ({bg_iou_thresh}) must not exceed fg_iou_thresh ({fg_iou_thresh})")
         if not context >= 1.0:
@@ -224,11 +224,28 @@ class TubeRoIHead(RoIHeads):
             raise ValueError(f"box_reg_loss_weight must be at least 0, got {box_reg_loss_weight}")
         self.num_classes = num_classes
         self.class_specific_boxes = class_specific_boxes
-        self.scoring = scoring
+        self.scorer = scorer
+        self.scoring = scorer.name
         self.context = float(context)
         self.fg_iou_thresh = float(fg_iou_thresh)
         self.batch_size_per_image = int(batch_size_per_image)
         self.box_reg_loss_weight = float(box_reg_loss_weight)
+
+    # Config keys of ``MODEL.ROI_HEAD`` that are keyword arguments (``cfg_args.node_kwargs``: FOO is ``foo``);
+    # NUM_CLASSES is read by ``from_config`` itself.
+    CONFIG_KEYS = ("OUTPUT_SIZE", "SAMPLING_RATIO", "CONTEXT", "DROPOUT", "CLASS_SPECIFIC_BOXES", "SCORING",
+                   "FG_IOU_THRESH", "BG_IOU_THRESH", "BATCH_SIZE_PER_IMAGE", "POSITIVE_FRACTION",
+                   "BOX_REG_LOSS_WEIGHT", "SCORE_THRESH", "NMS_THRESH", "DETECTIONS_PER_IMG")
+
+    @classmethod
+    def from_config(cls, cfg, *, num_classes: int, stage5: Mapping[str, nn.Module], feature_channels: int,
+                    spatial_scale: float) -> "TubeRoIHead":
+        """The head ``cfg.MODEL.ROI_HEAD`` describes (keys ``CONFIG_KEYS``) on a backbone's stage 5 (``stage5``,
+        ``feature_channels``, ``spatial_scale``: see the class; ``detector.stage5_of`` gives them).
+        ``MODEL.ROI_HEAD.NUM_CLASSES``, when not 0, overrides ``num_classes``."""
+        node = cfg.MODEL.ROI_HEAD
+        return cls(stage5=stage5, feature_channels=feature_channels, spatial_scale=spatial_scale,
+                   num_classes=node.NUM_CLASSES or num_classes, **node_kwargs(node, cls.CONFIG_KEYS))
 
     def forward(
         self,
@@ -244,17 +261,10 @@ class TubeRoIHead(RoIHeads):
                              f"and image_sizes for {len(image_sizes)}")
         proposals = list(proposals)
         if self.training:
-            if self.scoring == "person":
-                proposals, labels, regression_targets = self._person_samples(proposals,
-                                                                             self._shifted_targets(targets))
-            else:
-                proposals, _, labels, regression_targets = self.select_training_samples(
-                    proposals, self._shifted_targets(targets))
-                if sum(len(p) for p in proposals) == 0:
-                    raise ValueError("no RoIs to train on: the batch has neither proposals nor GT boxes")
+            proposals, labels, regression_targets = self.scorer.training_samples(self, proposals,
+                                                                                 self._shifted_targets(targets))
         else:
-            if self.scoring == "person" and proposal_scores is not None:
-                proposals, proposal_scores = self._scoring_proposals(proposals, proposal_scores)
+            proposals, proposal_scores = self.scorer.kept_proposals(self, proposals, proposal_scores)
             if sum(len(p) for p in proposals) == 0:
                 empty = features.new_zeros((0, 4))
                 return [{"boxes": empty, "scores": empty[:, 0], "labels": empty[:, 0].long()} for _ in proposals]
@@ -268,9 +278,7 @@ class TubeRoIHead(RoIHeads):
                 return {"loss_cls": zero, "loss_box_reg": zero}
             loss_cls, loss_box_reg = fastrcnn_loss(logits, deltas, labels, regression_targets)
             return {"loss_cls": loss_cls, "loss_box_reg": self.box_reg_loss_weight * loss_box_reg}
-        probs = F.softmax(logits, dim=-1)
-        if self.scoring == "person":
-            probs = probs * self._person_scores(proposal_scores, probs)[:, None]
+        probs = self.scorer.scores(F.softmax(logits, dim=-1), proposal_scores)
         boxes, scores, labels = self._detections(probs, deltas, proposals, image_sizes)
         return [{"boxes": b, "scores": s, "labels": lab - 1} for b, s, lab in zip(boxes, scores, labels)]
 
@@ -280,51 +288,6 @@ class TubeRoIHead(RoIHeads):
         centres = (boxes[:, :2] + boxes[:, 2:]) / 2
         half = (boxes[:, 2:] - boxes[:, :2]) * (self.context / 2)
         return torch.cat([centres - half, centres + half], dim=1)
-
-    def _scoring_proposals(self, proposals: List[torch.Tensor], proposal_scores: Sequence[torch.Tensor]):
-        """"person" in eval: the proposals (and their person scores) that can make a detection. A detection scores
-        person score x an action's probability, at most the person score, and is kept above ``score_thresh``:
-        a proposal whose person score is not above it cannot make one, so the head does not run on it (its
-        stage 5 is most of the head's time; the detections are the same)."""
-        if len(proposal_scores) != len(proposals):
-            raise ValueError(f"got proposal_scores for {len(proposal_scores)} images and proposals for "
-                             f"{len(proposals)}")
-        for i, (s, p) in enumerate(zip(proposal_scores, proposals)):
-            if s.shape != (len(p),):
-                raise ValueError(f"proposal_scores[{i}] has shape {tuple(s.shape)} for {len(p)} proposals")
-        keep = [s > self.score_thresh for s in proposal_scores]
-        return [p[k] for p, k in zip(proposals, keep)], [s[k] for s, k in zip(proposal_scores, keep)]
-
-    @staticmethod
-    def _person_scores(proposal_scores, probs) -> torch.Tensor:
-        """The proposals' person scores as one (R,) tensor; all 1 when none are given."""
-        if proposal_scores is None:
-            return probs.new_ones(len(probs))
-        return torch.cat(list(proposal_scores)).to(probs)
-
-    def _person_samples(self, proposals: List[torch.Tensor], targets: List[Dict[str, torch.Tensor]]):
-        """"person" training RoIs: per keyframe its GT boxes, then proposals with IoU >= ``fg_iou_thresh`` with
-        a GT box, drawn at random, up to ``batch_size_per_image``; ignored people (shifted label -1) and the
-        proposals matched to them are left out. Returns (RoIs, a list of B (S_b, 4); labels, a list of B (S_b,)
-        int64, the matched person's action + 1 or 0; regression targets, B (S_b, 4))."""
-        rois, labels, matched = [], [], []
-        for props, target in zip(proposals, targets):
-            gt = target["boxes"].to(props.dtype)
-            if len(gt) == 0:
-                rois.append(props[:0])
-                labels.append(target["labels"][:0])
-                matched.append(props[:0])
-                continue
-            iou, index = box_iou(gt, props).max(dim=0)  # (R,) each; empty when there are no proposals
-            known = target["labels"] >= 0  # the -1 (shifted) of ignored people: neither they nor their RoIs
-            extra = torch.where((iou >= self.fg_iou_thresh) & known[index])[0]
-            room = max(self.batch_size_per_image - int(known.sum()), 0)
-            extra = extra[torch.randperm(len(extra), device=extra.device)[:room]]
-            index = torch.cat([torch.where(known)[0], index[extra]])
-            rois.append(torch.cat([gt[known], props[extra]]))
-            labels.append(target["labels"][index])
-            matched.append(gt[index])
-        return rois, labels, self.box_coder.encode(matched, rois)
 
     def _detections(self, probs: torch.Tensor, deltas: torch.Tensor, proposals: Sequence[torch.Tensor],
                     image_sizes: Sequence[Tuple[int, int]]):

@@ -6,13 +6,21 @@ classifier on its boxes) score a detection as person probability x action probab
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
-from torchvision.models.detection.rpn import RegionProposalNetwork, concat_box_prediction_layers
+from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead, concat_box_prediction_layers
 
-__all__ = ["ScoredRPN"]
+from .cfg_args import node_kwargs
+
+__all__ = ["ScoredRPN", "build_rpn", "build_rpn_from_cfg", "RPN_CONFIG_KEYS"]
+
+# Config keys of ``MODEL.RPN``, each a keyword argument of ``build_rpn`` (``cfg_args.node_kwargs``: FOO is ``foo``).
+RPN_CONFIG_KEYS = ("ANCHOR_SIZES", "ASPECT_RATIOS", "PRE_NMS_TOP_N_TRAIN", "PRE_NMS_TOP_N_TEST",
+                   "POST_NMS_TOP_N_TRAIN", "POST_NMS_TOP_N_TEST", "NMS_THRESH", "FG_IOU_THRESH", "BG_IOU_THRESH",
+                   "BATCH_SIZE_PER_IMAGE", "POSITIVE_FRACTION")
 
 
 class ScoredRPN(RegionProposalNetwork):
@@ -57,3 +65,58 @@ class ScoredRPN(RegionProposalNetwork):
         """torchvision's output: (boxes, losses); see ``propose``."""
         boxes, _, losses = self.propose(images, features, targets)
         return boxes, losses
+
+
+def build_rpn(
+    in_channels: int,
+    *,
+    fpn: bool = False,
+    anchor_sizes: Sequence[int] = (32, 64, 128, 256, 512),
+    aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+    pre_nms_top_n_train: int = 2000,
+    pre_nms_top_n_test: int = 1000,
+    post_nms_top_n_train: int = 2000,
+    post_nms_top_n_test: int = 300,
+    nms_thresh: float = 0.7,
+    fg_iou_thresh: float = 0.7,
+    bg_iou_thresh: float = 0.3,
+    batch_size_per_image: int = 256,
+    positive_fraction: float = 0.5,
+    score_thresh: float = 0.0,
+) -> ScoredRPN:
+    """A ``ScoredRPN`` with torchvision's ``AnchorGenerator`` and ``RPNHead`` on a 2D backbone's maps.
+
+    Args:
+        in_channels (int): channels of every feature map the backbone gives (``out_channels``).
+        fpn (bool): the backbone is a ResNet-FPN (5 maps, "0"-"3" and "pool"): one anchor size per level;
+            else all sizes are on its one map.
+        anchor_sizes (sequence of int): anchor sides in keyframe pixels (exactly 5 with ``fpn``).
+        aspect_ratios (sequence of float): anchor height / width ratios, at every size.
+        pre_nms_top_n_train, pre_nms_top_n_test (int): proposals kept per level before the NMS.
+        post_nms_top_n_train, post_nms_top_n_test (int): proposals kept per keyframe after it.
+        nms_thresh (float): IoU of the NMS.
+        fg_iou_thresh, bg_iou_thresh (float): anchor IoU with a person box for object / background.
+        batch_size_per_image (int), positive_fraction (float): anchors sampled for the losses.
+        score_thresh (float): minimum objectness probability of a proposal.
+    """
+    sizes, ratios = tuple(int(s) for s in anchor_sizes), tuple(float(r) for r in aspect_ratios)
+    if fpn:
+        if len(sizes) != 5:
+            raise ValueError(f"FPN has 5 levels: anchor_sizes needs one size per level, got {sizes}")
+        anchors = AnchorGenerator(tuple((s,) for s in sizes), (ratios,) * len(sizes))
+    else:
+        anchors = AnchorGenerator((sizes,), (ratios,))
+    return ScoredRPN(
+        anchors, RPNHead(in_channels, anchors.num_anchors_per_location()[0]),
+        fg_iou_thresh=fg_iou_thresh, bg_iou_thresh=bg_iou_thresh,
+        batch_size_per_image=batch_size_per_image, positive_fraction=positive_fraction,
+        pre_nms_top_n={"training": pre_nms_top_n_train, "testing": pre_nms_top_n_test},
+        post_nms_top_n={"training": post_nms_top_n_train, "testing": post_nms_top_n_test},
+        nms_thresh=nms_thresh, score_thresh=score_thresh,
+    )
+
+
+def build_rpn_from_cfg(cfg, in_channels: int) -> ScoredRPN:
+    """The RPN of ``cfg.MODEL.RPN`` (keys ``RPN_CONFIG_KEYS``) on a backbone of ``in_channels`` channels, FPN as
+    ``cfg.MODEL.BACKBONE_2D.FPN`` says."""
+    return build_rpn(in_channels, fpn=cfg.MODEL.BACKBONE_2D.FPN, **node_kwargs(cfg.MODEL.RPN, RPN_CONFIG_KEYS))

@@ -41,7 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .cfg_args import node_kwargs
 from .normalize import PixelNormalizer
+from .presets import get_preset
 
 __all__ = [
     "VARIANTS",
@@ -194,7 +196,7 @@ class _Conv3d(nn.Conv3d):
     On one CPU thread PyTorch sends a convolution whose spatial kernel is 1x1 (the separable ``kt x 1 x 1`` and
     the ``1 x 1 x 1`` ones) of a batch under 16 to its reference kernel rather than to oneDNN. For a 3D
     convolution that kernel unfolds the input, and it returns a contiguous tensor, so every later layer also
-    leaves ``channels_last_3d`` (where, for one, the 3x3x3 max-pools are 3-5x faster). Here, in that
+    leaves ``channels_last_3d`` (where, for one, the 3x3x3 max-pools are much faster). Here, in that
     case only, the same convolution runs as a 2D one over (T, H * W) (``kt x 1``, which oneDNN takes) or, for
     ``1 x 1 x 1``, as one matrix product over the channels. The same values up to float rounding, the same
     parameters; elsewhere (CUDA, several threads, larger batches, and under ``torch.jit`` tracing, as FLOP
@@ -482,6 +484,26 @@ class FeatureInfo:
 # ----------------------------------------------------------------------------------------------
 # The network
 # ----------------------------------------------------------------------------------------------
+def _check_arguments(*, stem_style: str, width: float, temporal_kernel: int, same_padding: bool,
+                     frozen_stages: int, out_features: Tuple[str, ...]) -> None:
+    """ValueError naming the argument unless ``S3DG``'s arguments are consistent (``conv_kinds`` checks
+    ``variant`` and ``split_at``)."""
+    if stem_style not in STEM_STYLES:
+        raise ValueError(f"unknown stem_style {stem_style!r}; expected one of {', '.join(STEM_STYLES)}")
+    if width <= 0:
+        raise ValueError(f"width must be positive, got {width}")
+    if temporal_kernel % 2 == 0 and not same_padding:
+        raise ValueError(
+            f"temporal_kernel={temporal_kernel} is even: with symmetric padding the Inception branches "
+            "would shorten T unequally; use an odd kernel or same_padding=True"
+        )
+    if not 0 <= frozen_stages <= len(STAGES):
+        raise ValueError(f"frozen_stages must be in 0..{len(STAGES)}, got {frozen_stages}")
+    unknown = [name for name in out_features if name not in LAYERS]
+    if not out_features or unknown:
+        raise ValueError(f"out_features {list(out_features)} must be layers among {', '.join(LAYERS)}")
+
+
 class S3DG(nn.Module):
     """The Inception-v1 3D backbone family (I2D, I3D, bottom/top-heavy I3D, S3D, S3D-G).
 
@@ -542,28 +564,15 @@ class S3DG(nn.Module):
         pixel_std: Sequence[float] = (255.0, 255.0, 255.0),
     ):
         super().__init__()
-        kinds = conv_kinds(variant, split_at)
-        if stem_style not in STEM_STYLES:
-            raise ValueError(f"unknown stem_style {stem_style!r}; expected one of {', '.join(STEM_STYLES)}")
-        if width <= 0:
-            raise ValueError(f"width must be positive, got {width}")
-        if temporal_kernel % 2 == 0 and not same_padding:
-            raise ValueError(
-                f"temporal_kernel={temporal_kernel} is even: with symmetric padding the Inception branches "
-                "would shorten T unequally; use an odd kernel or same_padding=True"
-            )
-        if not 0 <= frozen_stages <= len(STAGES):
-            raise ValueError(f"frozen_stages must be in 0..{len(STAGES)}, got {frozen_stages}")
         out_features = (out_features,) if isinstance(out_features, str) else tuple(out_features)
-        unknown = [name for name in out_features if name not in LAYERS]
-        if not out_features or unknown:
-            raise ValueError(f"out_features {list(out_features)} must be layers among {', '.join(LAYERS)}")
+        kinds = conv_kinds(variant, split_at)
+        _check_arguments(stem_style=stem_style, width=width, temporal_kernel=temporal_kernel,
+                         same_padding=same_padding, frozen_stages=frozen_stages, out_features=out_features)
         self.variant = variant
         self.channels_last = channels_last
         self.out_features = out_features
         self.frozen_stages = frozen_stages
         self.stem_style = stem_style
-        gating = variant == "s3dg"
         self.in_channels = 3
         self.input_norm = PixelNormalizer(mean=pixel_mean, std=pixel_std)
 
@@ -571,31 +580,68 @@ class S3DG(nn.Module):
             return max(int(c * width), min_channels)
 
         common = dict(same_padding=same_padding, temporal_norm=temporal_norm, bn_eps=bn_eps, bn_momentum=bn_momentum)
+        pool_padding = pool_padding or ("same" if same_padding else "symmetric")
+        gating = dict(gating=variant == "s3dg", gating_bias=gating_bias)
+        self._build_stem(kinds, ch(64), stem_style=stem_style, first_temporal_kernel=first_temporal_kernel,
+                         common=common)
+        self._build_stages(kinds, ch, pool_padding=pool_padding, temporal_kernel=temporal_kernel,
+                           common={**common, **gating})
 
-        # Stage 1: the 7x7 stem.
+        self.feature_info = self._feature_info()
+        self._last_layer = max(LAYERS.index(name) for name in out_features)
+        self._init_weights()
+        if channels_last:
+            self.to(memory_format=torch.channels_last_3d)  # conv weights too, so every layer stays in it
+        self._freeze()
+
+    # Config keys of ``MODEL.BACKBONE_3D`` that are ``S3DG`` keyword arguments (``cfg_args.node_kwargs``: FOO is
+    # ``foo``; None keeps the preset's or the default). VARIANT and PRESET are read by ``from_config`` itself,
+    # FEATURE by the detector.
+    CONFIG_KEYS = ("WIDTH", "MIN_CHANNELS", "FIRST_TEMPORAL_KERNEL", "STEM_STYLE", "SPLIT_AT", "SAME_PADDING",
+                   "BN_EPS", "BN_MOMENTUM", "FROZEN_STAGES", "OUT_FEATURES")
+
+    @classmethod
+    def from_config(cls, cfg, **overrides) -> "S3DG":
+        """The backbone ``cfg.MODEL.BACKBONE_3D`` describes: ``VARIANT``; ``PRESET`` (if set) supplies the
+        architecture details and input convention of its checkpoint family (``s3d_det.modeling.presets``); the
+        node's other non-None keys (``CONFIG_KEYS``) override them, and ``overrides`` (keyword arguments of
+        ``S3DG``, e.g. ``out_features``) override those."""
+        node = cfg.MODEL.BACKBONE_3D
+        kwargs = get_preset(node.PRESET).s3dg_kwargs() if node.PRESET else {}
+        kwargs.update(node_kwargs(node, cls.CONFIG_KEYS))
+        kwargs.update(overrides)
+        return cls(node.VARIANT, **kwargs)
+
+    # -- construction ------------------------------------------------------------------------
+    def _build_stem(self, kinds: Dict[str, str], channels: int, *, stem_style: str, first_temporal_kernel: int,
+                    common: dict) -> None:
+        """Stage 1, ``conv_1a``: the 7x7 stride-2 convolution, (B, 3, T, H, W) -> (B, channels, T/2, H/2, W/2);
+        2D for a variant whose ``conv_1a`` is 2D, else built as ``stem_style`` says."""
         stem_kind = kinds["conv_1a"]
         if stem_kind != "2d":  # a temporal stem is built as stem_style says
             stem_kind = "separable" if stem_style == "separable" else "3d"
         if stem_style == "space_to_depth":
             if kinds["conv_1a"] == "2d":
-                raise ValueError(f"stem_style='space_to_depth' needs a temporal stem; variant {variant!r} has a 2D one")
+                raise ValueError(f"stem_style='space_to_depth' needs a temporal stem; variant {self.variant!r} "
+                                 "has a 2D one")
             self.conv_1a = ConvUnit(
-                24, ch(64), 4, kind="3d", temporal_kernel=2, space_to_depth=True, **{**common, "same_padding": True}
+                24, channels, 4, kind="3d", temporal_kernel=2, space_to_depth=True, **{**common, "same_padding": True}
             )
         else:
             self.conv_1a = ConvUnit(
-                3, ch(64), 7, kind=stem_kind, temporal_kernel=first_temporal_kernel,
+                3, channels, 7, kind=stem_kind, temporal_kernel=first_temporal_kernel,
                 stride=2, temporal_stride=2, **common,
             )
-        # Stage 2.
-        pool_padding = pool_padding or ("same" if same_padding else "symmetric")
+
+    def _build_stages(self, kinds: Dict[str, str], ch, *, pool_padding: str, temporal_kernel: int,
+                      common: dict) -> None:
+        """Stages 2-5 (``pool_2a`` .. ``mixed_5c``) in forward order: the max-pools, ``conv_2b``/``conv_2c``, and
+        the Inception blocks with ``ch(c)`` channels for each ``c`` of ``INCEPTION_V1_CHANNELS``. ``common``:
+        the ``ConvUnit`` settings shared by every layer (padding, BN, gating)."""
+        unit = {k: v for k, v in common.items() if k not in ("gating", "gating_bias")}
         self.pool_2a = MaxPool((1, 3, 3), (1, 2, 2), padding=pool_padding)
-        self.conv_2b = ConvUnit(ch(64), ch(64), 1, **common)
-        self.conv_2c = ConvUnit(
-            ch(64), ch(192), 3, kind=kinds["conv_2c"], temporal_kernel=temporal_kernel,
-            gating=gating, gating_bias=gating_bias, **common,
-        )
-        # Stages 3-5.
+        self.conv_2b = ConvUnit(ch(64), ch(64), 1, **unit)
+        self.conv_2c = ConvUnit(ch(64), ch(192), 3, kind=kinds["conv_2c"], temporal_kernel=temporal_kernel, **common)
         channels = ch(192)
         pools = {
             "pool_3a": ((1, 3, 3), (1, 2, 2)),
@@ -609,17 +655,10 @@ class S3DG(nn.Module):
                 continue
             block = InceptionBlock3d(
                 channels, [ch(c) for c in INCEPTION_V1_CHANNELS[name]], kind=kinds[name],
-                temporal_kernel=temporal_kernel, gating=gating, gating_bias=gating_bias, **common,
+                temporal_kernel=temporal_kernel, **common,
             )
             setattr(self, name, block)
             channels = block.out_channels
-
-        self.feature_info = self._feature_info()
-        self._last_layer = max(LAYERS.index(name) for name in out_features)
-        self._init_weights()
-        if channels_last:
-            self.to(memory_format=torch.channels_last_3d)  # conv weights too, so every layer stays in it
-        self._freeze()
 
     # -- structure ---------------------------------------------------------------------------
     def layers(self, first: str = LAYERS[0], last: str = LAYERS[-1]) -> List[Tuple[str, nn.Module]]:
