@@ -5,15 +5,14 @@ import pickle
 import numpy as np
 import pytest
 
+from s3d_det.checkpoint.io import UnsafePickleError, safe_pickle_load
 from s3d_det.data import (
-    UnsafePickleError,
     drop_duplicate_tubes,
     idle_boxes,
     idle_people,
     keyframe_boxes,
     load_gt,
     make_gt,
-    safe_pickle_load,
     save_gt,
     split_videos,
     validate_gt,

@@ -15,9 +15,9 @@ from test_trainer import Net, make_trainer, read_metrics
 from torch import nn
 
 from s3d_det.checkpoint import load_converted, load_pretrained_3d, load_state_dict_file
+from s3d_det.checkpoint.training import last_checkpoint, load_checkpoint, save_checkpoint
 from s3d_det.config import ConfigError, load_config
 from s3d_det.data import synthetic
-from s3d_det.engine.checkpointer import last_checkpoint, load_checkpoint, save_checkpoint
 from s3d_det.engine.defaults import build_model
 from s3d_det.modeling import S3DG
 from s3d_det.utils import io as s3d_io

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from s3d_det.checkpoint.training import last_checkpoint, load_checkpoint
 from s3d_det.data.annotations import load_gt
-from s3d_det.engine.checkpointer import last_checkpoint, load_checkpoint
 from s3d_det.evaluation.detections import check_detections, load_detections
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

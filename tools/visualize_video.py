@@ -92,7 +92,7 @@ def detect(args, source, gt: Optional[dict]) -> tuple:
     if gt is not None:
         names = list(gt["labels"])
     else:  # neither --gt nor the config's dataset: the number of actions from the weights
-        from s3d_det.engine.checkpointer import load_checkpoint
+        from s3d_det.checkpoint.training import load_checkpoint
 
         state = load_checkpoint(args.weights)
         logits = state.get("model", state).get("roi_head.box_predictor.cls_score.weight")

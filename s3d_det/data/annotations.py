@@ -20,13 +20,13 @@ before anything in it runs.
 """
 from __future__ import annotations
 
-import io
 import os
 import pickle
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from s3d_det.checkpoint.io import safe_pickle_load
 from s3d_det.utils.io import atomic_write
 
 from .errors import DataError
@@ -34,8 +34,6 @@ from .frames import frame_numbers, image_file_problem
 
 __all__ = [
     "GT_KEYS",
-    "UnsafePickleError",
-    "safe_pickle_load",
     "load_gt",
     "check_gt",
     "BOX_TOLERANCE",
@@ -51,70 +49,6 @@ __all__ = [
 ]
 
 GT_KEYS = ("labels", "train_videos", "test_videos", "nframes", "resolution", "gttubes")
-
-# The only globals a GT pickle may name: what numpy needs to rebuild arrays, dtypes and scalars (under their
-# numpy 1 and numpy 2 module names), and OrderedDict, which is a dict.
-_NUMPY_GLOBALS = {
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-}
-for _module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _NUMPY_GLOBALS[(_module, "_reconstruct")] = np._core.multiarray._reconstruct
-    _NUMPY_GLOBALS[(_module, "scalar")] = np._core.multiarray.scalar
-for _module in ("numpy.core.numeric", "numpy._core.numeric"):
-    _NUMPY_GLOBALS[(_module, "_frombuffer")] = np._core.numeric._frombuffer
-
-
-def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
-    """What Python 3 writes for ``bytes`` in protocol-2 pickles (``_codecs.encode(text, "latin1")``, e.g. the
-    buffer of a numpy array); any other codec is refused."""
-    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
-        raise UnsafePickleError(f"refusing _codecs.encode with encoding {encoding!r}")
-    return text.encode("latin1")
-
-
-_SAFE_GLOBALS = dict(_NUMPY_GLOBALS)
-_SAFE_GLOBALS[("collections", "OrderedDict")] = dict
-_SAFE_GLOBALS[("_codecs", "encode")] = _latin1_bytes
-
-
-class UnsafePickleError(pickle.UnpicklingError):
-    """A pickle asked for a global outside the allowed set; nothing in it was run."""
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file, source: str):
-        super().__init__(file, encoding="latin1")  # Python 2 pickles: str -> latin1, as numpy requires
-        self._source = source
-
-    def find_class(self, module: str, name: str):
-        try:
-            return _SAFE_GLOBALS[(module, name)]
-        except KeyError:
-            raise UnsafePickleError(
-                f"{self._source}: refusing to load: the pickle asks for {module}.{name}; only dicts, lists, "
-                "tuples, numbers, strings and numpy arrays are allowed"
-            ) from None
-
-    def persistent_load(self, pid):
-        raise UnsafePickleError(f"{self._source}: refusing to load: the pickle uses persistent ids")
-
-
-def safe_pickle_load(path: str):
-    """Loads a pickle that may hold only dicts, lists, tuples, numbers, strings and numpy arrays.
-
-    Python 2 pickles load (their byte strings are decoded as latin1). Raises :class:`UnsafePickleError` naming
-    the file for anything else, before it runs.
-    """
-    with open(path, "rb") as f:
-        data = f.read()
-    try:
-        return _RestrictedUnpickler(io.BytesIO(data), source=path).load()
-    except UnsafePickleError:
-        raise
-    except Exception as e:  # truncated or not a pickle at all
-        raise ValueError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
-
 
 def load_gt(path: str, check_boxes: bool = True) -> dict:
     """Loads a ground-truth pickle in the ACT schema with :func:`safe_pickle_load` and checks its structure

@@ -25,7 +25,8 @@ import numpy as np
 import scipy.io
 from tqdm import tqdm
 
-from s3d_det.data.annotations import make_gt, safe_pickle_load
+from s3d_det.checkpoint.io import safe_pickle_load
+from s3d_det.data.annotations import make_gt
 
 __all__ = [
     "JHMDB_CLASSES",

@@ -1,5 +1,5 @@
 """Training engine: optimizer and lr schedule, reproducible data order, checkpoints, logging, DDP."""
-from .checkpointer import last_checkpoint, load_checkpoint, save_checkpoint
+from ..checkpoint.training import last_checkpoint, load_checkpoint, save_checkpoint
 from .distributed import (
                           all_gather,
                           all_reduce_mean,

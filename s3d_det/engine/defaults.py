@@ -14,7 +14,7 @@ from typing import Callable, List, Mapping, Tuple
 import torch
 
 from s3d_det.checkpoint import load_pretrained_3d
-from s3d_det.checkpoint_2d import load_2d_into, load_2d_weights
+from s3d_det.checkpoint.image import load_2d_into, load_2d_weights
 from s3d_det.config import ConfigError, datasets_root
 from s3d_det.data import load_gt
 from s3d_det.data.clips import ClipTransform
@@ -22,7 +22,7 @@ from s3d_det.data.dataset import TestClipDataset, TrainClipDataset, collate
 from s3d_det.modeling.build import build_action_detector_from_cfg
 from s3d_det.modeling.detector import CONVENTION_KEYS, ActionDetector
 
-from .checkpointer import check_shapes, load_checkpoint
+from ..checkpoint.training import check_shapes, load_checkpoint
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
-from ..utils.io import remove_stale_temporaries
-from .checkpointer import (
+from ..checkpoint.training import (
     check_shapes,
     first_non_finite,
     last_checkpoint,
@@ -31,6 +30,7 @@ from .checkpointer import (
     save_checkpoint,
     set_rng_state,
 )
+from ..utils.io import remove_stale_temporaries
 from .distributed import all_gather, all_reduce_mean, get_local_rank, get_rank, get_world_size, is_main_process
 from .events import EventWriter
 from .sampler import TrainLoader

@@ -102,7 +102,7 @@ class PixelNormalizer(nn.Module):
 
     @classmethod
     def from_meta_2d(cls, meta: Mapping[str, object]) -> "PixelNormalizer":
-        """The convention a converted 2D checkpoint records (``s3d_det.checkpoint_2d``, ``Converted2D.meta``):
+        """The convention a converted 2D checkpoint records (``s3d_det.checkpoint.image``, ``Converted2D.meta``):
         ``input_format`` "RGB01-imagenet" (torchvision: ImageNet mean/std on [0, 1] RGB) or "BGR255" (detectron2:
         BGR in [0, 255] minus ``pixel_mean``, over ``pixel_std``; detectron2's defaults when the file has none)."""
         fmt = meta.get("input_format")

@@ -10,7 +10,7 @@ import re
 import tempfile
 from typing import Iterator, List
 
-__all__ = ["atomic_write", "write_json", "available_cores", "remove_stale_temporaries", "read_torch_file",
+__all__ = ["atomic_write", "write_json", "available_cores", "remove_stale_temporaries",
            "NO_SPACE_ERRNOS"]
 
 # Our temporaries: ``.tmp_<pid>_<8 characters of mkstemp><suffix>``; before the pid was part of the name,
@@ -80,38 +80,6 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
-
-
-def read_torch_file(path: str, what: str = "weights file"):
-    """What ``torch.save`` wrote at ``path``, tensors on the CPU, read with ``torch.load(weights_only=True)``.
-
-    Errors are one line naming ``path`` (``what`` says which file it is, e.g. "MODEL.WEIGHTS"): FileNotFoundError
-    when it is missing; ValueError when it asks for code (a global that is not a tensor type; nothing is run; torch's
-    advice to load it with ``weights_only=False`` is never passed on), or is empty, truncated or not a torch file.
-    """
-    import torch
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} not found: {path}")
-    expected = "expected a file written by torch.save (a zip archive of tensors)"
-    if os.path.getsize(path) == 0:
-        raise ValueError(f"{what} {path} is empty; {expected}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - every reader error becomes one line naming the file
-        message = str(e)
-        code = re.search(r"GLOBAL ([\w.]+)", message)
-        if code:  # never pass on torch's advice to load with weights_only=False
-            raise ValueError(f"{what} {path}: refusing to load: it asks for {code.group(1)}, which is code, "
-                                    "not weights; expected only tensors, numbers, strings and containers of them "
-                                    "(nothing in it was run)") from None
-        if "central directory" in message or isinstance(e, EOFError):
-            reason = "truncated (an interrupted download or copy?)"
-        elif isinstance(e, (KeyError, UnicodeDecodeError)) or "invalid load key" in message:
-            reason = "not a PyTorch file"
-        else:
-            reason = "not a readable PyTorch file (" + type(e).__name__ + ")"
-        raise ValueError(f"{what} {path} is {reason}; {expected}") from None
 
 
 def _umask() -> int:

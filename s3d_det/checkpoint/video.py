@@ -32,8 +32,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .modeling import PRESETS, build_video_classifier
-from .utils.io import atomic_write, read_torch_file
+from ..modeling import PRESETS, build_video_classifier
+from ..utils.io import atomic_write
+from .io import read_torch_file
 
 __all__ = [
     "SOURCES",

@@ -46,9 +46,9 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from .checkpoint import load_state_dict_file
-from .data.annotations import safe_pickle_load
-from .modeling.detector import set_stride_in_1x1
+from ..modeling.detector import set_stride_in_1x1
+from .io import safe_pickle_load
+from .video import load_state_dict_file
 
 __all__ = [
     "SOURCES_2D",

@@ -1,4 +1,4 @@
-"""Tests of ``s3d_det.checkpoint_2d``: 2D detector weights from torchvision and detectron2 files land in
+"""Tests of ``s3d_det.checkpoint.image``: 2D detector weights from torchvision and detectron2 files land in
 torchvision's ResNet body, FPN and RPN head.
 
 Source files are made here from torchvision models with random weights and random BatchNorm statistics
@@ -28,7 +28,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from s3d_det.checkpoint_2d import (
+from s3d_det.checkpoint.image import (
     SOURCES_2D,
     TORCHVISION_FRCNN_PREFIXES,
     convert_2d_checkpoint,
@@ -37,7 +37,7 @@ from s3d_det.checkpoint_2d import (
     load_2d_weights,
     set_stride_in_1x1,
 )
-from s3d_det.data.annotations import UnsafePickleError
+from s3d_det.checkpoint.io import UnsafePickleError
 
 BODY_LAYERS = {"layer1": "0", "layer2": "1", "layer3": "2", "layer4": "3"}
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from s3d_det.checkpoint import (
+from s3d_det.checkpoint.video import (
     SOURCES,
     ConvertedCheckpoint,
     convert_checkpoint,

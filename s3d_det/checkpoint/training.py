@@ -14,7 +14,8 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
-from ..utils.io import atomic_write, read_torch_file
+from ..utils.io import atomic_write
+from .io import read_torch_file
 
 __all__ = ["LAST_CHECKPOINT", "save_checkpoint", "last_checkpoint", "load_checkpoint", "rng_state",
            "set_rng_state", "first_non_finite", "check_shapes"]
