@@ -110,3 +110,15 @@ def test_dataset_keys_out_of_range_are_named(key, value, message):
     cfg.merge_from_list([key, value])
     with pytest.raises(ConfigError, match=message):  # checked before any file is read
         build_datasets(cfg, {"labels": ["a", "b"]}, "/nonexistent")
+
+
+def test_resolve_device():
+    import torch
+
+    from s3d_det.engine.defaults import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = torch.device("cuda:1") if torch.cuda.is_available() else torch.device("cpu")
+    assert resolve_device("cuda:1") == expected  # without CUDA: the CPU, with a warning
+    with pytest.raises(ConfigError, match="MODEL.DEVICE='gpu'"):
+        resolve_device("gpu")

@@ -36,6 +36,7 @@ from s3d_det.engine.defaults import (
     default_argument_parser,
     load_dataset_gt,
     model_changes,
+    resolve_device,
 )
 from s3d_det.engine.evaluation import evaluate_detector
 from s3d_det.engine.threads import ThreadGovernor
@@ -68,7 +69,7 @@ def main(args) -> None:
             with open(tmp, "w") as f:
                 f.write(cfg.dump())
     seed_all(cfg.SEED)
-    device = torch.device(cfg.MODEL.DEVICE if cfg.MODEL.DEVICE != "cuda" or torch.cuda.is_available() else "cpu")
+    device = resolve_device(cfg.MODEL.DEVICE)
     governor = None
     if device.type == "cpu":
         # Leave a core to each data-loading worker, and to any other process: oversubscribed OpenMP threads

@@ -26,8 +26,8 @@ from ..checkpoint.training import check_shapes, load_checkpoint
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["default_argument_parser", "data_root", "load_dataset_gt", "build_datasets", "build_model",
-           "batch_collate", "model_changes"]
+__all__ = ["default_argument_parser", "resolve_device", "data_root", "load_dataset_gt", "build_datasets",
+           "build_model", "batch_collate", "model_changes"]
 
 
 def default_argument_parser(description: str) -> argparse.ArgumentParser:
@@ -44,6 +44,19 @@ def default_argument_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                         help="config overrides, e.g. SOLVER.BASE_LR 0.02")
     return parser
+
+
+def resolve_device(name: str) -> torch.device:
+    """``MODEL.DEVICE`` as a ``torch.device``: "cpu", "cuda" or "cuda:N". CUDA asked for where there is none runs
+    on the CPU, with a warning saying so; a name torch does not know is a ConfigError."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"MODEL.DEVICE={name!r}: expected 'cpu', 'cuda' or 'cuda:N'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        logger.warning("MODEL.DEVICE %r: CUDA is not available here; running on the CPU", name)
+        return torch.device("cpu")
+    return device
 
 
 def data_root(cfg) -> str:
