@@ -20,8 +20,8 @@ Each mode runs once on 16 frames to warm up, then ``--repeats`` times over the w
 time a frame (all threads; on a shared machine it moves less than the wall time) and the time a frame in each
 stage (forward hooks, and a wrapper of the RPN's ``propose``: the 3D network, the 2D backbone + RPN, the RoI
 head; "rest" is decoding, resizing, normalising, slicing and the rows; CPU time on the CPU, wall time on CUDA),
-the clip positions the 3D network took a frame, and the most decoded frames held at once. Peak memory: the process's peak resident set
-(``ru_maxrss``, all modes together) and on CUDA each mode's peak allocated GPU memory.
+the clip positions the 3D network took a frame, and the most decoded frames held at once. Peak memory: the
+process's peak resident set (``ru_maxrss``, all modes together) and on CUDA each mode's peak allocated GPU memory.
 The last line gives the speed-up of the shared mode and the most any sharing of the 3D network could give: the
 per-keyframe time a frame over the same less its 3D network's (the 2D detector, the RoI head and the rest run on
 every frame in both modes). ``--json`` writes ``{"shared_fps", "per_keyframe_fps", "peak_rss_mb", "free_3d_bound",
@@ -156,7 +156,8 @@ def summarize(detector: VideoDetector, runs: List[Dict]) -> Dict:
     walls = [r["wall"] for r in runs]
     median = runs[walls.index(statistics.median_low(walls))]
     by_stage = {}
-    for clock, total, stages in (("wall", median["wall"], median["stages"]), ("cpu", median["cpu"], median["stages_cpu"])):
+    for clock, total, stages in (("wall", median["wall"], median["stages"]),
+                                 ("cpu", median["cpu"], median["stages_cpu"])):
         ms = {stage: 1000 * stages.get(stage, 0.0) / n for stage in STAGES}
         ms["rest"] = 1000 * total / n - sum(ms.values())
         by_stage[clock] = ms

@@ -244,8 +244,8 @@ def render_video(source, frame_dets, names: Sequence[str], *, output: str, fps: 
             for f in tqdm(range(1, n + 1), desc="draw", unit="frame", disable=not progress, leave=False):
                 image = source.read([f])[f]
                 if image.shape[:2] != (h, w):
-                    raise ValueError(f"{source.frame_name(f)} is {image.shape[0]}x{image.shape[1]} (h x w), the video's "
-                                     f"first frame {h}x{w}: all frames of a video must have one size")
+                    raise ValueError(f"{source.frame_name(f)} is {image.shape[0]}x{image.shape[1]} (h x w), the "
+                                     f"video's first frame {h}x{w}: all frames of a video must have one size")
                 a, b = bounds[f - 1], bounds[f]
                 here = dets.select(slice(a, b))
                 drawn = draw_frame(image, f, here, tubes[a:b], names, gt.get(f) if gt else None)

@@ -192,7 +192,8 @@ def test_metrics_take_rows_or_frame_detections_alike():
     from s3d_det.evaluation import FrameDetections, frame_ap, link_tubes
 
     gt = make_gt(labels=["a", "b", "c"], nframes={"a/v": 5, "b/w": 5},
-                 resolution={"a/v": (240, 320), "b/w": (240, 320)}, gttubes={"a/v": {1: [np.array([[3, 10, 20, 30, 40]])]}}, train_videos=[], test_videos=["a/v", "b/w"])
+                 resolution={"a/v": (240, 320), "b/w": (240, 320)},
+                 gttubes={"a/v": {1: [np.array([[3, 10, 20, 30, 40]])]}}, train_videos=[], test_videos=["a/v", "b/w"])
     d = FrameDetections.from_rows(THREE)
     assert frame_ap(gt, ["a/v", "b/w"], d).to_dict() == frame_ap(gt, ["a/v", "b/w"], THREE).to_dict()
     assert frame_ap(gt, ["a/v", "b/w"], d).ap["b"] == pytest.approx(100.0)

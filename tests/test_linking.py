@@ -152,7 +152,8 @@ def ref_link(frame_dets, top_k, nms_iou, link_iou, link_by, gap, min_length, min
     return out
 
 
-@pytest.mark.parametrize("seed, link_by, nms_iou, gap", [(0, "iou", 0.3, 2), (1, "score", None, 0), (2, "energy", 0.6, 4)])
+@pytest.mark.parametrize("seed, link_by, nms_iou, gap",
+                         [(0, "iou", 0.3, 2), (1, "score", None, 0), (2, "energy", 0.6, 4)])
 def test_linking_matches_plain_reference(seed, link_by, nms_iou, gap):
     rng = np.random.default_rng(seed)
     n = 400

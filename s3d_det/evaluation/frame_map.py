@@ -1,13 +1,15 @@
 """Frame-AP in the three published protocols, reproducing each evaluation code's numbers exactly.
 
-===========  =====================================  ===========  ==========================================  =======================================
-protocol     reproduces                             frames       matching                                    AP
-===========  =====================================  ===========  ==========================================  =======================================
-``act``      ACT-detector ``frameAP`` (also MOC)    all          best *remaining* GT box of the frame;       trapezoids under the raw PR points from
-                                                                 a matched box is removed                    (recall 0, precision 1), in float32
-``voc``      MultiSports ``frameAP`` (mmaction2)    all          best GT box; a second hit on it is a FP     VOC all-points (monotone envelope)
-``yowo``     YOWO (Object-Detection-Metrics)        with a GT    as ``voc``                                  VOC all-points
-===========  =====================================  ===========  ==========================================  =======================================
+========  ===================================  =========  =================================  ===========================
+protocol  reproduces                           frames     matching                           AP
+========  ===================================  =========  =================================  ===========================
+``act``   ACT-detector ``frameAP`` (also MOC)  all        best *remaining* GT box of the     trapezoids under the raw PR
+                                                          frame; a matched box is removed    points from (recall 0,
+                                                                                             precision 1), in float32
+``voc``   MultiSports ``frameAP``              all        best GT box; a second hit on it    VOC all-points (monotone
+          (mmaction2)                                     is a false positive                envelope)
+``yowo``  YOWO (Object-Detection-Metrics)      with a GT  as ``voc``                         VOC all-points
+========  ===================================  =========  =================================  ===========================
 
 IoU: ``act`` counts pixels inclusively (+1 on widths and heights), ``voc`` does not, ``yowo`` counts them
 inclusively and gives 0 to boxes that do not touch (the +1 widths of a gap under one pixel are not counted).
@@ -122,7 +124,8 @@ def _file_name_rank(dets: FrameDetections, videos: Sequence[str]) -> np.ndarray:
     keys, inverse = np.unique(vid * (int(frame.max(initial=0)) + 1) + frame, return_inverse=True)
     first = np.zeros(len(keys), dtype=np.int64)
     first[inverse] = np.arange(len(dets))  # any row of each (video, frame)
-    names = np.array([f"{videos[v].replace('/', '_')}_{f:05d}" for v, f in zip(vid[first].tolist(), frame[first].tolist())])
+    names = np.array([f"{videos[v].replace('/', '_')}_{f:05d}"
+                      for v, f in zip(vid[first].tolist(), frame[first].tolist())])
     rank = np.empty(len(names), dtype=np.int64)
     rank[np.argsort(names, kind="stable")] = np.arange(len(names))
     return rank[inverse.reshape(-1)]
