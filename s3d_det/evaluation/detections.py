@@ -262,78 +262,85 @@ def _first_bad_row(mask: np.ndarray) -> Optional[int]:
     return int(rows[0]) if len(rows) else None
 
 
+def _fail(source: str, key: str, row: int, what: str):
+    raise ValueError(f"{source}: {key} row {row}: {what}")
+
+
+def _check_rows(source: str, key: str, a: np.ndarray, *, num_videos: int, num_labels: Optional[int],
+                video_col: Optional[int] = None, label_col: Optional[int] = None, frame_col: Optional[int] = None,
+                box_cols: Optional[slice] = None) -> None:
+    """The checks of one array of ``check_detections`` (``frame_dets``, ``tubes`` or ``tube_boxes``): finite
+    values, then those of the columns given (None: the array has no such column)."""
+    row = _first_bad_row(~np.isfinite(a).all(axis=1))
+    if row is not None:
+        _fail(source, key, row, f"non-finite value {a[row].tolist()}")
+    if video_col is not None:
+        v = a[:, video_col]
+        row = _first_bad_row((v < 0) | (v >= num_videos) | (v != np.floor(v)))
+        if row is not None:
+            _fail(source, key, row, f"video index {v[row]:g} outside 0..{num_videos - 1} (the 'videos' array)")
+    if label_col is not None:
+        lab = a[:, label_col]
+        bad = (lab < 0) | (lab != np.floor(lab))
+        if num_labels is not None:
+            bad |= lab >= num_labels
+        row = _first_bad_row(bad)
+        if row is not None:
+            limit = f"0..{num_labels - 1}" if num_labels is not None else "a non-negative integer"
+            _fail(source, key, row, f"label {lab[row]:g} out of range (expected {limit})")
+    if frame_col is not None:
+        f = a[:, frame_col]
+        row = _first_bad_row((f < 1) | (f != np.floor(f)))
+        if row is not None:
+            _fail(source, key, row, f"frame {f[row]:g} is not a 1-based frame number")
+    if box_cols is not None:
+        x1, y1, x2, y2 = a[:, box_cols].T
+        for bad, what in ((x2 < x1, "x2 < x1"), (y2 < y1, "y2 < y1")):
+            row = _first_bad_row(bad)
+            if row is not None:
+                _fail(source, key, row, f"{what} in box {a[row, box_cols].tolist()}")
+
+
+def _check_against_gt(dets: Detections, gt: Mapping, source: str) -> None:
+    """``check_detections``' checks that need the ground truth: known videos, frames within each video."""
+    d = dets.frame_dets
+    unknown = [v for v in dets.videos if v not in gt["nframes"]]
+    if unknown:
+        index = dets.videos.index(unknown[0])
+        if index in set(d[:, VIDEO].astype(np.int64).tolist()):
+            _fail(source, "frame_dets", _first_bad_row(d[:, VIDEO] == index),
+                  f"video {unknown[0]!r} is not in the ground truth")
+        raise ValueError(f"{source}: videos[{index}] = {unknown[0]!r} is not in the ground truth")
+    nframes = np.array([gt["nframes"][v] for v in dets.videos] or [0], dtype=np.float64)
+    if len(d):
+        row = _first_bad_row(d[:, FRAME] > nframes[d[:, VIDEO].astype(np.int64)])
+        if row is not None:
+            video = dets.videos[int(d[row, VIDEO])]
+            _fail(source, "frame_dets", row,
+                  f"frame {d[row, FRAME]:g} past the end of {video!r} ({gt['nframes'][video]} frames)")
+    if dets.tubes is not None and len(dets.tube_boxes):
+        video_of_row = dets.tubes[dets.tube_boxes[:, TUBE_BOX_TUBE].astype(np.int64), TUBE_VIDEO].astype(np.int64)
+        row = _first_bad_row(dets.tube_boxes[:, TUBE_BOX_FRAME] > nframes[video_of_row])
+        if row is not None:
+            video = dets.videos[int(video_of_row[row])]
+            _fail(source, "tube_boxes", row, f"frame {dets.tube_boxes[row, TUBE_BOX_FRAME]:g} past the end of "
+                  f"{video!r} ({gt['nframes'][video]} frames)")
+
+
 def check_detections(dets: Detections, gt: Optional[Mapping] = None, source: str = "detections") -> None:
     """Raises ``ValueError`` naming the first bad row and key: NaN or infinite values, a video index outside
     ``videos``, a frame below 1 or not an integer, a negative or fractional label, x2 < x1 or y2 < y1; with
     ``gt``: a video unknown to the ground truth, a label outside its label list, a frame past the video's end."""
-    d = dets.frame_dets
-    names = np.asarray(dets.videos, dtype=object)
-    num_labels = len(gt["labels"]) if gt is not None else None
-
-    def fail(key: str, row: int, what: str):
-        raise ValueError(f"{source}: {key} row {row}: {what}")
-
-    def check_rows(key: str, a: np.ndarray, video_col: Optional[int], label_col: Optional[int],
-                   frame_col: Optional[int], box_cols: Optional[slice]):
-        row = _first_bad_row(~np.isfinite(a).all(axis=1))
-        if row is not None:
-            fail(key, row, f"non-finite value {a[row].tolist()}")
-        if video_col is not None:
-            v = a[:, video_col]
-            row = _first_bad_row((v < 0) | (v >= len(names)) | (v != np.floor(v)))
-            if row is not None:
-                fail(key, row, f"video index {v[row]:g} outside 0..{len(names) - 1} (the 'videos' array)")
-        if label_col is not None:
-            lab = a[:, label_col]
-            bad = (lab < 0) | (lab != np.floor(lab))
-            if num_labels is not None:
-                bad |= lab >= num_labels
-            row = _first_bad_row(bad)
-            if row is not None:
-                limit = f"0..{num_labels - 1}" if num_labels is not None else "a non-negative integer"
-                fail(key, row, f"label {lab[row]:g} out of range (expected {limit})")
-        if frame_col is not None:
-            f = a[:, frame_col]
-            row = _first_bad_row((f < 1) | (f != np.floor(f)))
-            if row is not None:
-                fail(key, row, f"frame {f[row]:g} is not a 1-based frame number")
-        if box_cols is not None:
-            x1, y1, x2, y2 = a[:, box_cols].T
-            row = _first_bad_row(x2 < x1)
-            if row is not None:
-                fail(key, row, f"x2 < x1 in box {a[row, box_cols].tolist()}")
-            row = _first_bad_row(y2 < y1)
-            if row is not None:
-                fail(key, row, f"y2 < y1 in box {a[row, box_cols].tolist()}")
-
-    check_rows("frame_dets", d, VIDEO, LABEL, FRAME, BOX)
+    counts = dict(num_videos=len(dets.videos), num_labels=len(gt["labels"]) if gt is not None else None)
+    _check_rows(source, "frame_dets", dets.frame_dets, video_col=VIDEO, label_col=LABEL, frame_col=FRAME,
+                box_cols=BOX, **counts)
     if dets.tubes is not None:
-        check_rows("tubes", dets.tubes, TUBE_VIDEO, TUBE_LABEL, None, None)
+        _check_rows(source, "tubes", dets.tubes, video_col=TUBE_VIDEO, label_col=TUBE_LABEL, **counts)
         t = dets.tube_boxes[:, TUBE_BOX_TUBE]
         row = _first_bad_row((t < 0) | (t >= len(dets.tubes)) | (t != np.floor(t)))
         if row is not None:
-            fail("tube_boxes", row, f"tube index {t[row]:g} outside 0..{len(dets.tubes) - 1}")
-        check_rows("tube_boxes", dets.tube_boxes, None, None, TUBE_BOX_FRAME, TUBE_BOX_BOX)
+            _fail(source, "tube_boxes", row, f"tube index {t[row]:g} outside 0..{len(dets.tubes) - 1}")
+        _check_rows(source, "tube_boxes", dets.tube_boxes, frame_col=TUBE_BOX_FRAME, box_cols=TUBE_BOX_BOX,
+                    **counts)
     if gt is not None:
-        unknown = [v for v in dets.videos if v not in gt["nframes"]]
-        if unknown:
-            used = set(d[:, VIDEO].astype(np.int64).tolist())
-            index = dets.videos.index(unknown[0])
-            if index in used:
-                row = _first_bad_row(d[:, VIDEO] == index)
-                fail("frame_dets", row, f"video {unknown[0]!r} is not in the ground truth")
-            raise ValueError(f"{source}: videos[{index}] = {unknown[0]!r} is not in the ground truth")
-        nframes = np.array([gt["nframes"][v] for v in dets.videos] or [0], dtype=np.float64)
-        if len(d):
-            row = _first_bad_row(d[:, FRAME] > nframes[d[:, VIDEO].astype(np.int64)])
-            if row is not None:
-                video = dets.videos[int(d[row, VIDEO])]
-                fail("frame_dets", row,
-                     f"frame {d[row, FRAME]:g} past the end of {video!r} ({gt['nframes'][video]} frames)")
-        if dets.tubes is not None and len(dets.tube_boxes):
-            video_of_row = dets.tubes[dets.tube_boxes[:, TUBE_BOX_TUBE].astype(np.int64), TUBE_VIDEO].astype(np.int64)
-            row = _first_bad_row(dets.tube_boxes[:, TUBE_BOX_FRAME] > nframes[video_of_row])
-            if row is not None:
-                video = dets.videos[int(video_of_row[row])]
-                fail("tube_boxes", row, f"frame {dets.tube_boxes[row, TUBE_BOX_FRAME]:g} past the end of {video!r} "
-                     f"({gt['nframes'][video]} frames)")
+        _check_against_gt(dets, gt, source)
