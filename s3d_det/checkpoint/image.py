@@ -433,9 +433,37 @@ def convert_2d_checkpoint(
     if source not in _RENAMERS:
         raise ValueError(f"unknown 2D checkpoint source {source!r}; expected one of {', '.join(SOURCES_2D)}")
     where = path or "state dict"
-    rename = _RENAMERS[source](list(state))
+    parts, origin, unused, dropped, meta = _split_parts(state, _RENAMERS[source](list(state)), where)
+    filled: List[str] = []
+    if source == "detectron2":
+        _fill_affine_bn(parts["body"], filled)
+    shapes, arch = _reference_resnet(parts["body"])
+    meta.update(arch)
+    notes = _conventions(source, meta, author)
+    missing = _check_body(parts["body"], shapes, meta, origin, filled, unused, notes, where)
+    if source == "detectron2":
+        note = _reorder_anchors(parts["rpn"], num_aspect_ratios, where)
+        notes += [note] if note else []
+    if author is not None:
+        meta["author"] = author
+    meta.update(_fpn_meta(parts["fpn"], meta["block"]))
+    if "cls_logits.weight" in parts["rpn"]:
+        meta["num_anchors"] = int(parts["rpn"]["cls_logits.weight"].shape[0])
+    return Converted2D(
+        body=parts["body"] or None, fpn=parts["fpn"] or None, rpn=parts["rpn"] or None, source=source, path=path,
+        origin=origin, missing_keys=missing, unused_keys=sorted(unused), dropped_keys=sorted(dropped),
+        filled_keys=filled, meta=meta, notes=notes,
+    )
+
+
+def _split_parts(state: Mapping[str, object], rename: Renamer, where: str):
+    """The file's tensors under torchvision's names, by part: ``(parts, origin, unused, dropped, meta)``, where
+    ``origin`` maps "part.name" to the source key, and ``meta`` holds a detectron2 file's pixel_mean/std."""
     parts: Dict[str, Dict[str, Tensor]] = {p: {} for p in PARTS}
-    origin, unused, dropped, meta = {}, [], [], {}
+    origin: Dict[str, str] = {}
+    unused: List[str] = []
+    dropped: List[str] = []
+    meta: Dict[str, object] = {}
     for key, value in state.items():
         target = _DROP if key.endswith(_COUNTER) else rename(key)
         if key in ("pixel_mean", "pixel_std"):
@@ -451,46 +479,34 @@ def convert_2d_checkpoint(
             raise ValueError(f"{where}: {origin[f'{part}.{name}']!r} and {key!r} both give {part}.{name}")
         parts[part][name] = _as_tensor(value, key, where)
         origin[f"{part}.{name}"] = key
+    return parts, origin, unused, dropped, meta
 
-    filled: List[str] = []
-    if source == "detectron2":
-        _fill_affine_bn(parts["body"], filled)
-    shapes, arch = _reference_resnet(parts["body"])
-    meta.update(arch)
-    notes = _conventions(source, meta, author)
-    missing = []
-    if not parts["body"]:
+
+def _check_body(body: Dict[str, Tensor], shapes: Optional[Dict[str, torch.Size]], meta: Dict[str, object],
+                origin: Dict[str, str], filled: List[str], unused: List[str], notes: List[str], where: str
+                ) -> List[str]:
+    """Checks the body against the torchvision ResNet its blocks describe (``shapes``): drops what that ResNet
+    lacks (to ``unused``), refuses a shape mismatch; returns the ResNet's keys the file lacks. Adds notes."""
+    if not body:
         notes.append("no ResNet body in the file")
-    elif shapes is None:
+        return []
+    if shapes is None:
         notes.append(f"body: blocks per layer {meta['blocks_per_layer']} match no ResNet; only the model checks it")
-    else:
-        for name, tensor in list(parts["body"].items()):
-            if name not in shapes:  # e.g. a downsample where torchvision's block has none
-                del parts["body"][name]
-                if f"body.{name}" in filled:
-                    filled.remove(f"body.{name}")
-                else:
-                    unused.append(origin.pop(f"body.{name}"))
-            elif tensor.shape != shapes[name]:
-                raise ValueError(f"{where}: {origin.get('body.' + name, '(filled)')} has shape {tuple(tensor.shape)}, "
-                                 f"but body.{name} of a {meta['arch'] or meta['block'] + ' ResNet'} needs "
-                                 f"{tuple(shapes[name])}")
-        missing = [f"body.{k}" for k in shapes if k not in parts["body"]]
-        if not meta["blocks_per_layer"][3]:
-            notes.append("body: no layer4 in the file (C4 detectors keep res5 in their RoI head)")
-    if source == "detectron2":
-        note = _reorder_anchors(parts["rpn"], num_aspect_ratios, where)
-        notes += [note] if note else []
-    if author is not None:
-        meta["author"] = author
-    meta.update(_fpn_meta(parts["fpn"], meta["block"]))
-    if "cls_logits.weight" in parts["rpn"]:
-        meta["num_anchors"] = int(parts["rpn"]["cls_logits.weight"].shape[0])
-    return Converted2D(
-        body=parts["body"] or None, fpn=parts["fpn"] or None, rpn=parts["rpn"] or None, source=source, path=path,
-        origin=origin, missing_keys=missing, unused_keys=sorted(unused), dropped_keys=sorted(dropped),
-        filled_keys=filled, meta=meta, notes=notes,
-    )
+        return []
+    for name, tensor in list(body.items()):
+        if name not in shapes:  # e.g. a downsample where torchvision's block has none
+            del body[name]
+            if f"body.{name}" in filled:
+                filled.remove(f"body.{name}")
+            else:
+                unused.append(origin.pop(f"body.{name}"))
+        elif tensor.shape != shapes[name]:
+            raise ValueError(f"{where}: {origin.get('body.' + name, '(filled)')} has shape {tuple(tensor.shape)}, "
+                             f"but body.{name} of a {meta['arch'] or meta['block'] + ' ResNet'} needs "
+                             f"{tuple(shapes[name])}")
+    if not meta["blocks_per_layer"][3]:
+        notes.append("body: no layer4 in the file (C4 detectors keep res5 in their RoI head)")
+    return [f"body.{k}" for k in shapes if k not in body]
 
 
 def _read_pickle(path: str) -> Tuple[Dict[str, object], Optional[str]]:
