@@ -70,22 +70,12 @@ def load_gt(path: str, check_boxes: bool = True) -> dict:
 BOX_TOLERANCE = 1.0
 
 
-def check_gt(gt: Mapping, source: str = "ground truth") -> None:
-    """Raises ``DataError`` on the first bad label, tube or box of ``gt`` (structure already checked), naming
-    ``source``, the video, the tube (index and label) and the frame, and what was expected: label keys in
-    0..len(labels)-1, tubes with at least one row, finite values, whole frame numbers in 1..nframes, x1 <= x2,
-    y1 <= y2 (x1 == x2 is a one-pixel box where the last pixel counts, as in the ``act`` and ``yowo`` protocols),
-    boxes inside the (w, h) of ``resolution`` within ``BOX_TOLERANCE`` pixels. Videos without an ``nframes`` or
-    ``resolution`` entry skip those checks (:func:`validate_gt` reports them). Vectorised over all boxes: UCF101-24's
-    574k take about 0.1 s."""
+def _tubes_of(gt: Mapping, videos: Sequence[str], source: str, name) -> Tuple[List[np.ndarray], List[Tuple]]:
+    """Every tube of ``gt`` (n, 5) and its owner ``(video position, label, tube index)``; a label outside the
+    label list or an empty tube is a DataError (``name(video, label, index)`` names the tube)."""
     labels = gt["labels"]
-    videos = list(gt["gttubes"])
     parts: List[np.ndarray] = []
-    owners: List[Tuple[int, int, int]] = []  # (video position, label, tube index) of each part
-
-    def name(video: str, label: int, index: int) -> str:
-        return f"{source}: video {video!r}, tube {index} of label {label} ({labels[label]})"
-
+    owners: List[Tuple[int, int, int]] = []
     for v, video in enumerate(videos):
         for label, tubes in gt["gttubes"][video].items():
             if not 0 <= int(label) < len(labels):
@@ -97,6 +87,24 @@ def check_gt(gt: Mapping, source: str = "ground truth") -> None:
                                     f"frame, x1, y1, x2, y2")
                 parts.append(tube)
                 owners.append((v, int(label), index))
+    return parts, owners
+
+
+def check_gt(gt: Mapping, source: str = "ground truth") -> None:
+    """Raises ``DataError`` on the first bad label, tube or box of ``gt`` (structure already checked), naming
+    ``source``, the video, the tube (index and label) and the frame, and what was expected: label keys in
+    0..len(labels)-1, tubes with at least one row, finite values, whole frame numbers in 1..nframes, x1 <= x2,
+    y1 <= y2 (x1 == x2 is a one-pixel box where the last pixel counts, as in the ``act`` and ``yowo`` protocols),
+    boxes inside the (w, h) of ``resolution`` within ``BOX_TOLERANCE`` pixels. Videos without an ``nframes`` or
+    ``resolution`` entry skip those checks (:func:`validate_gt` reports them). Vectorised over all boxes: UCF101-24's
+    574k take about 0.1 s."""
+    labels = gt["labels"]
+    videos = list(gt["gttubes"])
+
+    def name(video: str, label: int, index: int) -> str:
+        return f"{source}: video {video!r}, tube {index} of label {label} ({labels[label]})"
+
+    parts, owners = _tubes_of(gt, videos, source, name)
     if not parts:
         return
     rows = np.concatenate(parts).astype(np.float64, copy=False)
