@@ -331,14 +331,8 @@ def _ranges(frames: np.ndarray) -> str:
     return ", ".join(parts[:8]) + (f", ... ({len(parts) - 8} more ranges)" if len(parts) > 8 else "")
 
 
-def validate_gt(gt: Mapping, frames_root: str | None = None) -> List[str]:
-    """Every problem in ``gt``, one line each, naming the video (and the frames): split lists naming unknown
-    videos or a video in both train and test of a split, unknown label indices, tube frames outside
-    1..nframes or not consecutive, x2 < x1 or y2 < y1, non-finite values, boxes outside the frame (by more than
-    ``BOX_TOLERANCE``), tubes that repeat another exactly, and, with
-    ``frames_root``, frames missing from ``<frames_root>/Frames/<video>/`` or damaged there (empty, or a JPEG/PNG
-    cut short: ``frames.image_file_problem``, which reads each file's first and last bytes). An empty list means
-    clean."""
+def _structure_problems(gt: Mapping) -> List[str]:
+    """``validate_gt``'s problems of the label list and the splits."""
     problems: List[str] = []
     labels = gt["labels"]
     if len(set(labels)) != len(labels):
@@ -355,42 +349,57 @@ def validate_gt(gt: Mapping, frames_root: str | None = None) -> List[str]:
     for k, (train, test) in enumerate(zip(gt["train_videos"], gt["test_videos"]), start=1):
         for video in sorted(set(train) & set(test)):
             problems.append(f"{video}: in both train_videos and test_videos of split {k}")
+    return problems
 
+
+def _tube_problems(tube: np.ndarray, where: str, nframes: Optional[int],
+                   resolution: Optional[Tuple[int, int]]) -> List[str]:
+    """``validate_gt``'s problems of one tube (n, 5) frame, x1, y1, x2, y2, named by ``where``."""
+    if len(tube) == 0:
+        return [f"{where} is empty"]
+    bad = ~np.isfinite(tube).all(axis=1)
+    if bad.any():
+        return [f"{where}: non-finite values at rows {np.flatnonzero(bad)[:8].tolist()}"]
+    problems = []
+    frame, x1, y1, x2, y2 = tube.T
+    if nframes is not None:
+        outside = (frame < 1) | (frame > nframes) | (frame != np.round(frame))
+        if outside.any():
+            problems.append(f"{where}: frames {_ranges(frame[outside])} outside 1..{nframes}")
+    if len(frame) > 1 and not (np.diff(frame) == 1).all():
+        jumps = np.flatnonzero(np.diff(frame) != 1)
+        pairs = ", ".join(f"{frame[j]:g}->{frame[j + 1]:g}" for j in jumps[:8])
+        problems.append(f"{where}: frames not consecutive ({pairs})")
+    for name, bad in (("x2 < x1", x2 < x1), ("y2 < y1", y2 < y1)):
+        if bad.any():
+            problems.append(f"{where}: {name} at frames {_ranges(frame[bad])}")
+    if resolution is not None:
+        (height, width), tol = resolution, BOX_TOLERANCE
+        out = (x1 < -tol) | (y1 < -tol) | (x2 > width + tol) | (y2 > height + tol)
+        if out.any():
+            problems.append(f"{where}: box outside the {width}x{height} frame at frames {_ranges(frame[out])}")
+    return problems
+
+
+def validate_gt(gt: Mapping, frames_root: str | None = None) -> List[str]:
+    """Every problem in ``gt``, one line each, naming the video (and the frames): split lists naming unknown
+    videos or a video in both train and test of a split, unknown label indices, tube frames outside
+    1..nframes or not consecutive, x2 < x1 or y2 < y1, non-finite values, boxes outside the frame (by more than
+    ``BOX_TOLERANCE``), tubes that repeat another exactly, and, with
+    ``frames_root``, frames missing from ``<frames_root>/Frames/<video>/`` or damaged there (empty, or a JPEG/PNG
+    cut short: ``frames.image_file_problem``, which reads each file's first and last bytes). An empty list means
+    clean."""
+    problems = _structure_problems(gt)
+    labels = gt["labels"]
     for video, per_label in gt["gttubes"].items():
         nframes = gt["nframes"].get(video)
-        height, width = gt["resolution"].get(video, (None, None))
+        resolution = gt["resolution"].get(video)
         for label, tubes in per_label.items():
             if not 0 <= int(label) < len(labels):
                 problems.append(f"{video}: label index {label} outside 0..{len(labels) - 1}")
             for i, tube in enumerate(tubes):
-                where = f"{video}: tube {i} of label {label}"
-                tube = np.asarray(tube, dtype=np.float64)
-                if len(tube) == 0:
-                    problems.append(f"{where} is empty")
-                    continue
-                frame, x1, y1, x2, y2 = tube.T
-                bad = ~np.isfinite(tube).all(axis=1)
-                if bad.any():
-                    problems.append(f"{where}: non-finite values at rows {np.flatnonzero(bad)[:8].tolist()}")
-                    continue
-                if nframes is not None:
-                    outside = (frame < 1) | (frame > nframes) | (frame != np.round(frame))
-                    if outside.any():
-                        problems.append(f"{where}: frames {_ranges(frame[outside])} outside 1..{nframes}")
-                if len(frame) > 1 and not (np.diff(frame) == 1).all():
-                    jumps = np.flatnonzero(np.diff(frame) != 1)
-                    pairs = ", ".join(f"{frame[j]:g}->{frame[j + 1]:g}" for j in jumps[:8])
-                    problems.append(f"{where}: frames not consecutive ({pairs})")
-                for name, bad in (("x2 < x1", x2 < x1), ("y2 < y1", y2 < y1)):
-                    if bad.any():
-                        problems.append(f"{where}: {name} at frames {_ranges(frame[bad])}")
-                if height is not None:
-                    tol = BOX_TOLERANCE
-                    out = (x1 < -tol) | (y1 < -tol) | (x2 > width + tol) | (y2 > height + tol)
-                    if out.any():
-                        problems.append(
-                            f"{where}: box outside the {width}x{height} frame at frames {_ranges(frame[out])}"
-                        )
+                problems += _tube_problems(np.asarray(tube, dtype=np.float64), f"{video}: tube {i} of label {label}",
+                                           nframes, resolution)
     for video, label, j, i in duplicate_tubes(gt):
         problems.append(f"{video}: tube {j} of label {label} repeats tube {i} exactly")
     if frames_root is not None:
