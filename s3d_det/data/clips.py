@@ -21,7 +21,8 @@ import torch
 from .frames import FrameSource
 
 __all__ = ["BOUNDARY_MODES", "clip_frames", "map_boundary", "read_clip", "resized_shape", "resize_frame",
-           "scale_boxes", "resize_clip", "hflip_clip", "sample_color_factors", "color_jitter", "ClipTransform", "TransformedClip", "to_tensor"]
+           "scale_boxes", "resize_clip", "hflip_clip", "sample_color_factors", "color_jitter", "ClipTransform",
+           "TransformedClip", "to_tensor"]
 
 BOUNDARY_MODES = ("repeat", "reflect")
 

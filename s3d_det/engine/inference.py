@@ -1,9 +1,12 @@
-"""Detecting actions in every frame of a video: the 2D detector on every frame, the 3D network shared.
+"""Detecting actions in every frame of a video: the 2D detector on every frame, the 3D network shared. The one
+inference path of the toolkit: evaluation during training (``evaluation.evaluate_detector``), ``tools/eval_jhmdb.py``
+and ``tools/visualize_video.py`` all run ``VideoDetector`` (``detect_dataset`` over a test dataset).
 
 Two modes give each keyframe (every frame is one) its 3D features:
 
-- ``"per_keyframe"``: one clip forward per keyframe, exactly as the test dataset and ``detect_videos`` do
-  (``clips.clip_frames`` around it, edge frames by ``boundary``).
+- ``"per_keyframe"``: one clip forward per keyframe, exactly the test dataset's samples (``clips.clip_frames``
+  around it, edge frames by ``boundary``; the resize ``clips.resize_frame``, the padding
+  ``data.dataset.stack_padded``).
 - ``"shared"``: the 3D network runs over windows of the video and each keyframe's ``T'`` feature steps are sliced
   from them. With the feature layer's temporal stride st (``feature_info[layer].stride[0]``), every st-th
   keyframe (1, 1 + st, 1 + 2 st, ...: the "anchors") gets exactly its own clip's features, and the keyframes in
@@ -23,9 +26,10 @@ Two modes give each keyframe (every frame is one) its 3D features:
   the clip (as the quick-start model's) gives quite different features that way: measure before relying on long
   windows.
 
-In both modes every frame is decoded and resized once (a cache holds the frames the current window or batch
-needs, nothing more: memory does not grow with the video), the 2D detector runs on batches of keyframes, and the
-boxes come back in pixels of the original frames.
+In both modes every frame is decoded and resized once (a ``data.frames.FrameCache`` holds the frames the current
+window or batch needs, nothing more: memory does not grow with the video; with ``read_ahead`` the next step's are
+read in a thread meanwhile), the 2D detector runs on batches of keyframes, and the boxes come back in pixels of the
+original frames.
 """
 from __future__ import annotations
 
@@ -102,9 +106,9 @@ class VideoDetector:
 
     Calling it on a ``FrameSource`` returns the detections of every frame as ``FrameDetections`` (video index,
     1-based frame, 0-based label, score, boxes x1, y1, x2, y2 in pixels of the original frames; ``to_rows()``
-    gives the interchange rows (N, 8)), sorted by frame, then score (highest first). ``stats`` then holds ``frames``, ``decoded`` (frames the source
-    decoded), ``max_frames_held`` (the most resized frames held at once), ``forwards_3d`` (3D network calls) and
-    ``positions_3d`` (clip positions they took).
+    gives the interchange rows (N, 8)), sorted by frame, then score (highest first). ``stats`` then holds
+    ``frames``, ``decoded`` (frames the source decoded), ``max_frames_held`` (the most resized frames held at
+    once), ``forwards_3d`` (3D network calls) and ``positions_3d`` (clip positions they took).
     """
 
     def __init__(self, model: torch.nn.Module, *, clip_length: int, clip_stride: int = 1, boundary: str = "repeat",
