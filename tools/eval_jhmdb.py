@@ -36,8 +36,8 @@ same detections) and prints a one-line deprecation note. The config's dataset an
 settings are used with ``DATASETS.SPLIT`` set to ``--split`` (default: the config's); ``KEY VALUE`` pairs override
 the config as in ``tools/train_det.py``. Each split's detections are saved to ``DIR/detections_split{K}.npz``
 (default DIR: ``OUTPUT_DIR/inference``) and it prints the per-class frame-AP table, frame-mAP and video-mAP
-(tubes linked from the frame detections). ``--split all`` evaluates every split of the ground truth (JHMDB: 1, 2, 3) and averages frame-AP per class, frame-mAP and video-mAP over them, the
-usual way JHMDB-21 results are reported; since each split has its own model, ``--config-file`` and ``--weights``
+(tubes linked from the frame detections). ``--split all`` evaluates every split of the ground truth (JHMDB: 1,
+2, 3) and averages frame-AP per class, frame-mAP and video-mAP over them, the usual way JHMDB-21 results are reported; since each split has its own model, ``--config-file`` and ``--weights``
 may then contain ``{split}`` (e.g. ``output/jhmdb/split{split}/model_final.pth``), and one weights file for every
 split is refused: it was trained on the other splits' test videos. The JSON holds the (averaged) result and,
 under ``"splits"``, each split's.
