@@ -30,17 +30,17 @@ Model mode (run a trained detector over every frame of the test videos, then sco
 
 ``--inference`` picks how the 3D features are computed (``per_keyframe``, the default: one clip per keyframe, as
 training evaluates, in float32; ``shared``: 3D windows shared by the keyframes, ``TEST.WINDOW``, under
-``SOLVER.AMP_DTYPE`` on CUDA; see ``s3d_det.engine.inference``). Both run ``VideoDetector`` over the test videos,
-the one inference path; ``loader``, the DataLoader path of earlier releases, is an alias of ``per_keyframe`` (the
-same detections) and prints a one-line deprecation note. The config's dataset and ``INPUT``/``TEST``
-settings are used with ``DATASETS.SPLIT`` set to ``--split`` (default: the config's); ``KEY VALUE`` pairs override
-the config as in ``tools/train_det.py``. Each split's detections are saved to ``DIR/detections_split{K}.npz``
-(default DIR: ``OUTPUT_DIR/inference``) and it prints the per-class frame-AP table, frame-mAP and video-mAP
-(tubes linked from the frame detections). ``--split all`` evaluates every split of the ground truth (JHMDB: 1,
-2, 3) and averages frame-AP per class, frame-mAP and video-mAP over them, the usual way JHMDB-21 results are reported; since each split has its own model, ``--config-file`` and ``--weights``
-may then contain ``{split}`` (e.g. ``output/jhmdb/split{split}/model_final.pth``), and one weights file for every
-split is refused: it was trained on the other splits' test videos. The JSON holds the (averaged) result and,
-under ``"splits"``, each split's.
+``SOLVER.AMP_DTYPE`` on CUDA; see ``s3d_det.engine.inference``). Both run ``VideoDetector`` over the test videos, the
+one inference path; ``loader``, the DataLoader path of earlier releases, is an alias of ``per_keyframe`` (the same
+detections) and prints a one-line deprecation note. The config's dataset and ``INPUT``/``TEST`` settings are used with
+``DATASETS.SPLIT`` set to ``--split`` (default: the config's); ``KEY VALUE`` pairs override the config as in
+``tools/train_det.py``. Each split's detections are saved to ``DIR/detections_split{K}.npz`` (default DIR:
+``OUTPUT_DIR/inference``) and it prints the per-class frame-AP table, frame-mAP and video-mAP (tubes linked from the
+frame detections). ``--split all`` evaluates every split of the ground truth (JHMDB: 1, 2, 3) and averages frame-AP per
+class, frame-mAP and video-mAP over them, the usual way JHMDB-21 results are reported; since each split has its own
+model, ``--config-file`` and ``--weights`` may then contain ``{split}`` (e.g.
+``output/jhmdb/split{split}/model_final.pth``), and one weights file for every split is refused: it was trained on the
+other splits' test videos. The JSON holds the (averaged) result and, under ``"splits"``, each split's.
 """
 from __future__ import annotations
 
