@@ -297,3 +297,19 @@ def test_a_zero_width_box_in_a_train_video_is_refused(data):
                                          r"height; training needs x1 < x2 and y1 < y2"):
         TrainClipDataset(gt=flat, frames_root=root)
     assert len(TestClipDataset(gt=flat, frames_root=root)) == N  # evaluation reads the other split as it is
+
+
+def test_stack_padded_rounds_the_largest_frame_up_and_zero_fills():
+    """The one padding helper (collate and VideoDetector): 2x3 and 3x1 frames, size_divisible 4 -> 4x4."""
+    from s3d_det.data.dataset import stack_padded
+
+    a = torch.arange(1, 7, dtype=torch.float32).reshape(1, 2, 3)
+    b = torch.full((1, 3, 1), 9.0)
+    out = stack_padded([a, b], size_divisible=4)
+    expected = torch.zeros(2, 1, 4, 4)
+    expected[0, 0, :2, :3] = torch.tensor([[1, 2, 3], [4, 5, 6]], dtype=torch.float32)
+    expected[1, 0, :3, :1] = 9
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    assert stack_padded([a], size_divisible=0).shape == (1, 1, 2, 3)  # 0 or 1: no rounding
+    torch.testing.assert_close(collate([{"clip": a[:, None].expand(1, 2, 2, 3), "keyframe": a}], size_divisible=4)
+                               ["keyframe"], expected[:1], rtol=0, atol=0)

@@ -179,3 +179,23 @@ def test_bad_gt_boxes_exit_2_naming_video_tube_and_frame(tmp_path):
     proc = run_eval("--gt", path, "--detections", write_dets(tmp_path / "dets.npz", perfect_rows()))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert f"{path}: video 'run/v1', tube 0 of label 0 (run), frame 5: x2 < x1" in proc.stderr
+
+
+def test_inference_loader_is_a_deprecated_alias_of_per_keyframe(tmp_path, capsys):
+    """The DataLoader path is gone: ``--inference loader`` runs ``per_keyframe`` (the same detections) after a
+    one-line note; the default is ``per_keyframe``; ``--inference`` stays a model-mode option."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("eval_jhmdb_tool", os.path.join(ROOT, "tools", "eval_jhmdb.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    model = ["--config-file", "cfg.yaml", "--weights", "w.pth"]
+    assert tool.parse_args(model).inference == "per_keyframe"
+    assert capsys.readouterr().err == ""
+    assert tool.parse_args(model + ["--inference", "loader"]).inference == "per_keyframe"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--inference loader is deprecated" in err and "per_keyframe" in err
+    assert tool.parse_args(model + ["--inference", "shared"]).inference == "shared"
+    proc = run_eval(*model, "--inference", "loader")  # as a user runs it: the note, then the one-line error
+    assert proc.returncode == 2 and "deprecated" in proc.stderr and "w.pth" in proc.stderr
+    assert "Traceback" not in proc.stderr

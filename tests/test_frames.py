@@ -202,3 +202,43 @@ def test_a_frame_of_another_size_names_the_file_and_both_sizes(tmp_path):
     src.expect_size((H, W), "the ground truth's resolution")
     with pytest.raises(ValueError, match=rf"00003\.jpg is {H // 2}x{W} .*expected {H}x{W}, the ground truth's resol"):
         src.read([3])
+
+
+class CountingSource(ImageFolderSource):
+    """An image folder that records each call's frames (to see that a video file would be read forwards)."""
+
+    def __init__(self, folder):
+        super().__init__(folder)
+        self.calls = []
+
+    def _decode(self, wanted):
+        self.calls.append(list(wanted))
+        return super()._decode(wanted)
+
+
+def test_frame_cache_read_holds_one_step_and_decodes_overlaps_once(tmp_path):
+    """The step window of video inference: ``read(..., retain=True)`` keeps exactly the frames of the last call,
+    decodes only those it lacks (in increasing order, one call), and ``prepare`` runs once per decoded frame."""
+    src = CountingSource(str(write_folder(tmp_path / "v", 8)))
+    prepared = []
+
+    def prepare(frame, image):
+        prepared.append(frame)
+        return image[::2, ::2].copy()
+
+    cache = FrameCache()  # no byte budget: bounded by retain
+    got = cache.read(src, [3, 1, 2, 2], prepare=prepare, tag="half", retain=True)
+    assert list(got) == [1, 2, 3] and got[1].shape == (H // 2, W // 2, 3)
+    got = cache.read(src, [4, 2, 3, 5], prepare=prepare, tag="half", retain=True)
+    assert list(got) == [2, 3, 4, 5] and len(cache) == 4 and cache.max_held == 4
+    assert src.calls == [[1, 2, 3], [4, 5]] and prepared == [1, 2, 3, 4, 5]
+    assert (cache.hits, cache.misses) == (2, 5)
+    got = cache.read(src, [7], prepare=prepare, tag="half", retain=True)
+    assert len(cache) == 1 and cache.max_held == 4  # frames 2..5 dropped
+    np.testing.assert_array_equal(got[7], src.read([7])[7][::2, ::2])
+    with pytest.raises(ValueError, match="read-only"):
+        got[7][0, 0, 0] = 1
+    # with a byte budget the least recently used go first, as for the datasets' raw frames
+    small = FrameCache(max_bytes=2 * H * W * 3)
+    small.read(src, [1, 2, 3])
+    assert len(small) == 2 and small.get((src.path, 1, None)) is None

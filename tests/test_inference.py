@@ -270,9 +270,15 @@ def test_bad_arguments():
         VideoDetector(model, clip_length=8, window=4)
     with pytest.raises(ValueError, match="context=8 positions do not fit"):
         VideoDetector(model, clip_length=8, window=16, context=8)
+    given = build_action_detector(num_classes=2, proposals="given", width_3d=0.25, feature_3d="mixed_3c")
+    with pytest.raises(ValueError, match="MODEL.PROPOSALS rpn.*'given'"):
+        VideoDetector(given, clip_length=4)
+    # oracle boxes (MODEL.PROPOSALS gt) come with each call, and only to such a detector
     gt_model = build_action_detector(num_classes=2, proposals="gt", width_3d=0.25, feature_3d="mixed_3c")
-    with pytest.raises(ValueError, match="MODEL.PROPOSALS rpn"):
-        VideoDetector(gt_model, clip_length=4)
+    with pytest.raises(ValueError, match="memory-video: boxes are the proposals of a MODEL.PROPOSALS gt detector"):
+        VideoDetector(gt_model, clip_length=4)(MemorySource(3))
+    with pytest.raises(ValueError, match="memory-video: boxes are the proposals"):
+        VideoDetector(model, clip_length=4)(MemorySource(3), boxes={})
 
 
 def test_sliding_feature_gate_by_hand():
@@ -300,3 +306,130 @@ def test_set_gating_window_reaches_the_layers_the_forward_runs():
     assert all(g.temporal_window is None for g in net.mixed_4b.gates)  # beyond mixed_3c: the RoI head's layers
     net.set_gating_window(None)
     assert net.conv_2c.gate.temporal_window is None and net.mixed_3c.gates[0].temporal_window is None
+
+
+# -- the one evaluation path: VideoDetector over a TestClipDataset, against the dataset's samples fed by hand -------
+
+def on_disk_dataset(tmp_path, boundary="reflect"):
+    """Two test videos of 40x100 frames (one a JPEG folder, one an MJPG .avi: each decoder) with a box each; the
+    test resize to short side 32 capped at 64 gives 26x64 frames (scale 0.64: 25.6 rounded), the reflect rule
+    maps the clip edges."""
+    from s3d_det.data.annotations import make_gt
+    from s3d_det.data.clips import ClipTransform
+    from s3d_det.data.dataset import TestClipDataset
+
+    h, w, n = 40, 100, 7
+    videos = {"a/v1": "jpg", "b/v2": "avi"}
+    for i, (video, kind) in enumerate(videos.items()):
+        frames = []
+        for f in range(1, n + 1):
+            frame = np.full((h, w, 3), 60 + 20 * i, np.uint8)
+            frame[8:34, 10 + 6 * f:34 + 6 * f] = (200, 180 - 10 * f, 40)
+            frames.append(frame)
+        if kind == "avi":
+            (tmp_path / "Videos" / "b").mkdir(parents=True)
+            writer = cv2.VideoWriter(str(tmp_path / "Videos" / f"{video}.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 25,
+                                     (w, h))
+            for frame in frames:
+                writer.write(frame)
+            writer.release()
+        else:
+            (tmp_path / "Frames" / video).mkdir(parents=True)
+            for f, frame in enumerate(frames, start=1):
+                cv2.imwrite(str(tmp_path / "Frames" / video / f"{f:05d}.jpg"), frame)
+    tube = np.array([[f, 12.0 + 6 * f, 8.0, 36.0 + 6 * f, 34.0] for f in range(2, 6)], np.float32)
+    gt = make_gt(labels=["x", "y", "z"], nframes={v: n for v in videos}, resolution={v: (h, w) for v in videos},
+                 gttubes={"a/v1": {0: [tube]}, "b/v2": {2: [tube]}}, train_videos=[], test_videos=list(videos))
+    return TestClipDataset(gt=gt, frames_root=str(tmp_path), clip_length=4, clip_stride=2, boundary=boundary,
+                           transform=ClipTransform(short_side=32, max_size=64))
+
+
+def by_hand(model, dataset, samples):
+    """Detections of ``model`` on ``dataset[i]`` for each i of ``samples``, each its own batch: the rows (N, 8)
+    by video, frame, score."""
+    from s3d_det.data.dataset import collate
+    from s3d_det.modeling.detector import detections_to_rows
+
+    index = {v: i for i, v in enumerate(dataset.videos)}
+    parts = []
+    with torch.no_grad():
+        for i in samples:
+            batch = collate([dataset[i]], size_divisible=32)
+            parts.append(detections_to_rows(model(batch), batch, index))
+    return FrameDetections.from_rows(np.concatenate(parts)).sorted_by_frame().to_rows()
+
+
+@pytest.mark.parametrize("proposals", ["rpn", "gt"])
+def test_detect_dataset_gives_the_test_datasets_samples_detections(tmp_path, proposals):
+    """The one evaluation path (``evaluate_detector`` and ``tools/eval_jhmdb.py``): VideoDetector, per keyframe,
+    built from the dataset, on every frame gives what the model gives on the test dataset's own samples (its clip
+    frames by the boundary rule, its resize, its padding, its GT boxes as oracle proposals), here for the first,
+    a middle and the last keyframe of each video."""
+    from s3d_det.engine.inference import detect_dataset
+
+    dataset = on_disk_dataset(tmp_path)
+    assert dataset[0]["keyframe"].shape[1:] == (26, 64)
+    if proposals == "rpn":
+        model = tiny_detector("s3dg")
+    else:
+        torch.manual_seed(0)
+        model = build_action_detector(num_classes=3, proposals="gt", variant_3d="s3dg", width_3d=0.25,
+                                      feature_3d="mixed_3c", box_score_thresh=0.0).eval()
+    detector = VideoDetector.for_dataset(model, dataset, batch_size=3)
+    dets = detect_dataset(detector, dataset, progress=False)
+    assert dets.videos == dataset.videos
+    got = dets.frame_dets
+    assert set(map(tuple, got[:, :2].astype(int).tolist())) <= {(v, f) for v in (0, 1) for f in range(1, 8)}
+    keyframes = [0, 3, 6, 7, 10, 13]  # samples: frames 1, 4, 7 of each video
+    expected = by_hand(model, dataset, keyframes)
+    assert len(expected) > 0
+    chosen = np.isin(got[:, 0] * 100 + got[:, 1], [v * 100 + f for v in (0, 1) for f in (1, 4, 7)])
+    np.testing.assert_allclose(got[chosen], expected, rtol=0, atol=1e-4)
+
+
+def test_detect_dataset_refuses_a_detector_set_up_otherwise_than_the_dataset(tmp_path):
+    from s3d_det.engine.inference import detect_dataset
+
+    dataset = on_disk_dataset(tmp_path)
+    detector = VideoDetector(tiny_detector("s3dg"), clip_length=4, clip_stride=2, boundary="repeat", short_side=32,
+                             max_size=64)
+    with pytest.raises(ValueError, match=r"boundary 'repeat'.*the dataset's 'reflect'"):
+        detect_dataset(detector, dataset, progress=False)
+
+
+def test_read_ahead_gives_the_same_detections_and_decodes_once():
+    """``read_ahead=True`` prepares the next step's frames and clips in a thread while the model runs: the same
+    detections, every frame decoded once, the video read forwards."""
+    model = tiny_detector("s3dg")
+    for mode in ("per_keyframe", "shared"):
+        plain, _ = run(model, 23, mode=mode)
+        source = MemorySource(23)
+        ahead = VideoDetector(model, clip_length=4, clip_stride=2, short_side=H, size_divisible=32, batch_size=4,
+                              mode=mode, read_ahead=True)(source).to_rows()
+        np.testing.assert_allclose(ahead, plain, rtol=0, atol=1e-5)
+        assert source.decode_count == 23 and source.backwards == 0
+
+
+def test_evaluate_detector_scores_and_writes_through_the_one_path(tmp_path):
+    from s3d_det.engine.evaluation import evaluate_detector
+    from s3d_det.evaluation.detections import load_detections
+
+    dataset = on_disk_dataset(tmp_path / "data")
+    model = tiny_detector("s3dg")
+    out = tmp_path / "out"
+    out.mkdir()
+    detector = VideoDetector.for_dataset(model, dataset, batch_size=3)
+    result = evaluate_detector(detector, dataset, dataset_gt(dataset), output_dir=str(out), progress=False)
+    assert 0.0 <= result["frame_mAP"] <= 100.0 and result["video_mAP"] is None
+    saved = load_detections(str(out / "detections.npz"))
+    expected = by_hand(model, dataset, range(len(dataset)))
+    np.testing.assert_allclose(saved.frame_dets, expected, rtol=0, atol=1e-4)
+    assert model.training is False
+
+
+def dataset_gt(dataset):
+    from s3d_det.data.annotations import make_gt
+
+    tube = np.array([[f, 12.0 + 6 * f, 8.0, 36.0 + 6 * f, 34.0] for f in range(2, 6)], np.float32)
+    return make_gt(labels=["x", "y", "z"], nframes=dataset.nframes, resolution=dataset.resolution,
+                   gttubes={"a/v1": {0: [tube]}, "b/v2": {2: [tube]}}, train_videos=[], test_videos=dataset.videos)

@@ -25,20 +25,22 @@ key.
 Model mode (run a trained detector over every frame of the test videos, then score)::
 
     python tools/eval_jhmdb.py --config-file CFG --weights W [--split 1|2|3|all] [--out DIR]
-                               [--inference loader|per_keyframe|shared]
+                               [--inference per_keyframe|shared]
                                [--protocol ...] [--iou ...] [--json OUT.json] [--plots DIR] [KEY VALUE ...]
 
-``--inference`` picks how the 3D features are computed (``loader``: one clip per keyframe from the test
-DataLoader, as training evaluates; ``per_keyframe``: the same, one video at a time; ``shared``: 3D windows shared
-by the keyframes, ``TEST.WINDOW``; see ``s3d_det.engine.inference``). The config's dataset and ``INPUT``/``TEST``
-settings are used with ``DATASETS.SPLIT`` set to ``--split`` (default: the config's); ``KEY VALUE`` pairs override the config as in ``tools/train_det.py``. Each split's detections are
-saved to ``DIR/detections_split{K}.npz`` (default DIR: ``OUTPUT_DIR/inference``) and it prints the per-class
-frame-AP table, frame-mAP and video-mAP (tubes linked from the frame detections). ``--split all`` evaluates every
-split of the ground truth (JHMDB: 1, 2, 3) and averages frame-AP per class, frame-mAP and video-mAP over them, the
-usual way JHMDB-21 results are reported; since each split has its own model, ``--config-file`` and ``--weights``
-may then contain ``{split}`` (e.g. ``output/jhmdb/split{split}/model_final.pth``), and one weights file for every
-split is refused: it was trained on the other splits' test videos. The JSON holds the (averaged) result and,
-under ``"splits"``, each split's.
+``--inference`` picks how the 3D features are computed (``per_keyframe``, the default: one clip per keyframe, as
+training evaluates, in float32; ``shared``: 3D windows shared by the keyframes, ``TEST.WINDOW``, under
+``SOLVER.AMP_DTYPE`` on CUDA; see ``s3d_det.engine.inference``). Both run ``VideoDetector`` over the test videos, the
+one inference path; ``loader``, the DataLoader path of earlier releases, is an alias of ``per_keyframe`` (the same
+detections) and prints a one-line deprecation note. The config's dataset and ``INPUT``/``TEST`` settings are used with
+``DATASETS.SPLIT`` set to ``--split`` (default: the config's); ``KEY VALUE`` pairs override the config as in
+``tools/train_det.py``. Each split's detections are saved to ``DIR/detections_split{K}.npz`` (default DIR:
+``OUTPUT_DIR/inference``) and it prints the per-class frame-AP table, frame-mAP and video-mAP (tubes linked from the
+frame detections). ``--split all`` evaluates every split of the ground truth (JHMDB: 1, 2, 3) and averages frame-AP per
+class, frame-mAP and video-mAP over them, the usual way JHMDB-21 results are reported; since each split has its own
+model, ``--config-file`` and ``--weights`` may then contain ``{split}`` (e.g.
+``output/jhmdb/split{split}/model_final.pth``), and one weights file for every split is refused: it was trained on the
+other splits' test videos. The JSON holds the (averaged) result and, under ``"splits"``, each split's.
 """
 from __future__ import annotations
 
@@ -81,11 +83,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--video-map", action="store_true", help="also compute video-mAP")
     parser.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
     parser.add_argument("--plots", metavar="DIR", help="write per_class_ap.png and pr_curves.png to DIR")
-    parser.add_argument("--inference", choices=("loader", "per_keyframe", "shared"), default="loader",
-                        help="model mode: how the 3D features are computed: 'loader' (default) one clip per keyframe "
-                             "from the test DataLoader, as training evaluates; 'per_keyframe' the same, video by "
-                             "video (s3d_det.engine.inference); 'shared' windows shared by the keyframes "
-                             "(TEST.WINDOW)")
+    parser.add_argument("--inference", choices=("per_keyframe", "shared", "loader"), default=None,
+                        help="model mode: how the 3D features are computed (s3d_det.engine.inference): "
+                             "'per_keyframe' (default) one clip per keyframe, as training evaluates; 'shared' windows "
+                             "shared by the keyframes (TEST.WINDOW); 'loader' (deprecated): per_keyframe")
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                         help="model mode: config overrides, e.g. TEST.BATCH_SIZE 4")
     args = parser.parse_args(argv)
@@ -93,7 +94,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         if args.detections is None:
             parser.error("--gt needs --detections")
         for flag, value in (("--weights", args.weights), ("--out", args.out), ("KEY VALUE overrides", args.opts),
-                            ("--inference", args.inference != "loader")):
+                            ("--inference", args.inference is not None)):
             if value:
                 parser.error(f"{flag} goes with --config-file, not with --gt")
         try:
@@ -116,6 +117,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                          "splits' test videos")
         if len(args.opts) % 2:
             parser.error(f"config overrides come in KEY VALUE pairs, got {args.opts}")
+        if args.inference == "loader":
+            print("note: --inference loader is deprecated: it is per_keyframe now (the same detections, through the "
+                  "one inference path, VideoDetector); it will be removed in a later release", file=sys.stderr)
+        args.inference = "per_keyframe" if args.inference in (None, "loader") else args.inference
     if not 0.0 < args.iou <= 1.0:
         parser.error(f"--iou must be in (0, 1], got {args.iou}")
     return args
@@ -222,8 +227,8 @@ def evaluate_split(config_file: str, weights: str, split: Optional[int], args) -
     import torch
 
     from s3d_det.config import load_config
-    from s3d_det.engine.defaults import batch_collate, build_datasets, build_model, load_dataset_gt
-    from s3d_det.engine.evaluation import detect_videos
+    from s3d_det.engine.defaults import build_datasets, build_model, load_dataset_gt
+    from s3d_det.engine.inference import VideoDetector, detect_dataset
     from s3d_det.evaluation.detections import save_detections
     from s3d_det.utils.io import available_cores
 
@@ -238,13 +243,9 @@ def evaluate_split(config_file: str, weights: str, split: Optional[int], args) -
     split = cfg.DATASETS.SPLIT
     _, test_set = build_datasets(cfg, gt, root)
     model = build_model(cfg, num_classes=len(gt["labels"])).to(device).eval()
-    if args.inference == "loader":
-        dets = detect_videos(model, test_set, batch_size=cfg.TEST.BATCH_SIZE, num_workers=cfg.DATALOADER.NUM_WORKERS,
-                             collate_fn=batch_collate(cfg), device=device, smooth_frames=cfg.TEST.SMOOTH_FRAMES)
-    else:
-        from s3d_det.engine.inference import VideoDetector, detect_dataset
-
-        dets = detect_dataset(VideoDetector.from_config(model, cfg, mode=args.inference), test_set)
+    # per keyframe in float32, as training evaluates (tools/train_det.py); shared under the config's AMP on CUDA
+    amp = {"amp_dtype": None} if args.inference == "per_keyframe" else {}
+    dets = detect_dataset(VideoDetector.from_config(model, cfg, mode=args.inference, device=device, **amp), test_set)
     out = args.out or os.path.join(cfg.OUTPUT_DIR, "inference")
     path = os.path.join(out, f"detections_split{split}.npz")
     save_detections(path, dets)

@@ -39,6 +39,7 @@ from s3d_det.engine.defaults import (
     resolve_device,
 )
 from s3d_det.engine.evaluation import evaluate_detector
+from s3d_det.engine.inference import VideoDetector
 from s3d_det.engine.threads import ThreadGovernor
 from s3d_det.utils.errors import INPUT_ERRORS, report_error, run_tool
 from s3d_det.utils.io import atomic_write, available_cores
@@ -88,10 +89,11 @@ def main(args) -> None:
     collate_fn = batch_collate(cfg)
 
     def evaluate(m: torch.nn.Module) -> dict:
-        result = evaluate_detector(m, test_set, gt, output_dir=cfg.OUTPUT_DIR, protocol=cfg.TEST.PROTOCOL,
-                                   iou=cfg.TEST.IOU, with_video_map=cfg.TEST.VIDEO_MAP,
-                                   batch_size=cfg.TEST.BATCH_SIZE, num_workers=cfg.DATALOADER.NUM_WORKERS,
-                                   collate_fn=collate_fn, device=device, smooth_frames=cfg.TEST.SMOOTH_FRAMES)
+        # the one inference path (tools/eval_jhmdb.py's): one clip per keyframe, float32 as the scores of earlier
+        # releases, BatchNorm folded into a copy of the current weights
+        detector = VideoDetector.from_config(m, cfg, mode="per_keyframe", device=device, amp_dtype=None)
+        result = evaluate_detector(detector, test_set, gt, output_dir=cfg.OUTPUT_DIR, protocol=cfg.TEST.PROTOCOL,
+                                   iou=cfg.TEST.IOU, with_video_map=cfg.TEST.VIDEO_MAP)
         metrics = {"frame_mAP": result["frame_mAP"]}
         if result["video_mAP"]:
             metrics.update({f"video_mAP@{k}": v for k, v in result["video_mAP"].items()})

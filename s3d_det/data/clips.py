@@ -20,8 +20,9 @@ import torch
 
 from .frames import FrameSource
 
-__all__ = ["BOUNDARY_MODES", "clip_frames", "map_boundary", "read_clip", "resized_shape", "resize_clip", "hflip_clip",
-           "sample_color_factors", "color_jitter", "ClipTransform", "TransformedClip", "to_tensor"]
+__all__ = ["BOUNDARY_MODES", "clip_frames", "map_boundary", "read_clip", "resized_shape", "resize_frame",
+           "scale_boxes", "resize_clip", "hflip_clip", "sample_color_factors", "color_jitter", "ClipTransform",
+           "TransformedClip", "to_tensor"]
 
 BOUNDARY_MODES = ("repeat", "reflect")
 
@@ -75,16 +76,32 @@ def resized_shape(h: int, w: int, short_side: int, max_size: Optional[int] = Non
     return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
 
 
+def resize_frame(image: np.ndarray, size: Tuple[int, int], dst: Optional[np.ndarray] = None) -> np.ndarray:
+    """``image`` (H,W,3) resized bilinearly (OpenCV's ``INTER_LINEAR``) to ``size`` (h', w'); the same array when
+    it already has that size. The test resize of every frame: in ``ClipTransform`` (``resize_clip``) and in video
+    inference (``VideoDetector``)."""
+    if image.shape[:2] == tuple(size) and dst is None:
+        return image
+    return cv2.resize(image, (size[1], size[0]), dst=dst, interpolation=cv2.INTER_LINEAR)
+
+
+def scale_boxes(boxes: np.ndarray, size: Tuple[int, int], new_size: Tuple[int, int]) -> np.ndarray:
+    """Boxes (N,4) float32 in pixels of a ``size`` (h, w) frame -> in pixels of it resized to ``new_size``
+    (x times w'/w, y times h'/h), float32."""
+    (h, w), (nh, nw) = size, new_size
+    scale = np.array([nw / w, nh / h, nw / w, nh / h], np.float32)
+    return (boxes * scale).astype(np.float32)
+
+
 def resize_clip(clip: np.ndarray, boxes: np.ndarray, size: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
-    """Bilinear resize of every frame of ``clip`` (T,H,W,3) to ``size`` (h', w'); boxes (N,4) scaled by
-    w'/W along x and h'/H along y. Returns new arrays."""
+    """Bilinear resize of every frame of ``clip`` (T,H,W,3) to ``size`` (h', w') (``resize_frame``); boxes (N,4)
+    scaled by w'/W along x and h'/H along y (``scale_boxes``). Returns new arrays."""
     t, h, w, _ = clip.shape
     nh, nw = size
     out = np.empty((t, nh, nw, 3), clip.dtype)
     for i in range(t):
-        cv2.resize(clip[i], (nw, nh), dst=out[i], interpolation=cv2.INTER_LINEAR)
-    scale = np.array([nw / w, nh / h, nw / w, nh / h], np.float32)
-    return out, (boxes * scale).astype(np.float32)
+        resize_frame(clip[i], size, dst=out[i])
+    return out, scale_boxes(boxes, (h, w), size)
 
 
 def hflip_clip(clip: np.ndarray, boxes: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

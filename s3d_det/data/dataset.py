@@ -31,7 +31,7 @@ from .clips import ClipTransform, clip_frames, read_clip, to_tensor
 from .errors import DataError
 from .frames import FrameCache, FrameSource, find_frames, open_frames
 
-__all__ = ["ClipDataset", "TrainClipDataset", "TestClipDataset", "collate"]
+__all__ = ["ClipDataset", "TrainClipDataset", "TestClipDataset", "collate", "stack_padded"]
 
 _NO_BOXES = (np.zeros((0, 4), np.float32), np.zeros((0,), np.int64))
 
@@ -246,16 +246,24 @@ class TestClipDataset(ClipDataset):
         self.samples = [(video, f) for video in self.videos for f in range(1, self.nframes[video] + 1)]
 
 
-def _stack_padded(tensors: Sequence[torch.Tensor], sizes: Sequence[Tuple[int, int]], h: int, w: int) -> torch.Tensor:
-    """(B, *lead, h, w): each tensor (*lead, h_i, w_i) at the top left, zeros around it. Written once; in a
+def stack_padded(tensors: Sequence[torch.Tensor], size_divisible: int = 1) -> torch.Tensor:
+    """(B, *lead, H, W): each tensor (*lead, h_i, w_i) at the top left, zeros at the bottom and right, H and W the
+    largest h_i and w_i rounded up to a multiple of ``size_divisible`` (0 or 1: not rounded). The padding of
+    every batch of frames, in ``collate`` and in video inference (``VideoDetector``). Written once; in a
     DataLoader worker straight into shared memory, as torch's default_collate does (saves a copy)."""
+    if not tensors:
+        raise ValueError("stack_padded got no tensors")
+    d = max(1, int(size_divisible))
+    h = -(-max(t.shape[-2] for t in tensors) // d) * d
+    w = -(-max(t.shape[-1] for t in tensors) // d) * d
     shape = (len(tensors), *tensors[0].shape[:-2], h, w)
     if get_worker_info() is not None:
         storage = tensors[0]._typed_storage()._new_shared(math.prod(shape), device=tensors[0].device)
         out = tensors[0].new(storage).view(shape)
     else:
         out = tensors[0].new_empty(shape)
-    for i, (t, (th, tw)) in enumerate(zip(tensors, sizes)):
+    for i, t in enumerate(tensors):
+        th, tw = t.shape[-2:]
         out[i, ..., :th, :tw] = t
         out[i, ..., th:, :] = 0
         out[i, ..., :th, tw:] = 0
@@ -266,8 +274,8 @@ def collate(samples: Sequence[dict], size_divisible: int = 1) -> dict:
     """Batches samples of ``ClipDataset``.
 
     ``clip`` -> (B,3,T,H,W) and ``keyframe`` -> (B,3,H,W), zero-padded at the bottom and right to the
-    largest H, W of the batch rounded up to a multiple of ``size_divisible``; ``image_sizes`` lists each
-    sample's true (h, w). Every other key becomes a list (boxes and labels stay per-sample tensors).
+    largest H, W of the batch rounded up to a multiple of ``size_divisible`` (``stack_padded``); ``image_sizes``
+    lists each sample's true (h, w). Every other key becomes a list (boxes and labels stay per-sample tensors).
     Use ``functools.partial(collate, size_divisible=32)`` for a DataLoader.
     """
     if not samples:
@@ -276,13 +284,8 @@ def collate(samples: Sequence[dict], size_divisible: int = 1) -> dict:
     if len(lengths) > 1:
         raise ValueError(f"clips of different lengths in one batch: {sorted(lengths)}")
     sizes = [tuple(s["keyframe"].shape[1:]) for s in samples]
-
-    def round_up(x: int) -> int:
-        return -(-x // size_divisible) * size_divisible
-
-    h, w = round_up(max(s[0] for s in sizes)), round_up(max(s[1] for s in sizes))
-    clip = _stack_padded([s["clip"] for s in samples], sizes, h, w)
-    keyframe = _stack_padded([s["keyframe"] for s in samples], sizes, h, w)
+    clip = stack_padded([s["clip"] for s in samples], size_divisible)
+    keyframe = stack_padded([s["keyframe"] for s in samples], size_divisible)
     batch = {"clip": clip, "keyframe": keyframe, "image_sizes": sizes}
     for key in samples[0]:
         if key not in batch:

@@ -5,7 +5,8 @@ numbers from 1 (the GT schema's). Sources open nothing until first used and drop
 pickled, so a Dataset can hold them and still go to DataLoader workers.
 
 A ``FrameCache`` given to a source keeps its decoded frames in memory (least recently used dropped first,
-within a byte budget): training reads each frame once per clip that holds it, T times an epoch.
+within a byte budget): training reads each frame once per clip that holds it, T times an epoch. The same class
+holds video inference's resized frames of the current step (``FrameCache.read``).
 
 Bad frames are a ``DataError`` naming the file and what was expected: an image file that is empty, a JPEG
 cut short (no end-of-image marker ``FFD9`` at its end; OpenCV would return a partly grey frame and only print
@@ -24,7 +25,7 @@ import os
 import re
 import time
 from collections import OrderedDict
-from typing import Dict, Hashable, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, Hashable, Iterable, Mapping, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -69,20 +70,31 @@ def image_file_problem(path: str) -> Optional[str]:
 
 
 class FrameCache:
-    """Decoded frames in memory, up to ``max_bytes``; the least recently used go first.
+    """Decoded frames in memory: the one frame cache of the toolkit, for both of its uses.
 
-    Keys are (source path, frame number). Stored arrays are made read-only, so a caller that would change a
-    cached frame in place fails loudly instead of corrupting later reads. Each process has its own cache (a
-    pickled cache arrives empty, with its budget), so with DataLoader workers the budget holds per worker.
-    ``hits`` and ``misses`` count lookups.
+    - The datasets' raw frames (``FrameSource.cache``, ``DATALOADER.FRAME_CACHE_MB``): a budget of ``max_bytes``,
+      the least recently used frames dropped first. Training reads each frame once per clip that holds it.
+    - Video inference's step window (``engine.inference.VideoDetector``): ``read(source, frames, prepare=resize,
+      retain=True)`` holds exactly the frames of the current step, prepared (resized) once; frames shared with
+      the previous step are not decoded again, the others are decoded in one call in increasing order (a video
+      file is read forwards), and memory does not grow with the video.
+
+    Keys are (source path, frame number, tag): ``tag`` tells prepared frames from raw ones (None). Stored arrays
+    are made read-only, so a caller that would change a cached frame in place fails loudly instead of corrupting
+    later reads. Each process has its own cache (a pickled cache arrives empty, with its budget), so with
+    DataLoader workers the budget holds per worker. ``hits`` and ``misses`` count lookups, ``max_held`` the most
+    frames held at once.
+
+    Args:
+        max_bytes (int, optional): the budget in bytes; None: none (``read(..., retain=True)`` bounds it).
     """
 
-    def __init__(self, max_bytes: int):
-        if max_bytes < 0:
+    def __init__(self, max_bytes: Optional[int] = None):
+        if max_bytes is not None and max_bytes < 0:
             raise ValueError(f"max_bytes must be at least 0, got {max_bytes}")
-        self.max_bytes = int(max_bytes)
+        self.max_bytes = None if max_bytes is None else int(max_bytes)
         self.nbytes = 0
-        self.hits = self.misses = 0
+        self.hits = self.misses = self.max_held = 0
         self._frames: "OrderedDict[Hashable, np.ndarray]" = OrderedDict()
 
     def __len__(self) -> int:
@@ -99,7 +111,7 @@ class FrameCache:
 
     def put(self, key: Hashable, array: np.ndarray) -> None:
         """Keeps ``array`` (made read-only) under ``key``; one larger than the whole budget is not kept."""
-        if array.nbytes > self.max_bytes:
+        if self.max_bytes is not None and array.nbytes > self.max_bytes:
             return
         old = self._frames.pop(key, None)
         if old is not None:
@@ -107,12 +119,38 @@ class FrameCache:
         array.flags.writeable = False
         self._frames[key] = array
         self.nbytes += array.nbytes
-        while self.nbytes > self.max_bytes:
+        while self.max_bytes is not None and self.nbytes > self.max_bytes:
             self.nbytes -= self._frames.popitem(last=False)[1].nbytes
+        self.max_held = max(self.max_held, len(self._frames))
+
+    def retain(self, keys: Iterable[Hashable]) -> None:
+        """Drops every frame whose key is not in ``keys``."""
+        keep = set(keys)
+        for key in [k for k in self._frames if k not in keep]:
+            self.nbytes -= self._frames.pop(key).nbytes
+
+    def read(self, source: "FrameSource", frames: Iterable[int], *,
+             prepare: Optional[Callable[[int, np.ndarray], np.ndarray]] = None, tag: Hashable = None,
+             retain: bool = False) -> Dict[int, np.ndarray]:
+        """{frame: array} for each distinct frame of ``frames`` of ``source``, in increasing order: those held
+        under (``source.path``, frame, ``tag``) as they are, the others read with ``source.read`` (one call, in
+        increasing order), passed through ``prepare(frame, image)`` (e.g. a resize; None: kept as read) and
+        kept. ``retain=True`` first drops every frame not asked for in this call."""
+        wanted = sorted({int(f) for f in frames})
+        if retain:  # before decoding: the frames no longer needed are not held beside the new ones
+            self.retain((source.path, f, tag) for f in wanted)
+        out = {f: self.get((source.path, f, tag)) for f in wanted}
+        missing = [f for f, array in out.items() if array is None]
+        if missing:
+            for f, image in source.read(missing).items():
+                array = image if prepare is None else prepare(f, image)
+                self.put((source.path, f, tag), array)
+                out[f] = array
+        return out
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_frames=OrderedDict(), nbytes=0, hits=0, misses=0)
+        state.update(_frames=OrderedDict(), nbytes=0, hits=0, misses=0, max_held=0)
         return state
 
 
@@ -173,11 +211,11 @@ class FrameSource:
         if self.cache is None:
             out = self._decode(wanted)
         else:
-            out = {f: self.cache.get((self.path, f)) for f in wanted}
+            out = {f: self.cache.get((self.path, f, None)) for f in wanted}
             missing = [f for f, array in out.items() if array is None]
             if missing:
                 for f, array in self._decode(missing).items():
-                    self.cache.put((self.path, f), array)
+                    self.cache.put((self.path, f, None), array)
                     out[f] = array
         self._check_sizes(out)
         first = next(iter(out.values()), None)

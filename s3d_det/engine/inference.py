@@ -1,9 +1,12 @@
-"""Detecting actions in every frame of a video: the 2D detector on every frame, the 3D network shared.
+"""Detecting actions in every frame of a video: the 2D detector on every frame, the 3D network shared. The one
+inference path of the toolkit: evaluation during training (``evaluation.evaluate_detector``), ``tools/eval_jhmdb.py``
+and ``tools/visualize_video.py`` all run ``VideoDetector`` (``detect_dataset`` over a test dataset).
 
 Two modes give each keyframe (every frame is one) its 3D features:
 
-- ``"per_keyframe"``: one clip forward per keyframe, exactly as the test dataset and ``detect_videos`` do
-  (``clips.clip_frames`` around it, edge frames by ``boundary``).
+- ``"per_keyframe"``: one clip forward per keyframe, exactly the test dataset's samples (``clips.clip_frames``
+  around it, edge frames by ``boundary``; the resize ``clips.resize_frame``, the padding
+  ``data.dataset.stack_padded``).
 - ``"shared"``: the 3D network runs over windows of the video and each keyframe's ``T'`` feature steps are sliced
   from them. With the feature layer's temporal stride st (``feature_info[layer].stride[0]``), every st-th
   keyframe (1, 1 + st, 1 + 2 st, ...: the "anchors") gets exactly its own clip's features, and the keyframes in
@@ -23,22 +26,24 @@ Two modes give each keyframe (every frame is one) its 3D features:
   the clip (as the quick-start model's) gives quite different features that way: measure before relying on long
   windows.
 
-In both modes every frame is decoded and resized once (a cache holds the frames the current window or batch
-needs, nothing more: memory does not grow with the video), the 2D detector runs on batches of keyframes, and the
-boxes come back in pixels of the original frames.
+In both modes every frame is decoded and resized once (a ``data.frames.FrameCache`` holds the frames the current
+window or batch needs, nothing more: memory does not grow with the video; with ``read_ahead`` the next step's are
+read in a thread meanwhile), the 2D detector runs on batches of keyframes, and the boxes come back in pixels of the
+original frames.
 """
 from __future__ import annotations
 
 import os
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from s3d_det.data.clips import clip_frames, map_boundary, resized_shape, to_tensor
-from s3d_det.data.frames import FrameSource, ImageFolderSource, VideoFileSource
+from s3d_det.data.clips import clip_frames, map_boundary, resize_frame, resized_shape, scale_boxes, to_tensor
+from s3d_det.data.dataset import stack_padded
+from s3d_det.data.frames import FrameCache, FrameSource, ImageFolderSource, VideoFileSource
 from s3d_det.evaluation.detections import Detections, FrameDetections
 from s3d_det.modeling.detector import detections_to_rows
 from s3d_det.modeling.fusion import fold_batchnorm
@@ -65,48 +70,20 @@ def open_video(path: str) -> FrameSource:
     return source
 
 
-class _FrameCache:
-    """The resized frames (h', w', 3) uint8 RGB of one source that the current step needs.
-
-    ``get(frames)`` keeps those of ``frames`` it holds, decodes the others (in increasing order, each once as
-    long as consecutive steps overlap) and drops the rest. ``max_held`` counts the most frames held at once.
-    Every decoded frame must have the size of the source's first; else a ValueError names the frame.
-    """
-
-    def __init__(self, source: FrameSource, size: Tuple[int, int]):
-        self.source, self.size = source, size
-        self.orig_size = tuple(int(v) for v in source.size)
-        self.frames: Dict[int, np.ndarray] = {}
-        self.max_held = 0
-
-    def get(self, frames: Iterable[int]) -> Dict[int, np.ndarray]:
-        wanted = sorted({int(f) for f in frames})
-        missing = [f for f in wanted if f not in self.frames]
-        decoded = self.source.read(missing) if missing else {}
-        kept = {f: self.frames[f] for f in wanted if f in self.frames}
-        for f in missing:
-            image = decoded[f]
-            if image.shape[:2] != self.orig_size:
-                raise ValueError(f"{self.source.frame_name(f)} is {image.shape[0]}x{image.shape[1]} (h x w), the "
-                                 f"video's first frame {self.orig_size[0]}x{self.orig_size[1]}: all frames of a "
-                                 "video must have one size")
-            if self.size != self.orig_size:
-                image = cv2.resize(image, (self.size[1], self.size[0]), interpolation=cv2.INTER_LINEAR)
-            kept[f] = image
-        self.frames = kept
-        self.max_held = max(self.max_held, len(kept))
-        return kept
-
-
 class VideoDetector:
-    """Runs an ``ActionDetector`` (eval mode, RPN proposals) over every frame of a video.
+    """Runs an ``ActionDetector`` (eval mode) over every frame of a video: the one inference path of the toolkit
+    (evaluation during training, ``tools/eval_jhmdb.py``, ``tools/visualize_video.py``; ``detect_dataset`` runs it
+    over a test dataset).
 
     Args:
-        model (ActionDetector): the trained detector; it is put in eval mode.
+        model (ActionDetector): the trained detector; it is put in eval mode. Its proposals come from its RPN
+            (``MODEL.PROPOSALS rpn``) or, for ``"gt"`` (the oracle-boxes ablation), from the ``boxes`` given to
+            each call; ``"given"`` proposals are refused.
         clip_length (int), clip_stride (int), boundary (str): the clip around each keyframe
             (``clips.clip_frames``; ``INPUT.CLIP_LENGTH``, ``CLIP_STRIDE``, ``BOUNDARY``).
         short_side (int), max_size (int, optional): the test resize (``INPUT.SHORT_SIDE_TEST``, ``MAX_SIZE``).
-        size_divisible (int): frames are zero-padded at the bottom and right to a multiple of it, as ``collate``.
+        size_divisible (int): frames are zero-padded at the bottom and right to a multiple of it
+            (``data.dataset.stack_padded``, as ``collate``).
         mode (str): ``"shared"`` or ``"per_keyframe"`` (see the module docstring).
         batch_size (int): keyframes per forward of the 2D detector and the head; the 3D network takes as many
             clip positions per forward as ``batch_size`` clips hold (at least one window of each stream).
@@ -122,24 +99,30 @@ class VideoDetector:
             before it (``modeling.fusion.fold_batchnorm``): the same detections up to float rounding, in less
             time (on the CPU 5-8% of the 3D network's, 4% of ResNet-18's, 20% of ResNet-50's with frozen
             BatchNorm). ``model`` itself is left as it is; ``self.model`` is the copy. False: ``model`` itself.
+        read_ahead (bool): decode, resize and pad the next step's frames (and, per keyframe, its clips) in a
+            background thread while the model runs on the current one (what the test DataLoader's worker
+            processes did; ``DATALOADER.NUM_WORKERS`` > 0 in ``from_config``). The same detections; at most two
+            steps' frames in memory.
 
     Calling it on a ``FrameSource`` returns the detections of every frame as ``FrameDetections`` (video index,
     1-based frame, 0-based label, score, boxes x1, y1, x2, y2 in pixels of the original frames; ``to_rows()``
-    gives the interchange rows (N, 8)), sorted by frame, then score (highest first). ``stats`` then holds ``frames``, ``decoded`` (frames the source
-    decoded), ``max_frames_held`` (the most resized frames held at once), ``forwards_3d`` (3D network calls) and
-    ``positions_3d`` (clip positions they took).
+    gives the interchange rows (N, 8)), sorted by frame, then score (highest first). ``stats`` then holds
+    ``frames``, ``decoded`` (frames the source decoded), ``max_frames_held`` (the most resized frames held at
+    once), ``forwards_3d`` (3D network calls) and ``positions_3d`` (clip positions they took).
     """
 
     def __init__(self, model: torch.nn.Module, *, clip_length: int, clip_stride: int = 1, boundary: str = "repeat",
                  short_side: int = 240, max_size: Optional[int] = 1333, size_divisible: int = 32,
                  mode: str = "shared",
                  batch_size: int = 8, window: Optional[int] = None, context: Optional[int] = None, device="cpu",
-                 amp_dtype: Optional[torch.dtype] = None, smooth_frames: int = 0, fold_bn: bool = True):
+                 amp_dtype: Optional[torch.dtype] = None, smooth_frames: int = 0, fold_bn: bool = True,
+                 read_ahead: bool = False):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
-        if getattr(model, "proposals", None) != "rpn":
-            raise ValueError(f"video inference needs a detector that proposes its own boxes (MODEL.PROPOSALS rpn); "
-                             f"this one takes them from {getattr(model, 'proposals', None)!r}")
+        if getattr(model, "proposals", None) not in ("rpn", "gt"):
+            raise ValueError(f"video inference needs a detector that proposes its own boxes (MODEL.PROPOSALS rpn) "
+                             f"or takes the ground truth's (gt); this one takes them from "
+                             f"{getattr(model, 'proposals', None)!r}")
         clip_frames(1, 1, clip_length, clip_stride, boundary)  # checks the clip arguments
         if batch_size < 1 or size_divisible < 1:
             raise ValueError(f"batch_size and size_divisible must be at least 1, got {batch_size}, {size_divisible}")
@@ -149,7 +132,7 @@ class VideoDetector:
         self.model = fold_batchnorm(model) if fold_bn else model.eval()
         self.clip_length, self.clip_stride, self.boundary = clip_length, clip_stride, boundary
         self.short_side, self.max_size, self.size_divisible = short_side, max_size, size_divisible
-        self.mode, self.batch_size = mode, batch_size
+        self.mode, self.batch_size, self.read_ahead = mode, batch_size, bool(read_ahead)
         self.device, self.amp_dtype = torch.device(device), amp_dtype
         backbone = model.backbone_3d
         self.stride = backbone.feature_info[model.feature_3d].stride[0]  # clip positions per feature step
@@ -171,36 +154,78 @@ class VideoDetector:
     @classmethod
     def from_config(cls, model: torch.nn.Module, cfg, **kwargs) -> "VideoDetector":
         """The detector with ``cfg``'s test input (``INPUT.*``, ``TEST.BATCH_SIZE``, ``TEST.WINDOW``,
-        ``TEST.SMOOTH_FRAMES``, ``SOLVER.AMP_DTYPE`` on CUDA, ``MODEL.DEVICE``); ``kwargs`` override any argument."""
+        ``TEST.SMOOTH_FRAMES``, ``SOLVER.AMP_DTYPE`` on CUDA, ``MODEL.DEVICE``, read-ahead when
+        ``DATALOADER.NUM_WORKERS`` > 0); ``kwargs`` override any argument."""
         device = torch.device(cfg.MODEL.DEVICE if cfg.MODEL.DEVICE != "cuda" or torch.cuda.is_available() else "cpu")
         amp = getattr(torch, cfg.SOLVER.AMP_DTYPE) if cfg.SOLVER.AMP_DTYPE and device.type == "cuda" else None
         args = dict(clip_length=cfg.INPUT.CLIP_LENGTH, clip_stride=cfg.INPUT.CLIP_STRIDE, boundary=cfg.INPUT.BOUNDARY,
                     short_side=cfg.INPUT.SHORT_SIDE_TEST, max_size=cfg.INPUT.MAX_SIZE,
                     size_divisible=cfg.INPUT.SIZE_DIVISIBLE or 1,
                     batch_size=cfg.TEST.BATCH_SIZE, window=cfg.TEST.WINDOW, device=device, amp_dtype=amp,
-                    smooth_frames=cfg.TEST.SMOOTH_FRAMES)
+                    smooth_frames=cfg.TEST.SMOOTH_FRAMES, read_ahead=cfg.DATALOADER.NUM_WORKERS > 0)
         args.update(kwargs)
         return cls(model, **args)
 
+    @classmethod
+    def for_dataset(cls, model: torch.nn.Module, dataset, **kwargs) -> "VideoDetector":
+        """The per-keyframe detector that gives the detections of ``dataset``'s own samples (a ``TestClipDataset``):
+        its clip (``clip_length``, ``clip_stride``, ``boundary``) and its transform's test resize (``short_side``,
+        ``max_size``); ``kwargs`` set the rest (``size_divisible`` as the DataLoader's ``collate``)."""
+        args = dict(mode="per_keyframe", **_dataset_input(dataset))
+        args.update(kwargs)
+        return cls(model, **args)
+
+    def input_settings(self) -> Dict[str, object]:
+        """The clip and resize settings a test dataset must share with this detector (``detect_dataset``)."""
+        return {"clip_length": self.clip_length, "clip_stride": self.clip_stride, "boundary": self.boundary,
+                "short_side": self.short_side, "max_size": self.max_size}
+
     @torch.no_grad()
     def __call__(self, source: FrameSource, *, video_index: int = 0, num_frames: Optional[int] = None,
-                 progress: bool = False, desc: str = "detect") -> FrameDetections:
-        """Detections on frames 1..``num_frames`` (default: all) of ``source``; see the class docstring."""
+                 boxes: Optional[Mapping[int, Tuple[np.ndarray, np.ndarray]]] = None, progress: bool = False,
+                 desc: str = "detect", bar: Optional[tqdm] = None) -> FrameDetections:
+        """Detections on frames 1..``num_frames`` (default: all) of ``source``; see the class docstring.
+        ``boxes`` (a ``MODEL.PROPOSALS gt`` detector only): {frame: (boxes (N, 4) in original pixels, labels
+        (N,) int64)}, frames without an entry have none (``annotations.keyframe_boxes``). ``bar``: a progress bar
+        to advance by each step's frames, in place of one of its own."""
         n = source.num_frames if num_frames is None else int(num_frames)
         if not 1 <= n <= source.num_frames:
             raise ValueError(f"{source.path}: num_frames={n}, the source has {source.num_frames} frames")
-        h, w = source.size
-        cache = _FrameCache(source, resized_shape(h, w, self.short_side, self.max_size))
+        oracle = self.model.proposals == "gt"
+        if oracle != (boxes is not None):
+            raise ValueError(f"{source.path}: boxes are the proposals of a MODEL.PROPOSALS gt detector: give them "
+                             f"to it and only to it (this one's proposals: {self.model.proposals!r})")
+        h, w = (int(v) for v in source.size)
+        size = resized_shape(h, w, self.short_side, self.max_size)
+
+        def prepare(frame: int, image: np.ndarray) -> np.ndarray:
+            if image.shape[:2] != (h, w):
+                raise ValueError(f"{source.frame_name(frame)} is {image.shape[0]}x{image.shape[1]} (h x w), the "
+                                 f"video's first frame {h}x{w}: all frames of a video must have one size")
+            return resize_frame(image, size)
+
+        cache = FrameCache()  # the current step's resized frames (read(..., retain=True))
+
+        def read(frames: Iterable[int]) -> Dict[int, np.ndarray]:
+            return cache.read(source, frames, prepare=prepare, tag=size, retain=True)
+
         decoded = source.decode_count
         self.stats = {"frames": n, "forwards_3d": 0, "positions_3d": 0}
         parts: List[FrameDetections] = []
-        steps = self._per_keyframe(n, cache) if self.mode == "per_keyframe" else self._shared(n, cache)
-        with tqdm(total=n, desc=desc, unit="frame", disable=not progress, leave=False) as bar, \
-                torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
-                               enabled=self.amp_dtype is not None):
-            for keyframes, frames, clip, features in steps:
-                parts.append(self._detect(keyframes, frames, clip, features, video_index, (int(h), int(w))))
-                bar.update(len(keyframes))
+        steps = self._per_keyframe(n, read) if self.mode == "per_keyframe" else self._shared(n, read)
+        own_bar = bar is None
+        bar = tqdm(total=n, desc=desc, unit="frame", disable=not progress, leave=False) if own_bar else bar
+        try:
+            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
+                                enabled=self.amp_dtype is not None):
+                for keyframes, frames, clip, features in steps:
+                    targets = [_scaled_boxes(boxes, k, (h, w), size) for k in keyframes] if oracle else None
+                    parts.append(self._detect(keyframes, frames, clip, features, video_index, (h, w), targets))
+                    bar.update(len(keyframes))
+        finally:
+            steps.close()  # stops a read-ahead thread
+            if own_bar:
+                bar.close()
         self.stats.update(decoded=source.decode_count - decoded, max_frames_held=cache.max_held)
         dets = FrameDetections.concat(parts)
         if self.smooth_frames:
@@ -209,16 +234,20 @@ class VideoDetector:
 
     # -- the two modes: each yields (keyframes, their resized frames, clip (B, 3, T, H, W) or None, features
     #    (B, C, T', h, w) or None) ------------------------------------------------------------------------------
-    def _per_keyframe(self, n: int, cache: _FrameCache):
-        for start in range(1, n + 1, self.batch_size):
-            keyframes = list(range(start, min(start + self.batch_size, n + 1)))
+    def _per_keyframe(self, n: int, read: Callable[[Iterable[int]], Dict[int, np.ndarray]]):
+        def load(keyframes: List[int]):
             clips = [clip_frames(k, n, self.clip_length, self.clip_stride, self.boundary) for k in keyframes]
-            frames = cache.get([f for clip in clips for f in clip])
-            self.stats["forwards_3d"] += 1
-            self.stats["positions_3d"] += len(clips) * self.clip_length
-            yield keyframes, frames, self._clips(clips, frames), None
+            frames = read([f for clip in clips for f in clip])
+            return keyframes, frames, self._clips(clips, frames)
 
-    def _shared(self, n: int, cache: _FrameCache):
+        batches = (list(range(start, min(start + self.batch_size, n + 1))) for start in range(1, n + 1,
+                                                                                                self.batch_size))
+        for keyframes, frames, clip in _ahead(load, batches, self.read_ahead):
+            self.stats["forwards_3d"] += 1
+            self.stats["positions_3d"] += len(keyframes) * self.clip_length
+            yield keyframes, frames, clip, None
+
+    def _shared(self, n: int, read: Callable[[Iterable[int]], Dict[int, np.ndarray]]):
         """Anchor m is keyframe 1 + m st (those past n are virtual: their clips mapped by ``boundary`` like any
         other); keyframe f = 1 + m st + r takes anchor m's features, or for r > 0 anchors m and m + 1 mixed
         linearly (weight r / st on the later). Anchor m = j s + k (s the clip stride) is slice j of stream k: the
@@ -231,19 +260,30 @@ class VideoDetector:
         plan = self._plan(total=-(-anchors // streams) + steps - 1)
         self.model.backbone_3d.set_gating_window(self.clip_length if self.window > steps else None)
         slices: Dict[int, torch.Tensor] = {}
-        keyframe = 1  # the first keyframe not yet yielded
-        try:
+
+        def requests():
+            """(group, its windows' frames, the first and last keyframe it serves), group by group."""
+            keyframe = 1  # the first keyframe not yet served
             for group in self._groups(plan, streams):
                 served = (group[-1][3] + 1) * streams - 1  # the last anchor these windows serve
                 last = min(n, 1 + served * st)  # the keyframes up to it have both their anchors
                 windows = [map_boundary(1 + k * st + (first * st + np.arange(self._positions(length))
                                                       - self.clip_length // 2) * s, n, self.boundary)
                            for first, length, _, _ in group for k in range(streams)]
-                # the keyframes up to the windows' last frame too: the streams skip frames (clip stride s), and
-                # the decoder would otherwise come back for them later, seeking backwards
-                top = max(last, max(int(w.max()) for w in windows))
-                frames = cache.get(np.concatenate(windows + [np.arange(keyframe, top + 1)]))
-                clips = self._clips(windows, frames).to(self.device)
+                yield group, windows, keyframe, last
+                keyframe = last + 1
+
+        def load(request):
+            group, windows, keyframe, last = request
+            # the keyframes up to the windows' last frame too: the streams skip frames (clip stride s), and
+            # the decoder would otherwise come back for them later, seeking backwards
+            top = max(last, max(int(w.max()) for w in windows))
+            frames = read(np.concatenate(windows + [np.arange(keyframe, top + 1)]))
+            return request, frames, self._clips(windows, frames)
+
+        try:
+            for (group, windows, keyframe, last), frames, clips in _ahead(load, requests(), self.read_ahead):
+                clips = clips.to(self.device)
                 sizes = [frames[keyframe].shape[:2]] * len(clips)  # the frames' size before padding
                 features = self.model.backbone_3d(clips, sizes)[self.model.feature_3d]
                 self.stats["forwards_3d"] += 1
@@ -262,8 +302,7 @@ class VideoDetector:
                     chunk = list(range(b, min(b + self.batch_size, last + 1)))
                     sliced = torch.stack([self._slice(slices, f) for f in chunk])
                     yield chunk, frames, None, sliced.contiguous(memory_format=fmt)
-                keyframe = last + 1
-                slices = {m: value for m, value in slices.items() if m >= (keyframe - 1) // st}
+                slices = {m: value for m, value in slices.items() if m >= last // st}
         finally:
             self.model.backbone_3d.set_gating_window(None)
 
@@ -306,23 +345,23 @@ class VideoDetector:
     # -- shared steps -------------------------------------------------------------------------------------------
     def _clips(self, clips: Sequence[Sequence[int]], frames: Mapping[int, np.ndarray]) -> torch.Tensor:
         """(B, 3, T, H, W): the frames of each clip, raw (the network normalises them) and padded."""
-        return self._pad(torch.stack([to_tensor(np.stack([frames[int(f)] for f in clip])) for clip in clips]))
-
-    def _pad(self, x: torch.Tensor) -> torch.Tensor:
-        """(..., h', w') zero-padded at the bottom and right to multiples of ``size_divisible``."""
-        h, w = x.shape[-2:]
-        d = self.size_divisible
-        return torch.nn.functional.pad(x, (0, -(-w // d) * d - w, 0, -(-h // d) * d - h))
+        return stack_padded([to_tensor(np.stack([frames[int(f)] for f in clip])) for clip in clips],
+                            self.size_divisible)
 
     def _detect(self, keyframes: Sequence[int], frames: Mapping[int, np.ndarray], clip: Optional[torch.Tensor],
-                features: Optional[torch.Tensor], video_index: int, orig_size: Tuple[int, int]) -> FrameDetections:
-        """Detections of the 2D detector and the head on ``keyframes``, given their ``clip`` or their 3D
-        ``features``."""
+                features: Optional[torch.Tensor], video_index: int, orig_size: Tuple[int, int],
+                targets: Optional[List[Tuple[np.ndarray, np.ndarray]]] = None) -> FrameDetections:
+        """Detections of the 2D detector (or the ``targets``' boxes, in resized pixels) and the head on
+        ``keyframes``, given their ``clip`` or their 3D ``features``."""
         h, w = frames[keyframes[0]].shape[:2]
         num = len(keyframes)
-        batch = {"keyframe": self._pad(torch.stack([to_tensor(frames[k]) for k in keyframes])),
-                 "image_sizes": [(h, w)] * num, "scale": [(h / orig_size[0], w / orig_size[1])] * num,
+        batch = {"image_sizes": [(h, w)] * num, "scale": [(h / orig_size[0], w / orig_size[1])] * num,
                  "flipped": [False] * num, "orig_size": [orig_size] * num}
+        if targets is None:
+            batch["keyframe"] = stack_padded([to_tensor(frames[k]) for k in keyframes], self.size_divisible)
+        else:
+            batch["boxes"] = [torch.from_numpy(b) for b, _ in targets]
+            batch["labels"] = [torch.from_numpy(labels) for _, labels in targets]
         if clip is not None:
             batch["clip"] = clip
         outputs = self.model(batch, features=features)
@@ -332,16 +371,73 @@ class VideoDetector:
 
 
 def detect_dataset(detector: VideoDetector, dataset, *, progress: bool = True) -> Detections:
-    """``detector`` on every frame of every video of ``dataset`` (a ``TestClipDataset``: its videos, frame counts
-    and frame sources), one video at a time; with several processes each takes every world_size-th video.
-    Returns ``Detections(videos=dataset.videos, ...)`` on every process, rows by video, frame, then score."""
+    """``detector`` on every frame of every video of ``dataset`` (a ``TestClipDataset``: its videos, frame counts,
+    frame sources and, for a ``MODEL.PROPOSALS gt`` detector, its boxes), one video at a time; with several
+    processes each takes every world_size-th video. Returns ``Detections(videos=dataset.videos, ...)`` on every
+    process, rows by video, frame, then score. The detector's clip and resize must be the dataset's (else a
+    ValueError naming the setting), so that its detections are those of the dataset's samples."""
+    expected = _dataset_input(dataset)
+    for key, value in detector.input_settings().items():
+        if expected[key] != value:
+            raise ValueError(f"the detector's {key} {value!r} differs from the dataset's {expected[key]!r}: "
+                             "evaluate with the test dataset's clip and resize (VideoDetector.for_dataset)")
     rank, world = get_rank(), get_world_size()
-    parts = []
     videos = range(rank, len(dataset.videos), world)
-    for i in tqdm(videos, desc="videos", disable=not (progress and is_main_process()), leave=False):
-        video = dataset.videos[i]
-        parts.append(detector(dataset.source(video), video_index=i, num_frames=dataset.nframes[video]))
+    oracle = detector.model.proposals == "gt"
+    parts = []
+    total = sum(dataset.nframes[dataset.videos[i]] for i in videos)
+    with tqdm(total=total, desc="detect", unit="frame", disable=not (progress and is_main_process()),
+              leave=False) as bar:
+        for i in videos:
+            video = dataset.videos[i]
+            parts.append(detector(dataset.source(video), video_index=i, num_frames=dataset.nframes[video],
+                                  boxes=dataset.annotations[video] if oracle else None, bar=bar))
     dets = FrameDetections.concat(parts)
     if world > 1:
         dets = FrameDetections.concat(all_gather(dets))
     return Detections(videos=list(dataset.videos), frame_dets=dets.sorted_by_frame())
+
+
+def _dataset_input(dataset) -> Dict[str, object]:
+    """The clip and test resize of ``dataset`` (a ``ClipDataset`` with a transform that is not random)."""
+    transform = dataset.transform
+    if transform.is_random:
+        raise ValueError(f"the test dataset's transform is random ({transform}); inference needs a fixed resize")
+    side = transform.short_side if isinstance(transform.short_side, int) else int(transform.short_side[0])
+    return {"clip_length": dataset.clip_length, "clip_stride": dataset.clip_stride, "boundary": dataset.boundary,
+            "short_side": side, "max_size": transform.max_size}
+
+
+_NO_BOXES = (np.zeros((0, 4), np.float32), np.zeros((0,), np.int64))
+
+
+def _scaled_boxes(boxes: Mapping[int, Tuple[np.ndarray, np.ndarray]], frame: int, orig_size: Tuple[int, int],
+                  size: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
+    """Frame ``frame``'s (boxes, labels) of ``boxes``, the boxes scaled from ``orig_size`` to ``size`` pixels as
+    the test dataset scales them (``clips.scale_boxes``)."""
+    frame_boxes, labels = boxes.get(frame, _NO_BOXES)
+    return scale_boxes(np.asarray(frame_boxes, np.float32).reshape(-1, 4), orig_size, size), \
+        np.asarray(labels, np.int64)
+
+
+def _ahead(load: Callable, requests: Iterable, enabled: bool) -> Iterator:
+    """``load(r)`` for each r of ``requests``, in order; ``enabled``: each loaded in a background thread while the
+    caller works on the one before (frame decoding, OpenCV's resize and the tensor copies release the GIL)."""
+    if not enabled:
+        for request in requests:
+            yield load(request)
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as pool:
+        pending = None
+        try:
+            for request in requests:
+                future = pool.submit(load, request)
+                if pending is not None:
+                    yield pending.result()
+                pending = future
+            if pending is not None:
+                yield pending.result()
+                pending = None
+        finally:
+            if pending is not None:
+                pending.cancel()
