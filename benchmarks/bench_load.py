@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -50,12 +51,31 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="rounds of the five conditions (default: 3)")
     parser.add_argument("--interval", type=float, default=2.0, help="the governor's interval in s (default: 2)")
     parser.add_argument("--hog", choices=sorted(HOGS), default="spin", help="the other process (default: spin)")
+    parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS), metavar="C",
+                        help="the conditions to time (default: all five; 'quiet, fixed' is always timed)")
     parser.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.repeats < 1 or args.interval <= 0:
         parser.error("--seconds and --interval must be positive, --repeats at least 1")
+    args.conditions = tuple(c for c in CONDITIONS if c in args.conditions or c == "quiet, fixed")
     return args
+
+
+def start_other_process(code: str) -> int:
+    """Starts ``python -c code`` as another process's, not a child of this one (the governor counts its own
+    children, the data-loading workers, as its own): a shell starts it in the background and exits, so it is
+    re-parented. Returns its pid."""
+    shell = subprocess.run(["sh", "-c", f'"{sys.executable}" -c "$0" >/dev/null 2>&1 & echo $!', code],
+                           capture_output=True, text=True, check=True)
+    return int(shell.stdout.strip())
+
+
+def stop(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def run_block(trainer, batches, *, seconds: float, governor: Optional[ThreadGovernor], settle: float) -> Dict:
@@ -85,17 +105,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     machine = f"{platform.processor() or platform.machine()}, {cores} cores"
     print(f"training step speed with one core busy ({args.hog}) on {machine}, torch {torch.__version__}; "
           f"median of {args.repeats} blocks of {args.seconds:g} s; governor interval {args.interval:g} s")
-    results: Dict[str, List[Dict]] = {c: [] for c in CONDITIONS}
+    conditions = args.conditions
+    results: Dict[str, List[Dict]] = {c: [] for c in conditions}
     with tempfile.TemporaryDirectory() as tmp:
         torch.set_num_threads(cores)
         run = prepare_config(args.config_file, cfg, bench_args, torch.device("cpu"), tmp)
         trainer, batches = run["trainer"], run["streams"]["fixed"]
         for r in range(args.repeats):
-            order = CONDITIONS[r % len(CONDITIONS):] + CONDITIONS[:r % len(CONDITIONS)]
+            order = conditions[r % len(conditions):] + conditions[:r % len(conditions)]
             for condition in order:
-                hog = None
-                if condition.startswith("busy"):
-                    hog = subprocess.Popen([sys.executable, "-c", HOGS[args.hog]])
+                hog = start_other_process(HOGS[args.hog]) if condition.startswith("busy") else None
                 try:
                     governor = None
                     if condition.endswith("governor"):
@@ -106,15 +125,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     result = run_block(trainer, batches, seconds=args.seconds, governor=governor, settle=settle)
                 finally:
                     if hog is not None:
-                        hog.kill()
-                        hog.wait()
+                        stop(hog)
                 results[condition].append(result)
                 print(f"  round {r + 1}, {condition}: {result['iters_per_s']:.2f} it/s, {result['threads']} "
                       f"threads" + (f" (others {result['others']:.2f} cores)" if result["others"] is not None
                                     else ""), file=sys.stderr, flush=True)
     quiet = statistics.median(x["iters_per_s"] for x in results["quiet, fixed"])
     rows = []
-    for condition in CONDITIONS:
+    for condition in conditions:
         speed = statistics.median(x["iters_per_s"] for x in results[condition])
         threads = sorted({x["threads"] for x in results[condition]})
         rows.append([condition, "/".join(map(str, threads)), f"{speed:.2f}", f"{100 * speed / quiet:.0f}%"])

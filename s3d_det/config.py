@@ -239,7 +239,7 @@ _C.TEST.VIDEO_MAP = False
 # windows compute less but give every slice the real frames a clip would see as zero padding (README:
 # "Detecting actions in a video").
 _C.TEST.WINDOW = 0
-# Temporal smoothing (s3d_det.engine.smoothing): each detection's score becomes the mean, over the frames within
+# Temporal smoothing (s3d_det.evaluation.postprocess): each detection's score becomes the mean, over the frames within
 # this many frames of it, of the best score of its action on a box overlapping it (IoU >= 0.5; 0 where none);
 # 0: off. Applied to the detections of a whole video, in evaluation and video inference.
 _C.TEST.SMOOTH_FRAMES = 0

@@ -229,7 +229,7 @@ def test_boxes_come_back_in_original_pixels():
 
 
 def test_smooth_frames_smooths_each_videos_detections():
-    from s3d_det.engine.smoothing import smooth_rows
+    from s3d_det.evaluation.postprocess import smooth_rows
 
     model = tiny_detector("i2d")
     plain, _ = run(model, 9, mode="per_keyframe")

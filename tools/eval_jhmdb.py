@@ -8,9 +8,10 @@ Scoring mode (any ground truth in the ACT schema: JHMDB-21, UCF101-24, synthetic
 
 The videos evaluated are split K's test list (``split_videos(gt, K, "test")``). The detections' ``videos`` are
 matched to it by name: a detection (a ``frame_dets`` or ``tubes`` row) naming a video outside that list is an
-error (names no row uses are ignored). ``--protocol`` picks the frame-AP protocol (``s3d_det.evaluation.frame_map``). ``--video-map`` adds
-video-mAP at st-IoU 0.2, 0.5, 0.75 and over 0.5:0.05:0.95, on the file's ``tubes`` when it has them, else on
-tubes linked from its ``frame_dets`` with the default ``LinkingConfig`` (``s3d_det.evaluation.linking``).
+error (names no row uses are ignored). ``--protocol`` picks the frame-AP protocol
+(``s3d_det.evaluation.frame_map``). ``--video-map`` adds video-mAP at st-IoU 0.2, 0.5, 0.75 and over
+0.5:0.05:0.95, on the file's ``tubes`` when it has them, else on tubes linked from its ``frame_dets`` with the
+default ``LinkingConfig`` (``s3d_det.evaluation.linking``).
 
 Output: a per-class table (ground-truth boxes, detections, frame-AP) and the mean; ``--json FILE`` writes
 ``{"protocol", "iou", "frame_mAP", "per_class_AP": {class: AP}, "video_mAP": {"0.2", "0.5", "0.75", "0.5:0.95"}}``
@@ -227,7 +228,7 @@ def evaluate_split(config_file: str, weights: str, split: Optional[int], args) -
     import torch
 
     from s3d_det.config import load_config
-    from s3d_det.engine.defaults import build_datasets, build_model, load_dataset_gt
+    from s3d_det.engine.defaults import build_datasets, build_model, load_dataset_gt, resolve_device
     from s3d_det.engine.inference import VideoDetector, detect_dataset
     from s3d_det.evaluation.detections import save_detections
     from s3d_det.utils.io import available_cores
@@ -236,7 +237,7 @@ def evaluate_split(config_file: str, weights: str, split: Optional[int], args) -
         raise InputError(f"--weights: no such file: {weights}")
     opts = list(args.opts) + ["MODEL.WEIGHTS", weights] + (["DATASETS.SPLIT", str(split)] if split else [])
     cfg = load_config(config_file, opts)
-    device = torch.device(cfg.MODEL.DEVICE if cfg.MODEL.DEVICE != "cuda" or torch.cuda.is_available() else "cpu")
+    device = resolve_device(cfg.MODEL.DEVICE)
     if device.type == "cpu":  # a core to each loading worker (see tools/train_det.py)
         torch.set_num_threads(max(1, available_cores() - cfg.DATALOADER.NUM_WORKERS))
     gt, root = load_dataset_gt(cfg, make_synthetic=False)

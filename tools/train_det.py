@@ -16,6 +16,7 @@ import json
 import os
 import sys
 import time
+from typing import Optional
 
 import torch
 
@@ -62,6 +63,41 @@ def show_example(cfg, gt: dict, root: str) -> None:
     print(f"detections on test video {video} (score >= 0.5; ground truth dashed): {base}.mp4, {base}_sheet.png")
 
 
+def cpu_threads(cfg) -> Optional[ThreadGovernor]:
+    """Sets torch's CPU threads: ``CPU_THREADS`` when given; else a ``ThreadGovernor`` (returned) that keeps them
+    at the cores other processes leave free, at most a core each less one per data-loading worker (oversubscribed
+    OpenMP threads spin-wait: on two cores one busy worker made a 2-thread step 14x slower than a 1-thread one)."""
+    if cfg.CPU_THREADS < 0:
+        raise ConfigError(f"CPU_THREADS must be 0 (follow the free cores) or a number of threads, got "
+                          f"{cfg.CPU_THREADS}")
+    if cfg.CPU_THREADS:
+        torch.set_num_threads(cfg.CPU_THREADS)
+        return None
+    return ThreadGovernor(max_threads=max(1, available_cores() // get_world_size() - cfg.DATALOADER.NUM_WORKERS))
+
+
+def build_trainer(cfg, model, train_set, *, device, eval_fn, governor) -> Trainer:
+    """The ``Trainer`` of ``cfg.SOLVER`` (optimizer, schedule, checkpoints, model changes) for ``model``."""
+    world = get_world_size()
+    if cfg.SOLVER.BATCH_SIZE % world:
+        raise ConfigError(f"SOLVER.BATCH_SIZE={cfg.SOLVER.BATCH_SIZE} does not split over {world} processes")
+    if cfg.DATALOADER.BACKGROUND_FRAMES and cfg.MODEL.PROPOSALS == "gt" and cfg.DATALOADER.IDLE_HOLD != -1:
+        raise ConfigError("DATALOADER.BACKGROUND_FRAMES needs RoIs on frames without boxes: use MODEL.PROPOSALS "
+                          "rpn or given, not gt (or DATALOADER.IDLE_HOLD -1, which boxes every person)")
+    optimizer = build_optimizer(model, name=cfg.SOLVER.OPTIMIZER, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM,
+                                weight_decay=cfg.SOLVER.WEIGHT_DECAY, weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM)
+    scheduler = build_lr_scheduler(optimizer, max_iter=cfg.SOLVER.MAX_ITER, schedule=cfg.SOLVER.SCHEDULE,
+                                   steps=tuple(cfg.SOLVER.STEPS), gamma=cfg.SOLVER.GAMMA,
+                                   warmup_iters=cfg.SOLVER.WARMUP_ITERS, warmup_factor=cfg.SOLVER.WARMUP_FACTOR)
+    return Trainer(model, dataset=train_set, batch_size=cfg.SOLVER.BATCH_SIZE // world, optimizer=optimizer,
+                   scheduler=scheduler, max_iter=cfg.SOLVER.MAX_ITER, output_dir=cfg.OUTPUT_DIR,
+                   checkpoint_period=cfg.SOLVER.CHECKPOINT_PERIOD, eval_period=cfg.TEST.EVAL_PERIOD,
+                   eval_fn=eval_fn, clip_grad_norm=cfg.SOLVER.CLIP_GRAD_NORM or None,
+                   amp_dtype=cfg.SOLVER.AMP_DTYPE or None, device=device, collate_fn=batch_collate(cfg),
+                   seed=cfg.SEED, num_workers=cfg.DATALOADER.NUM_WORKERS, model_changes=model_changes(cfg),
+                   thread_governor=governor)
+
+
 def main(args) -> None:
     cfg = load_config(args.config_file, args.opts)
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
@@ -71,22 +107,10 @@ def main(args) -> None:
                 f.write(cfg.dump())
     seed_all(cfg.SEED)
     device = resolve_device(cfg.MODEL.DEVICE)
-    governor = None
-    if device.type == "cpu":
-        # Leave a core to each data-loading worker, and to any other process: oversubscribed OpenMP threads
-        # spin-wait (on two cores one busy worker made a 2-thread step 14x slower than a 1-thread one).
-        most = max(1, available_cores() // get_world_size() - cfg.DATALOADER.NUM_WORKERS)
-        if cfg.CPU_THREADS < 0:
-            raise ConfigError(f"CPU_THREADS must be 0 (follow the free cores) or a number of threads, got "
-                              f"{cfg.CPU_THREADS}")
-        if cfg.CPU_THREADS:
-            torch.set_num_threads(cfg.CPU_THREADS)
-        else:
-            governor = ThreadGovernor(max_threads=most)
+    governor = cpu_threads(cfg) if device.type == "cpu" else None
     gt, root = load_dataset_gt(cfg, make_synthetic=is_main_process())
     train_set, test_set = build_datasets(cfg, gt, root)
     model = build_model(cfg, num_classes=len(gt["labels"])).to(device)
-    collate_fn = batch_collate(cfg)
 
     def evaluate(m: torch.nn.Module) -> dict:
         # the one inference path (tools/eval_jhmdb.py's): one clip per keyframe, float32 as the scores of earlier
@@ -102,27 +126,7 @@ def main(args) -> None:
     if args.eval_only:
         evaluate(model)
     else:
-        optimizer = build_optimizer(model, name=cfg.SOLVER.OPTIMIZER, lr=cfg.SOLVER.BASE_LR,
-                                    momentum=cfg.SOLVER.MOMENTUM,
-                                    weight_decay=cfg.SOLVER.WEIGHT_DECAY,
-                                    weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM)
-        scheduler = build_lr_scheduler(optimizer, max_iter=cfg.SOLVER.MAX_ITER, schedule=cfg.SOLVER.SCHEDULE,
-                                       steps=tuple(cfg.SOLVER.STEPS), gamma=cfg.SOLVER.GAMMA,
-                                       warmup_iters=cfg.SOLVER.WARMUP_ITERS,
-                                       warmup_factor=cfg.SOLVER.WARMUP_FACTOR)
-        world = get_world_size()
-        if cfg.SOLVER.BATCH_SIZE % world:
-            raise ConfigError(f"SOLVER.BATCH_SIZE={cfg.SOLVER.BATCH_SIZE} does not split over {world} processes")
-        if cfg.DATALOADER.BACKGROUND_FRAMES and cfg.MODEL.PROPOSALS == "gt" and cfg.DATALOADER.IDLE_HOLD != -1:
-            raise ConfigError("DATALOADER.BACKGROUND_FRAMES needs RoIs on frames without boxes: use MODEL.PROPOSALS "
-                              "rpn or given, not gt (or DATALOADER.IDLE_HOLD -1, which boxes every person)")
-        trainer = Trainer(model, dataset=train_set, batch_size=cfg.SOLVER.BATCH_SIZE // world, optimizer=optimizer,
-                          scheduler=scheduler, max_iter=cfg.SOLVER.MAX_ITER, output_dir=cfg.OUTPUT_DIR,
-                          checkpoint_period=cfg.SOLVER.CHECKPOINT_PERIOD, eval_period=cfg.TEST.EVAL_PERIOD,
-                          eval_fn=evaluate, clip_grad_norm=cfg.SOLVER.CLIP_GRAD_NORM or None,
-                          amp_dtype=cfg.SOLVER.AMP_DTYPE or None, device=device, collate_fn=collate_fn,
-                          seed=cfg.SEED, num_workers=cfg.DATALOADER.NUM_WORKERS,
-                          model_changes=model_changes(cfg), thread_governor=governor)
+        trainer = build_trainer(cfg, model, train_set, device=device, eval_fn=evaluate, governor=governor)
         trainer.resume_or_load(resume=args.resume)  # a --resume without a checkpoint warns and starts at 0
         if is_main_process() and trainer.resumed_from:
             print(f"resuming from {trainer.resumed_from} at iteration {trainer.start_iter}")

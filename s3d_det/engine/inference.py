@@ -45,11 +45,11 @@ from s3d_det.data.clips import clip_frames, map_boundary, resize_frame, resized_
 from s3d_det.data.dataset import stack_padded
 from s3d_det.data.frames import FrameCache, FrameSource, ImageFolderSource, VideoFileSource
 from s3d_det.evaluation.detections import Detections, FrameDetections
+from s3d_det.evaluation.postprocess import smooth_detections
 from s3d_det.modeling.detector import detections_to_rows
 from s3d_det.modeling.fusion import fold_batchnorm
 
 from .distributed import all_gather, get_rank, get_world_size, is_main_process
-from .smoothing import smooth_detections
 
 __all__ = ["MODES", "open_video", "VideoDetector", "detect_dataset"]
 
@@ -156,7 +156,9 @@ class VideoDetector:
         """The detector with ``cfg``'s test input (``INPUT.*``, ``TEST.BATCH_SIZE``, ``TEST.WINDOW``,
         ``TEST.SMOOTH_FRAMES``, ``SOLVER.AMP_DTYPE`` on CUDA, ``MODEL.DEVICE``, read-ahead when
         ``DATALOADER.NUM_WORKERS`` > 0); ``kwargs`` override any argument."""
-        device = torch.device(cfg.MODEL.DEVICE if cfg.MODEL.DEVICE != "cuda" or torch.cuda.is_available() else "cpu")
+        from .defaults import resolve_device
+
+        device = resolve_device(cfg.MODEL.DEVICE)
         amp = getattr(torch, cfg.SOLVER.AMP_DTYPE) if cfg.SOLVER.AMP_DTYPE and device.type == "cuda" else None
         args = dict(clip_length=cfg.INPUT.CLIP_LENGTH, clip_stride=cfg.INPUT.CLIP_STRIDE, boundary=cfg.INPUT.BOUNDARY,
                     short_side=cfg.INPUT.SHORT_SIDE_TEST, max_size=cfg.INPUT.MAX_SIZE,

@@ -1,11 +1,12 @@
-"""Temporal smoothing of frame detections (``s3d_det.engine.smoothing``), by hand, and where the tools apply it."""
+"""Temporal smoothing of frame detections (``s3d_det.evaluation.postprocess``), by hand, and where the tools apply
+it."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from s3d_det.engine.smoothing import smooth_rows, smooth_scores
 from s3d_det.evaluation.detections import Detections
+from s3d_det.evaluation.postprocess import smooth_rows, smooth_scores
 
 A = [0.0, 0.0, 10.0, 10.0]
 NEAR = [1.0, 0.0, 11.0, 10.0]  # IoU 90 / 110 = 0.82 with A

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from s3d_det.evaluation.detections import NUM_COLUMNS, Detections, FrameDetections
+from .detections import NUM_COLUMNS, Detections, FrameDetections
 
 __all__ = ["smooth_detections", "smooth_rows", "smooth_scores"]
 
