@@ -66,7 +66,7 @@ def show_example(cfg, gt: dict, root: str) -> None:
 def cpu_threads(cfg) -> Optional[ThreadGovernor]:
     """Sets torch's CPU threads: ``CPU_THREADS`` when given; else a ``ThreadGovernor`` (returned) that keeps them
     at the cores other processes leave free, at most a core each less one per data-loading worker (oversubscribed
-    OpenMP threads spin-wait: on two cores one busy worker made a 2-thread step 14x slower than a 1-thread one)."""
+    OpenMP threads spin-wait for a core another process holds: docs/benchmarks.md, "A busy machine")."""
     if cfg.CPU_THREADS < 0:
         raise ConfigError(f"CPU_THREADS must be 0 (follow the free cores) or a number of threads, got "
                           f"{cfg.CPU_THREADS}")

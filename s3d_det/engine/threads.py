@@ -2,11 +2,11 @@
 
 OpenMP threads spin-wait for each other at the end of every parallel region. When another process holds one of
 the cores, a thread waits for a core it does not get, and the step runs far slower than on the cores that are
-free: with one of two cores busy, a 2-thread training step of the quick start ran 3.5-6x slower than on a quiet
-machine, not 2x (``benchmarks/bench_load.py``). ``ThreadGovernor`` reads, every few seconds, how much CPU time the
-cores this process may use (its affinity) spent on other processes, and sets ``torch.set_num_threads`` to the
-cores left free, between 1 and ``max_threads``: fewer threads while another process runs, all of them again when
-it stops. Linux only (``/proc``); elsewhere it keeps ``max_threads``.
+free, not just half as fast (``benchmarks/bench_load.py``; figures in docs/benchmarks.md, "A busy machine").
+``ThreadGovernor`` reads, every few seconds, how much CPU time the cores this process may use (its affinity)
+spent on other processes, and sets ``torch.set_num_threads`` to the cores left free, between 1 and
+``max_threads``: fewer threads while another process runs, all of them again when it stops. Linux only
+(``/proc``); elsewhere it keeps ``max_threads``. Data-loading workers (this process's children) count as its own.
 
 Changing the thread count changes the order of floating-point reductions: a run that adapts is not bit-for-bit
 reproducible. Fix the count (``CPU_THREADS``) for that.
