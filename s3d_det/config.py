@@ -175,8 +175,9 @@ _C.INPUT.SIZE_DIVISIBLE = 32
 _C.DATALOADER = CfgNode()
 # Worker processes per training process.
 _C.DATALOADER.NUM_WORKERS = 2
-# MiB of decoded frames each process keeps in memory, per dataset (0: none). A clip of T frames decodes every
-# frame anew otherwise: an epoch decodes each frame about T times. A 320x240 frame takes 0.22 MiB.
+# MiB of decoded training frames each process keeps in memory (0: none). A clip of T frames decodes every
+# frame anew otherwise: an epoch decodes each frame about T times. A 320x240 frame takes 0.22 MiB. (Evaluation's
+# video inference decodes each frame once a pass and keeps no cache.)
 _C.DATALOADER.FRAME_CACHE_MB = 0
 # Keyframes drawn per training video each epoch (0: every annotated frame is a sample).
 _C.DATALOADER.KEYFRAMES_PER_VIDEO = 0

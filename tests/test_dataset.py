@@ -313,3 +313,16 @@ def test_stack_padded_rounds_the_largest_frame_up_and_zero_fills():
     assert stack_padded([a], size_divisible=0).shape == (1, 1, 2, 3)  # 0 or 1: no rounding
     torch.testing.assert_close(collate([{"clip": a[:, None].expand(1, 2, 2, 3), "keyframe": a}], size_divisible=4)
                                ["keyframe"], expected[:1], rtol=0, atol=0)
+
+
+def test_build_datasets_caches_training_frames_only(data):
+    """DATALOADER.FRAME_CACHE_MB is the training set's; the test set goes through video inference, which decodes
+    each frame once a pass, so a cache there would only hold memory between evaluations."""
+    from s3d_det.config import load_config
+    from s3d_det.engine.defaults import build_datasets
+
+    gt, root = data
+    cfg = load_config(None, ["DATALOADER.FRAME_CACHE_MB", "3", "INPUT.CLIP_LENGTH", "2"])
+    train, test = build_datasets(cfg, gt, root)
+    assert train.frame_cache is not None and train.frame_cache.max_bytes == 3 * 2 ** 20
+    assert test.frame_cache is None and test.source("jump/c").cache is None

@@ -113,7 +113,7 @@ def build_datasets(cfg, gt: Mapping, root: str) -> Tuple[TrainClipDataset, TestC
     if not 0 <= cfg.INPUT.HUE <= 0.5:
         raise ConfigError(f"INPUT.HUE must lie in [0, 0.5] (turns of the colour wheel), got {cfg.INPUT.HUE}")
     common = dict(clip_length=cfg.INPUT.CLIP_LENGTH, clip_stride=cfg.INPUT.CLIP_STRIDE, boundary=cfg.INPUT.BOUNDARY,
-                  seed=cfg.SEED, frame_cache_mb=cfg.DATALOADER.FRAME_CACHE_MB)
+                  seed=cfg.SEED)
     train_tf = ClipTransform(short_side=list(cfg.INPUT.SHORT_SIDE_TRAIN), max_size=cfg.INPUT.MAX_SIZE,
                              hflip_prob=cfg.INPUT.HFLIP_PROB, brightness=cfg.INPUT.BRIGHTNESS,
                              contrast=cfg.INPUT.CONTRAST, saturation=cfg.INPUT.SATURATION,
@@ -125,7 +125,10 @@ def build_datasets(cfg, gt: Mapping, root: str) -> Tuple[TrainClipDataset, TestC
                              background_frames=cfg.DATALOADER.BACKGROUND_FRAMES,
                              idle_hold=None if cfg.DATALOADER.IDLE_HOLD == -1 else cfg.DATALOADER.IDLE_HOLD,
                              idle_margin=cfg.DATALOADER.IDLE_MARGIN,
-                             idle_keyframes=cfg.DATALOADER.IDLE_KEYFRAMES, **common)
+                             idle_keyframes=cfg.DATALOADER.IDLE_KEYFRAMES,
+                             frame_cache_mb=cfg.DATALOADER.FRAME_CACHE_MB, **common)
+    # no cache for the test set: video inference decodes each of its frames once a pass anyway, and a cache
+    # filled during evaluation would only hold memory (up to FRAME_CACHE_MB) for the next one
     test = TestClipDataset(gt=gt, frames_root=root, split=cfg.DATASETS.SPLIT, transform=test_tf, **common)
     return train, test
 
