@@ -173,7 +173,8 @@ _C.INPUT.HUE = 0.0
 _C.INPUT.SIZE_DIVISIBLE = 32
 
 _C.DATALOADER = CfgNode()
-# Worker processes per training process.
+# Worker processes per training process; above 0, evaluation and video inference also read the next step's frames
+# in a background thread (VideoDetector read_ahead).
 _C.DATALOADER.NUM_WORKERS = 2
 # MiB of decoded training frames each process keeps in memory (0: none). A clip of T frames decodes every
 # frame anew otherwise: an epoch decodes each frame about T times. A 320x240 frame takes 0.22 MiB. (Evaluation's
@@ -262,10 +263,20 @@ CHOICES = {
 }
 
 
-# INPUT.NORM_3D (the clip's normalisation) could disagree with the preset; the network now owns its convention.
-_C.register_renamed_key("INPUT.NORM_3D", "MODEL.BACKBONE_3D.PRESET", message=(
-    "INPUT.NORM_3D was removed: the 3D network normalises raw frames with its preset's convention, or with that "
-    "of the weights it loads (MODEL.WEIGHTS_3D / MODEL.WEIGHTS)"))
+# Keys that were removed, and why; a config that sets one gets that reason (yacs sees them as renamed keys).
+REMOVED_KEYS = {
+    # the clip's normalisation could disagree with the preset; the network now owns its convention
+    "INPUT.NORM_3D": "the 3D network normalises raw frames with its preset's convention, or with that of the weights "
+                     "it loads (MODEL.BACKBONE_3D.PRESET, MODEL.WEIGHTS_3D, MODEL.WEIGHTS); delete the key",
+}
+for _key in REMOVED_KEYS:
+    _C.register_renamed_key(_key, "(removed)")
+
+
+def _removed(error: KeyError) -> Optional[str]:
+    """The reason a removed key was set, when yacs' "renamed" error is about one."""
+    text = str(error.args[0] if error.args else error)
+    return next((f"{key} was removed: {why}" for key, why in REMOVED_KEYS.items() if key in text), None)
 
 
 def get_cfg() -> CfgNode:
@@ -288,8 +299,8 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Cf
         try:
             cfg.merge_from_file(path)
         except KeyError as e:
-            raise ConfigError(f"{path}: {e.args[0] if e.args else e} (a key the defaults do not have; see "
-                              "s3d_det/config.py)") from None
+            raise ConfigError(f"{path}: " + (_removed(e) or f"{e.args[0] if e.args else e} (a key the defaults do not "
+                                                         "have; see s3d_det/config.py)")) from None
         except ValueError as e:  # yacs: a value of another type than the default's
             raise ConfigError(f"{path} (or a _BASE_ it names): {_mismatch(e)}") from None
     if len(overrides) % 2:
@@ -297,7 +308,8 @@ def load_config(path: Optional[str] = None, overrides: Sequence[str] = ()) -> Cf
     try:
         cfg.merge_from_list(_ints_as_floats(cfg, overrides))
     except (KeyError, AssertionError) as e:  # yacs asserts on unknown keys given as overrides
-        raise ConfigError(f"command-line override: {e.args[0] if e.args else e}") from None
+        removed = _removed(e) if isinstance(e, KeyError) else None
+        raise ConfigError(f"command-line override: {removed or (e.args[0] if e.args else e)}") from None
     except ValueError as e:
         raise ConfigError(f"command-line override: {_mismatch(e)}") from None
     for key, choices in CHOICES.items():

@@ -14,17 +14,22 @@ class FakeProc:
         self.pid = os.getpid()
         self.write(busy=(0, 0, 0), idle=(0, 0, 0), own=0, child=0, stranger=0)
 
-    def write(self, *, busy, idle, own, child, stranger):
+    def write(self, *, busy, idle, own, child, stranger, reaped=0):
         lines = ["cpu  999 0 0 999 0 0 0 0 0 0"]  # the all-CPU line is not read
         for n, (b, i) in enumerate(zip(busy, idle)):
             # user nice system idle iowait irq softirq steal: busy split over user, system and steal
             lines.append(f"cpu{n} {b - 2} 0 1 {i} 0 0 0 1 0 0")
         (self.root / "stat").write_text("\n".join(lines) + "\nintr 0\n")
-        for pid, ppid, ticks in ((self.pid, 1, own), (self.pid + 100001, self.pid, child),
-                                 (self.pid + 100002, 1, stranger)):
+        for pid, ppid, ticks, children in ((self.pid, 1, own, reaped), (self.pid + 100001, self.pid, child, 0),
+                                           (self.pid + 100002, 1, stranger, 0)):
+            if ticks is None:  # the process has ended
+                if (self.root / str(pid) / "stat").exists():
+                    (self.root / str(pid) / "stat").unlink()
+                continue
             (self.root / str(pid)).mkdir(exist_ok=True)
-            # pid (comm) state ppid ... utime(14) stime(15): comm with a space and a parenthesis
-            fields = ["S", str(ppid)] + ["0"] * 9 + [str(ticks - ticks // 2), str(ticks // 2)] + ["0"] * 5
+            # pid (comm) state ppid ... utime(14) stime(15) cutime(16) cstime(17): comm with a space and a ")"
+            fields = (["S", str(ppid)] + ["0"] * 9 + [str(ticks - ticks // 2), str(ticks // 2)]
+                      + [str(children - children // 2), str(children // 2)] + ["0"] * 3)
             (self.root / str(pid) / "stat").write_text(f"{pid} (py thon) x) " + " ".join(fields) + "\n")
 
 
@@ -70,6 +75,10 @@ def test_threads_follow_the_free_cores(fake):
     fake.write(busy=(2975, 2975, 4000), idle=(1025, 1025, 0), own=3100, child=850, stranger=0)
     now[0] = 40.0
     assert gov.step() == 2 and calls == [2, 1, 2] and gov.history[-1][1:] == (0.0, 2)
+    # the worker ends (its 850 ticks and 50 more now count as the parent's cutime + cstime): still no others
+    fake.write(busy=(3475, 3475, 5000), idle=(1525, 1525, 0), own=4050, child=None, stranger=0, reaped=900)
+    now[0] = 50.0
+    assert gov.step() is None and gov.history[-1][1:] == (0.0, 2)
 
 
 def test_without_proc_it_keeps_max_threads(tmp_path):

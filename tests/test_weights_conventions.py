@@ -143,3 +143,73 @@ def test_b_msra_r50_pkl_gives_detectron2s_c4_features_and_keeps_them_in_our_chec
 def test_conventions_that_disagree_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="INPUT.NORM_3D was removed"):
         _cfg("INPUT.NORM_3D", "tfslim")
+
+
+# ----------------------------------------------------------------------------------------------
+# Files written before the conventions were saved, and conventions that disagree
+# ----------------------------------------------------------------------------------------------
+def _legacy(state):
+    """``state`` as a checkpoint written before the input conventions were saved."""
+    return {k: v for k, v in state.items() if not k.startswith(("normalize_2d.", "stride_in_1x1_2d"))
+            and ".input_norm." not in k}
+
+
+def _tfslim_file(path, backbone, *, input_norm: bool):
+    state = {f"backbone.{k}": v for k, v in backbone.state_dict().items()
+             if input_norm or not k.startswith("input_norm.")}
+    torch.save({"state_dict": state, "meta": {"source": "tfslim_s3dg", "preset": "tfslim", "variant": "s3dg"}}, path)
+
+
+def test_an_old_converted_3d_file_gets_its_presets_convention(tmp_path):
+    from s3d_det.checkpoint.video import load_pretrained_3d
+    from s3d_det.modeling import build_video_backbone
+
+    source = build_video_backbone("s3dg", preset="tfslim", width=0.25)
+    _tfslim_file(tmp_path / "old.pth", source, input_norm=False)
+    target = build_video_backbone("s3dg", preset="tfslim", width=0.25)
+    with torch.no_grad():  # make the target's convention something else: the file must set [-1, 1]
+        target.input_norm.mean.zero_()
+        target.input_norm.std.fill_(255.0)
+    assert load_pretrained_3d(target, str(tmp_path / "old.pth"), prefix="backbone.") == []
+    convention = target.input_norm.convention()
+    assert convention["mean"] == [127.5] * 3 and convention["std"] == [127.5] * 3
+
+
+def test_a_3d_file_of_another_convention_than_the_preset_is_a_config_error(tmp_path):
+    from s3d_det.modeling import build_video_backbone
+
+    source = build_video_backbone("s3dg", preset="tfslim", width=0.25)
+    with torch.no_grad():
+        source.input_norm.mean.zero_()
+        source.input_norm.std.fill_(255.0)  # [0, 1], not TF-slim's [-1, 1]
+    _tfslim_file(tmp_path / "w3d.pth", source, input_norm=True)
+    with pytest.raises(ConfigError, match="PRESET 'tfslim'"):
+        build_model(_cfg("MODEL.BACKBONE_3D.PRESET", "tfslim", "MODEL.PROPOSALS", "gt",
+                         "MODEL.WEIGHTS_3D", str(tmp_path / "w3d.pth")), num_classes=3)
+
+
+def test_an_old_checkpoint_loads_with_the_conventions_it_was_trained_with(tmp_path):
+    """Before the conventions were saved, keyframes were always ImageNet RGB and no stride moved: an old
+    MODEL.WEIGHTS gets those back even where the config's WEIGHTS_2D (an MSRA file) set BGR and strides; and a
+    resumed training checkpoint (the trainer loads strictly) too."""
+    net = _randomize(resnet50(weights=None), seed=5)
+    path = tmp_path / "R-50.pkl"
+    with open(path, "wb") as f:
+        pickle.dump(_caffe2_blobs(net), f, protocol=2)
+    trained = build_model(_cfg(), num_classes=3)
+    old = tmp_path / "old_model_final.pth"
+    torch.save({"model": _legacy(trained.state_dict())}, old)
+    model = build_model(_cfg("MODEL.WEIGHTS_2D", str(path), "MODEL.WEIGHTS", str(old)), num_classes=3)
+    conv = model.conventions()["2d"]
+    assert conv["channel_order"] == "RGB" and not conv["stride_in_1x1"]
+    assert conv["mean"] == [round(255 * m, 4) for m in (0.485, 0.456, 0.406)]
+    blocks = [m for m in model.backbone_2d.modules() if type(m).__name__ == "Bottleneck"]
+    assert [b.conv1.stride for b in blocks if b.conv1.stride != (1, 1)] == []  # torchvision's strides, in conv2
+    assert sum(b.conv2.stride == (2, 2) for b in blocks) == 2  # layer2 and layer3 of the C4 body
+    # the trainer's strict load
+    fresh = build_model(_cfg("MODEL.WEIGHTS_2D", str(path)), num_classes=3)
+    assert fresh.conventions()["2d"]["channel_order"] == "BGR"
+    fresh.load_state_dict(_legacy(trained.state_dict()))  # strict: only the convention keys may be missing
+    assert fresh.conventions() == trained.conventions()
+    with pytest.raises(RuntimeError, match="rpn.head"):
+        fresh.load_state_dict({k: v for k, v in _legacy(trained.state_dict()).items() if not k.startswith("rpn.")})

@@ -63,7 +63,7 @@ from s3d_det.utils.io import write_json
 from s3d_det.utils.table import format_table
 
 
-class InputError(Exception):
+class InputError(ValueError):
     """Bad input: reported on one line, exit code 2."""
 
 
@@ -238,8 +238,10 @@ def evaluate_split(config_file: str, weights: str, split: Optional[int], args) -
     opts = list(args.opts) + ["MODEL.WEIGHTS", weights] + (["DATASETS.SPLIT", str(split)] if split else [])
     cfg = load_config(config_file, opts)
     device = resolve_device(cfg.MODEL.DEVICE)
-    if device.type == "cpu":  # a core to each loading worker (see tools/train_det.py)
-        torch.set_num_threads(max(1, available_cores() - cfg.DATALOADER.NUM_WORKERS))
+    if device.type == "cpu":
+        # every core, less one for the read-ahead thread (DATALOADER.NUM_WORKERS > 0): oversubscribed OpenMP
+        # threads spin-wait for a core they do not get
+        torch.set_num_threads(max(1, available_cores() - (cfg.DATALOADER.NUM_WORKERS > 0)))
     gt, root = load_dataset_gt(cfg, make_synthetic=False)
     split = cfg.DATASETS.SPLIT
     _, test_set = build_datasets(cfg, gt, root)

@@ -6,13 +6,29 @@
   their input conventions (``load_2d_weights``, ``load_2d_into``).
 - ``training``: the trainer's checkpoints (``save_checkpoint``, ``load_checkpoint``, ``last_checkpoint``, RNG
   state, shape and finiteness checks).
-- ``io``: reading files from elsewhere without running code (``safe_pickle_load``, ``read_torch_file``).
-"""
-from .image import Converted2D, load_2d_into, load_2d_weights
-from .io import UnsafePickleError, read_torch_file, safe_pickle_load
-from .training import check_shapes, last_checkpoint, load_checkpoint, save_checkpoint
-from .video import SOURCES, convert_checkpoint, load_converted, load_pretrained_3d, load_state_dict_file, save_converted
+- ``io``: reading files from elsewhere without running code (``safe_pickle_load``, ``read_torch_file``); it needs
+  only numpy, so the ground-truth loaders import it without torch.
 
-__all__ = ["SOURCES", "convert_checkpoint", "load_converted", "load_pretrained_3d", "load_state_dict_file",
-           "save_converted", "Converted2D", "load_2d_into", "load_2d_weights", "check_shapes", "last_checkpoint",
-           "load_checkpoint", "save_checkpoint", "UnsafePickleError", "read_torch_file", "safe_pickle_load"]
+The names below are imported from their module on first use (PEP 562), so ``s3d_det.checkpoint.io`` stays light.
+"""
+import importlib
+
+_WHERE = {
+    "SOURCES": "video", "convert_checkpoint": "video", "load_converted": "video", "load_pretrained_3d": "video",
+    "load_state_dict_file": "video", "save_converted": "video",
+    "Converted2D": "image", "load_2d_into": "image", "load_2d_weights": "image",
+    "check_shapes": "training", "last_checkpoint": "training", "load_checkpoint": "training",
+    "save_checkpoint": "training",
+    "UnsafePickleError": "io", "read_torch_file": "io", "safe_pickle_load": "io",
+}
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 's3d_det.checkpoint' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

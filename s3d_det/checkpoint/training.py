@@ -56,7 +56,7 @@ def last_checkpoint(output_dir: str) -> Optional[str]:
 def load_checkpoint(path: str, what: str = "checkpoint") -> Dict[str, Any]:
     """The dict saved at ``path``, tensors on the CPU, read with ``weights_only=True``. A file that is missing,
     empty, truncated, not a torch file or asks for code is a one-line error naming it (``what``: which file it
-    is, e.g. "MODEL.WEIGHTS"); see ``s3d_det.utils.io.read_torch_file``."""
+    is, e.g. "MODEL.WEIGHTS"); see ``s3d_det.checkpoint.io.read_torch_file``."""
     state = read_torch_file(path, what)
     if not isinstance(state, dict):
         raise ValueError(f"{what} {path} holds a {type(state).__name__}; expected a checkpoint dict")

@@ -405,11 +405,8 @@ def load_pretrained_3d(model: nn.Module, path: str, *, prefix: str = "backbone."
     own = model.state_dict()
     norm_keys = [k for k in own if k.split(".")[-2:-1] == ["input_norm"]]
     if norm_keys and not any(k in state for k in norm_keys) and meta.get("preset") in PRESETS:
-        from .modeling.normalize import PixelNormalizer
-
-        preset = PRESETS[meta["preset"]].input_convention()
-        convention = PixelNormalizer(mean=preset["pixel_mean"], std=preset["pixel_std"])
-        state.update({k: convention.state_dict()[k.split(".")[-1]] for k in norm_keys})
+        convention = PRESETS[meta["preset"]].normalizer().state_dict()  # a file written before they were saved
+        state.update({k: convention[k.split(".")[-1]] for k in norm_keys})
     wrong = [f"{prefix}{key} is {tuple(value.shape)} in the file, {tuple(own[key].shape)} in the model"
              for key, value in state.items() if key in own and tuple(own[key].shape) != tuple(value.shape)]
     if wrong:

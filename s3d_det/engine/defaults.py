@@ -174,14 +174,11 @@ def build_model(cfg, num_classes: int) -> torch.nn.Module:
             state = {k: v for k, v in state.items()
                      if not k.startswith(("backbone_2d.", "rpn.", "normalize_2d.", "stride_in_1x1_2d"))}
         check_shapes(state, model, cfg.MODEL.WEIGHTS)  # another WIDTH or number of classes: one line, both shapes
-        result = model.load_state_dict(state, strict=False)
+        result = model.load_state_dict(state, strict=False)  # an older file: its conventions (ActionDetector)
         missing = [k for k in result.missing_keys if k not in CONVENTION_KEYS]
         if missing or result.unexpected_keys:
             raise ValueError(f"{cfg.MODEL.WEIGHTS} does not fit the model: missing {missing[:5]}, "
                              f"unexpected {result.unexpected_keys[:5]}")
-        if len(missing) < len(result.missing_keys):
-            logger.warning("%s holds no input conventions (written before they were saved): using the defaults "
-                           "it was trained with", cfg.MODEL.WEIGHTS)
     logger.info("input conventions: %s", model.conventions())
     return model
 

@@ -94,7 +94,7 @@ class VideoDetector:
         device: where the model runs.
         amp_dtype (torch.dtype, optional): autocast dtype (e.g. ``torch.bfloat16`` on CUDA).
         smooth_frames (int): once every frame of the video is detected, smooth the scores over this many frames
-            to each side (``smoothing.smooth_detections``; ``TEST.SMOOTH_FRAMES``); 0: off.
+            to each side (``evaluation.postprocess.smooth_detections``; ``TEST.SMOOTH_FRAMES``); 0: off.
         fold_bn (bool): run a copy of ``model``, made now, with every BatchNorm folded into the convolution
             before it (``modeling.fusion.fold_batchnorm``): the same detections up to float rounding, in less
             time (on the CPU 5-8% of the 3D network's, 4% of ResNet-18's, 20% of ResNet-50's with frozen
@@ -129,11 +129,11 @@ class VideoDetector:
         if smooth_frames < 0:
             raise ValueError(f"smooth_frames must be at least 0 (frames to each side; 0: off), got {smooth_frames}")
         self.smooth_frames = int(smooth_frames)
-        self.model = fold_batchnorm(model) if fold_bn else model.eval()
+        self.device, self.amp_dtype = torch.device(device), amp_dtype
+        self.model = (fold_batchnorm(model) if fold_bn else model.eval()).to(self.device)
         self.clip_length, self.clip_stride, self.boundary = clip_length, clip_stride, boundary
         self.short_side, self.max_size, self.size_divisible = short_side, max_size, size_divisible
         self.mode, self.batch_size, self.read_ahead = mode, batch_size, bool(read_ahead)
-        self.device, self.amp_dtype = torch.device(device), amp_dtype
         backbone = model.backbone_3d
         self.stride = backbone.feature_info[model.feature_3d].stride[0]  # clip positions per feature step
         self.steps = backbone.output_size((clip_length, 224, 224), last=model.feature_3d)[0]  # T' of one clip

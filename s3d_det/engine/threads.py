@@ -46,27 +46,30 @@ def cpu_times(cpus, proc: str = _PROC) -> Optional[Tuple[float, float]]:
     return busy, total
 
 
-def _process_ticks(stat: str) -> Tuple[int, float]:
-    """(parent pid, utime + stime) from a ``/proc/<pid>/stat`` line (the name may hold spaces and parentheses)."""
+def _process_ticks(stat: str) -> Tuple[int, float, float]:
+    """(parent pid, utime + stime, cutime + cstime) from a ``/proc/<pid>/stat`` line (the name may hold spaces and
+    parentheses); cutime + cstime is the time of its children that have ended and been waited for."""
     fields = stat[stat.rindex(")") + 2:].split()
-    return int(fields[1]), float(fields[11]) + float(fields[12])
+    return int(fields[1]), float(fields[11]) + float(fields[12]), float(fields[13]) + float(fields[14])
 
 
 def own_cpu_time(proc: str = _PROC, pid: Optional[int] = None) -> Optional[float]:
-    """Clock ticks of CPU time used by this process (all its threads) and its living children (data-loading
-    workers), from ``/proc``; None without it."""
+    """Clock ticks of CPU time used by this process (all its threads) and its children (data-loading workers:
+    the living ones' own time, the ended ones' as this process's cutime + cstime, so that the time of a worker
+    that ends stays counted as ours), from ``/proc``; None without it."""
     pid = os.getpid() if pid is None else pid
     try:
         with open(os.path.join(proc, str(pid), "stat")) as f:
-            total = _process_ticks(f.read())[1]
+            _, own, reaped = _process_ticks(f.read())
     except OSError:
         return None
+    total = own + reaped
     for entry in os.listdir(proc):
         if not entry.isdigit() or int(entry) == pid:
             continue
         try:
             with open(os.path.join(proc, entry, "stat")) as f:
-                parent, ticks = _process_ticks(f.read())
+                parent, ticks, _ = _process_ticks(f.read())
         except (OSError, ValueError, IndexError):
             continue  # the process ended, or is not readable
         if parent == pid:

@@ -18,6 +18,7 @@ a config (``ActionDetector.from_config(cfg, num_classes=...)``). Where the head'
 """
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -37,6 +38,8 @@ from .proposals import PROPOSAL_SOURCES, ProposalSource, as_boxes, proposal_sour
 from .roi_head import TubeRoIHead
 from .rpn import build_rpn, build_rpn_from_cfg
 from .s3dg import LAYERS, S3DG
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["PROPOSAL_SOURCES", "RESNETS_2D", "CONVENTION_KEYS", "BATCH_KEYS", "ResNetC4", "build_backbone_2d",
            "set_stride_in_1x1", "stage5_of", "ActionDetector", "build_action_detector", "boxes_to_original",
@@ -228,6 +231,27 @@ class ActionDetector(nn.Module):
 
     def _apply_stride_in_1x1(self) -> None:
         set_stride_in_1x1(self.backbone_2d, bool(self.stride_in_1x1_2d))
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict``, and a checkpoint written before the input conventions were saved (it lacks
+        ``CONVENTION_KEYS``) loads with the conventions it was trained with: the keyframe branch's torchvision
+        ImageNet RGB without strides in the 1x1 convs (whatever 2D weights were loaded before), the 3D network's
+        as built (its preset's). A warning says so; any other missing key is still an error when ``strict``."""
+        own = {name for name, _ in self.named_buffers()}
+        absent = [key for key in CONVENTION_KEYS if key in own and key not in state_dict]
+        if not absent:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        if self.backbone_2d is not None and any(k.startswith(("normalize_2d.", "stride_in_1x1_2d")) for k in absent):
+            self.normalize_2d.set_convention(PixelNormalizer(mean=IMAGENET_MEAN, std=IMAGENET_STD))
+            self.stride_in_1x1_2d.fill_(False)
+        logger.warning("a checkpoint without input conventions (written before they were saved): using those it "
+                       "was trained with, %s", self.conventions())
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = [key for key in result.missing_keys if key not in CONVENTION_KEYS]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(f"Error(s) in loading state_dict for {type(self).__name__}: missing keys {missing}, "
+                               f"unexpected keys {result.unexpected_keys}")
+        return type(result)(missing, result.unexpected_keys)  # the load hook has applied stride_in_1x1_2d
 
     def conventions(self) -> Dict[str, Any]:
         """The input conventions in force, for logs and messages: ``{"3d": {...}, "2d": {..., "stride_in_1x1"}}``."""

@@ -44,11 +44,16 @@ class Preset:
         return {**self.backbone, **self.input_convention()}
 
     def input_convention(self) -> Dict[str, Tuple[float, float, float]]:
-        """``S3DG``'s ``pixel_mean`` and ``pixel_std`` (RGB, pixel units) for ``input_range``, ``mean`` and ``std``:
-        v = lo + x (hi - lo) / 255, then (v - mean) / std, is (x - pixel_mean) / pixel_std."""
-        lo, hi = self.input_range
-        k = 255.0 / (hi - lo)
-        return {"pixel_mean": tuple((m - lo) * k for m in self.mean), "pixel_std": tuple(s * k for s in self.std)}
+        """``S3DG``'s ``pixel_mean`` and ``pixel_std`` (RGB, pixel units) for ``input_range``, ``mean`` and ``std``
+        (``PixelNormalizer.from_range`` converts)."""
+        norm = self.normalizer()
+        return {"pixel_mean": tuple(norm.mean.tolist()), "pixel_std": tuple(norm.std.tolist())}
+
+    def normalizer(self):
+        """The ``PixelNormalizer`` of this family's input convention."""
+        from .normalize import PixelNormalizer
+
+        return PixelNormalizer.from_range(self.input_range, self.mean, self.std)
 
 
 PRESETS: Dict[str, Preset] = {

@@ -1,5 +1,5 @@
-"""Small I/O helpers: atomic writes, so that a crash never leaves a half-written output; the clean-up of the
-temporaries a killed process left; and reading a weights file without running code."""
+"""Small I/O helpers: atomic writes, so that a crash never leaves a half-written output, and the clean-up of the
+temporaries a killed process left. Reading files from elsewhere without running code: ``s3d_det.checkpoint.io``."""
 from __future__ import annotations
 
 import contextlib
