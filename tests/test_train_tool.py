@@ -99,7 +99,8 @@ def test_quick_start_shows_its_detections_on_a_test_video(trained):
 
 @pytest.mark.slow
 def test_eval_tool_video_inference_modes(trained, tmp_path):
-    """--inference per_keyframe gives the loader's detections; shared gives valid ones of every test frame."""
+    """--inference per_keyframe gives the training's evaluation's detections; shared gives valid ones of every
+    test frame."""
     datasets, out, _ = trained
     reference = load_detections(str(out / "detections.npz"))
     gt = load_gt(str(datasets / "synthetic" / "synthetic-GT.pkl"))

@@ -20,7 +20,7 @@ from s3d_det.data import load_gt
 from s3d_det.data.clips import ClipTransform
 from s3d_det.data.dataset import TestClipDataset, TrainClipDataset, collate
 from s3d_det.modeling.build import build_action_detector_from_cfg
-from s3d_det.modeling.detector import CONVENTION_KEYS, ActionDetector
+from s3d_det.modeling.detector import ActionDetector
 
 from ..checkpoint.training import check_shapes, load_checkpoint
 
@@ -174,10 +174,10 @@ def build_model(cfg, num_classes: int) -> torch.nn.Module:
             state = {k: v for k, v in state.items()
                      if not k.startswith(("backbone_2d.", "rpn.", "normalize_2d.", "stride_in_1x1_2d"))}
         check_shapes(state, model, cfg.MODEL.WEIGHTS)  # another WIDTH or number of classes: one line, both shapes
-        result = model.load_state_dict(state, strict=False)  # an older file: its conventions (ActionDetector)
-        missing = [k for k in result.missing_keys if k not in CONVENTION_KEYS]
-        if missing or result.unexpected_keys:
-            raise ValueError(f"{cfg.MODEL.WEIGHTS} does not fit the model: missing {missing[:5]}, "
+        # an older file without the convention keys gets those it was trained with (ActionDetector.load_state_dict)
+        result = model.load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise ValueError(f"{cfg.MODEL.WEIGHTS} does not fit the model: missing {result.missing_keys[:5]}, "
                              f"unexpected {result.unexpected_keys[:5]}")
     logger.info("input conventions: %s", model.conventions())
     return model

@@ -42,7 +42,7 @@ import torch
 from tqdm import tqdm
 
 from s3d_det.data.clips import clip_frames, map_boundary, resize_frame, resized_shape, scale_boxes, to_tensor
-from s3d_det.data.dataset import stack_padded
+from s3d_det.data.dataset import _NO_BOXES, stack_padded
 from s3d_det.data.frames import FrameCache, FrameSource, ImageFolderSource, VideoFileSource
 from s3d_det.evaluation.detections import Detections, FrameDetections
 from s3d_det.evaluation.postprocess import smooth_detections
@@ -408,9 +408,6 @@ def _dataset_input(dataset) -> Dict[str, object]:
     side = transform.short_side if isinstance(transform.short_side, int) else int(transform.short_side[0])
     return {"clip_length": dataset.clip_length, "clip_stride": dataset.clip_stride, "boundary": dataset.boundary,
             "short_side": side, "max_size": transform.max_size}
-
-
-_NO_BOXES = (np.zeros((0, 4), np.float32), np.zeros((0,), np.int64))
 
 
 def _scaled_boxes(boxes: Mapping[int, Tuple[np.ndarray, np.ndarray]], frame: int, orig_size: Tuple[int, int],
