@@ -1,5 +1,6 @@
 """Video-classification metrics (s3d_det/evaluation/classification.py): hand-computed cases, a loop-by-loop
 reference of top-k from its definition, the multi-view softmax average, the table and the confusion PNG."""
+import dataclasses
 import json
 import math
 import os
@@ -105,7 +106,7 @@ def test_to_dict_is_plain_json():
 
 def test_result_is_frozen():
     r = hand_result()
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         r.top1 = 99.0
     with pytest.raises(ValueError):
         r.confusion[0, 0] = 5  # read-only
