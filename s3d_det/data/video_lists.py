@@ -329,8 +329,8 @@ def _kinetics_rows(path: str) -> List[Tuple[int, str, str]]:
         header = [h.strip() for h in header]
         if "label" not in header and all(c in header for c in KINETICS_COLUMNS[1:]):
             raise DataError(f"{path}: no 'label' column (header: {','.join(header)}): the test CSVs of "
-                            f"Kinetics-600/700 carry no labels, so their videos can be neither trained on nor scored; use the "
-                            f"validation CSV for testing")
+                            f"Kinetics-600/700 carry no labels, so their videos can be neither trained on nor "
+                            f"scored; use the validation CSV for testing")
         absent = [c for c in KINETICS_COLUMNS if c not in header]
         if absent:
             raise DataError(f"{path} line 1: header {','.join(header)!r} lacks {', '.join(absent)}; expected "
