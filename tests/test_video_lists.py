@@ -6,8 +6,15 @@ import os
 import pytest
 
 from s3d_det.data.errors import DataError
-from s3d_det.data.video_lists import (VideoList, VideoRecord, read_hmdb51, read_kinetics, read_ssv2, read_ucf101,
-                                      read_video_list)
+from s3d_det.data.video_lists import (
+    VideoList,
+    VideoRecord,
+    read_hmdb51,
+    read_kinetics,
+    read_ssv2,
+    read_ucf101,
+    read_video_list,
+)
 
 
 def write(path, text="", newline="\n"):
@@ -150,9 +157,11 @@ def test_bad_split_or_subset(tmp_path, kw):
 HMDB_SPLIT1 = {  # written in this order; classes must come out sorted
     "wave": "20060723sfjffbartsinger_wave_f_cm_np1_ba_med_0.avi 1 \nwave_and_say_hi_wave_u_nm_np1_fr_med_0.avi 2 \n"
             "Wave_hello_wave_u_cm_np1_fr_bad_1.avi 0 \n",
-    "brush_hair": "April_09_brush_hair_u_nm_np1_ba_goo_0.avi 1 \nAmerican_History_X_brush_hair_h_nm_np1_le_goo_1.avi 0 \n"
+    "brush_hair": "April_09_brush_hair_u_nm_np1_ba_goo_0.avi 1 \n"
+                  "American_History_X_brush_hair_h_nm_np1_le_goo_1.avi 0 \n"
                   "Brushing_Hair_with_Beth_brush_hair_h_nm_np1_le_goo_0.avi 2 \n",
-    "cartwheel": "(Rad)Schlag_die_Bank!_cartwheel_f_cm_np1_le_med_0.avi 2 \nAcrobacias_cartwheel_f_cm_np1_ri_bad_0.avi 1 \n",
+    "cartwheel": "(Rad)Schlag_die_Bank!_cartwheel_f_cm_np1_le_med_0.avi 2 \n"
+                 "Acrobacias_cartwheel_f_cm_np1_ri_bad_0.avi 1 \n",
 }
 
 
@@ -455,3 +464,77 @@ def test_read_video_list_names_and_splits(tmp_path):
     with pytest.raises(ValueError) as e:
         read_video_list("kinetics", str(tmp_path), split=2, subset="train")
     assert "one official split" in one_line(e)
+
+
+# ---- input the readers must refuse, not half-read ------------------------------------------------------------
+
+def test_list_not_utf8_names_file_and_line(tmp_path):
+    root = str(tmp_path)
+    lists = ucf101(root)
+    path = os.path.join(lists, "testlist01.txt")
+    with open(path, "ab") as f:
+        f.write(b"Archery/v_Archery_g02_c01.avi\r\nArchery/v_Arch\xe9ry_g03_c01.avi\r\n")
+    with pytest.raises(DataError) as e:
+        read_ucf101(root, split=1, subset="test")
+    assert f"{path} line 6" in one_line(e) and "UTF-8" in one_line(e)  # line 4 is blank
+    kinetics(root)
+    path = os.path.join(root, "annotations", "validate.csv")
+    with open(path, "ab") as f:
+        f.write(b"abseiling,\xff\xfe,0,10,validate\n")
+    with pytest.raises(DataError) as e:
+        read_kinetics(root, subset="test")
+    assert path in one_line(e) and "UTF-8" in one_line(e)
+
+
+def test_kinetics_infinite_time_is_a_data_error(tmp_path):
+    root = str(tmp_path)
+    kinetics(root)
+    path = write(os.path.join(root, "annotations", "validate.csv"), K_VAL + "abseiling,val00000004,0,inf,validate\n")
+    with pytest.raises(DataError) as e:
+        read_kinetics(root, subset="test")
+    assert f"{path} line 5" in one_line(e) and "time_end 'inf'" in one_line(e)
+
+
+def test_kinetics_no_video_found_at_all_is_an_error(tmp_path):
+    """A wrong root (or videos not yet downloaded) would otherwise give an empty list and 100% 'missing'."""
+    root = str(tmp_path / "data")
+    kinetics(root)
+    with pytest.raises(FileNotFoundError) as e:
+        read_kinetics(str(tmp_path / "elsewhere"), subset="test", csv=os.path.join(root, "annotations", "validate.csv"),
+                      train_csv=os.path.join(root, "annotations", "train.csv"))
+    msg = one_line(e)
+    assert "none of the 3 videos" in msg and str(tmp_path / "elsewhere") in msg
+
+
+def test_empty_lists_are_errors(tmp_path):
+    root = str(tmp_path)
+    lists = ucf101(root)
+    path = write(os.path.join(lists, "testlist01.txt"), "\r\n")
+    with pytest.raises(DataError) as e:
+        read_ucf101(root, split=1, subset="test")
+    assert path in one_line(e) and "no videos" in one_line(e)
+    hmdb = str(tmp_path / "hmdb")
+    splits = hmdb51(hmdb)
+    for name in HMDB_SPLIT1:  # every video unused or train: the test subset would be empty
+        write(os.path.join(splits, f"{name}_test_split1.txt"), HMDB_SPLIT1[name].replace(" 2 ", " 0 "))
+    with pytest.raises(DataError) as e:
+        read_hmdb51(hmdb, split=1, subset="test")
+    assert "no videos" in one_line(e) and "flag 2" in one_line(e)
+    ss = str(tmp_path / "ssv2")
+    _, _, val = ssv2(ss)
+    write(val, "[]")
+    with pytest.raises(DataError) as e:
+        read_ssv2(ss, subset="test")
+    assert val in one_line(e) and "no entries" in one_line(e)
+
+
+def test_kinetics_train_csv_names_the_train_list(tmp_path):
+    root = str(tmp_path)
+    kinetics(root)
+    moved = os.path.join(root, "k400_train.csv")
+    os.rename(os.path.join(root, "annotations", "train.csv"), moved)
+    got = read_kinetics(root, subset="train", train_csv=moved)
+    assert got.sources == [moved] and got.classes == K_CLASSES and len(got.records) == 4
+    with pytest.raises(ValueError) as e:
+        read_kinetics(root, subset="train", csv=os.path.join(root, "annotations", "validate.csv"), train_csv=moved)
+    assert "train_csv" in one_line(e)

@@ -12,7 +12,9 @@ frames ``<root>/Frames/<video>/`` or a video file; see each reader for the layou
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -153,14 +155,26 @@ def _first_dir_with(root: str, subdirs: Sequence[str], names: Sequence[str], wha
     raise FileNotFoundError(f"{what} not found: looked for {', '.join(tried)}")
 
 
+def _read_text(path: str) -> str:
+    """The text of a list file (UTF-8, a byte-order mark allowed); DataError naming the line of a byte that is not
+    UTF-8."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise DataError(f"{path} line {line}: byte {data[e.start]:#04x} is not UTF-8 text; expected a UTF-8 "
+                        f"list file") from None
+
+
 def _lines(path: str):
-    """(line number from 1, stripped line) for each non-blank line of a text list (any line ending, a UTF-8
-    byte-order mark allowed)."""
-    with open(path, encoding="utf-8-sig") as f:
-        for number, line in enumerate(f, start=1):
-            line = line.strip()
-            if line:
-                yield number, line
+    """(line number from 1, stripped line) for each non-blank line of a text list (any line ending)."""
+    text = _read_text(path).replace("\r\n", "\n").replace("\r", "\n")
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.strip()
+        if line:
+            yield number, line
 
 
 def _no_extension(path: str) -> str:
@@ -230,6 +244,8 @@ def read_ucf101(root: str, *, split: int, subset: str) -> VideoList:
             missing.append((video, tried))
         else:
             records.append(VideoRecord(video=video, path=path, label=label))
+    if not seen:
+        raise DataError(f"{list_file}: no videos listed; expected one '<Class>/<video>.avi' a line")
     if missing:
         raise _missing_error("UCF101", missing, len(seen), list_file)
     return VideoList(dataset="ucf101", subset=subset, classes=classes, records=records, hflip=True,
@@ -290,6 +306,10 @@ def read_hmdb51(root: str, *, split: int, subset: str) -> VideoList:
             else:
                 records.append(VideoRecord(video=video, path=path, label=label))
     sources = [files[c] for c in classes]
+    if not listed:
+        flag = "1" if subset == "train" else "2"
+        raise DataError(f"HMDB-51 split {split}: no videos in the {subset} subset (flag {flag}) in the "
+                        f"{len(sources)} files {os.path.join(folder, '*' + suffix)}")
     if missing:
         raise _missing_error("HMDB-51", missing, listed,
                              f"the {len(sources)} files {os.path.join(folder, '*' + suffix)}")
@@ -314,44 +334,51 @@ def _seconds(value: str, column: str, path: str, line: int) -> int:
         number = float(value)
     except ValueError:
         number = float("nan")
-    if not (number >= 0 and number == int(number)):
+    if not (math.isfinite(number) and number >= 0 and number == int(number)):
         raise DataError(f"{path} line {line}: {column} {value!r}; expected whole seconds, at least 0")
     return int(number)
 
 
 def _kinetics_rows(path: str) -> List[Tuple[int, str, str]]:
     """(line, label, video id) for each row of a Kinetics CSV; DataError for a bad header or row."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise DataError(f"{path}: empty file; expected the header {','.join(KINETICS_COLUMNS)},split")
-        header = [h.strip() for h in header]
-        if "label" not in header and all(c in header for c in KINETICS_COLUMNS[1:]):
-            raise DataError(f"{path}: no 'label' column (header: {','.join(header)}): the test CSVs of "
-                            f"Kinetics-600/700 carry no labels, so their videos can be neither trained on nor "
-                            f"scored; use the validation CSV for testing")
-        absent = [c for c in KINETICS_COLUMNS if c not in header]
-        if absent:
-            raise DataError(f"{path} line 1: header {','.join(header)!r} lacks {', '.join(absent)}; expected "
-                            f"{','.join(KINETICS_COLUMNS)},split")
-        at = [header.index(c) for c in KINETICS_COLUMNS]
-        rows = []
-        for row in reader:
-            line = reader.line_num
-            if not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                raise DataError(f"{path} line {line}: {len(row)} fields; expected {len(header)} "
-                                f"({','.join(header)})")
-            label, youtube_id, start, end = (row[i].strip() for i in at)
-            if not label or not youtube_id:
-                raise DataError(f"{path} line {line}: empty {'label' if not label else 'youtube_id'}")
-            start_s = _seconds(start, "time_start", path, line)
-            end_s = _seconds(end, "time_end", path, line)
-            if end_s <= start_s:
-                raise DataError(f"{path} line {line}: time_end {end} is not after time_start {start}")
-            rows.append((line, label, f"{youtube_id}_{start_s:06d}_{end_s:06d}"))
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""))
+    try:
+        return _kinetics_parse(path, reader)
+    except csv.Error as e:
+        raise DataError(f"{path} line {reader.line_num}: {e}; expected a CSV row") from None
+
+
+def _kinetics_parse(path: str, reader) -> List[Tuple[int, str, str]]:
+    """(line, label, video id) for each row after the header line of a Kinetics CSV."""
+    header = next(reader, None)
+    if header is None:
+        raise DataError(f"{path}: empty file; expected the header {','.join(KINETICS_COLUMNS)},split")
+    header = [h.strip() for h in header]
+    if "label" not in header and all(c in header for c in KINETICS_COLUMNS[1:]):
+        raise DataError(f"{path}: no 'label' column (header: {','.join(header)}): the test CSVs of "
+                        f"Kinetics-600/700 carry no labels, so their videos can be neither trained on nor "
+                        f"scored; use the validation CSV for testing")
+    absent = [c for c in KINETICS_COLUMNS if c not in header]
+    if absent:
+        raise DataError(f"{path} line 1: header {','.join(header)!r} lacks {', '.join(absent)}; expected "
+                        f"{','.join(KINETICS_COLUMNS)},split")
+    at = [header.index(c) for c in KINETICS_COLUMNS]
+    rows = []
+    for row in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            raise DataError(f"{path} line {line}: {len(row)} fields; expected {len(header)} "
+                            f"({','.join(header)})")
+        label, youtube_id, start, end = (row[i].strip() for i in at)
+        if not label or not youtube_id:
+            raise DataError(f"{path} line {line}: empty {'label' if not label else 'youtube_id'}")
+        start_s = _seconds(start, "time_start", path, line)
+        end_s = _seconds(end, "time_end", path, line)
+        if end_s <= start_s:
+            raise DataError(f"{path} line {line}: time_end {end} is not after time_start {start}")
+        rows.append((line, label, f"{youtube_id}_{start_s:06d}_{end_s:06d}"))
     if not rows:
         raise DataError(f"{path}: no rows under the header; expected one video a line")
     return rows
@@ -393,6 +420,10 @@ def read_kinetics(root: str, *, subset: str, csv: Optional[str] = None, train_cs
     neither (every copy of Kinetics lacks some) are left out and listed in ``VideoList.missing``.
     """
     _check_subset(subset)
+    if subset == "train" and train_csv is not None:
+        if csv is not None and os.path.abspath(csv) != os.path.abspath(train_csv):
+            raise ValueError(f"read_kinetics(subset='train'): csv {csv} and train_csv {train_csv} differ; give one")
+        csv = train_csv
     if csv is None:
         csv, tried = _find_kinetics_csv(root, subset)
         if csv is None:
@@ -425,6 +456,10 @@ def read_kinetics(root: str, *, subset: str, csv: Optional[str] = None, train_cs
             missing.append(video)
         else:
             records.append(VideoRecord(video=video, path=path, label=index[label]))
+    if not records:
+        raise FileNotFoundError(f"Kinetics: none of the {len(rows)} videos of {csv} is under {root}: looked for "
+                                f"{os.path.join(root, FRAMES_DIR, '<id>')}/ and files <id>.mp4|.mkv|.webm anywhere "
+                                f"under {root}, e.g. {rows[0][2]}.mp4")
     sources = [csv] if class_csv == csv else [csv, class_csv]
     return VideoList(dataset="kinetics", subset=subset, classes=classes, records=records, hflip=True,
                      missing=missing, sources=sources)
@@ -434,8 +469,7 @@ def read_kinetics(root: str, *, subset: str, csv: Optional[str] = None, train_cs
 
 def _load_json(path: str):
     try:
-        with open(path, encoding="utf-8-sig") as f:
-            return json.load(f)
+        return json.loads(_read_text(path))
     except json.JSONDecodeError as e:
         raise DataError(f"{path} line {e.lineno}: not valid JSON ({e.msg})") from None
 
