@@ -108,8 +108,9 @@ class _Disk:
             entries = {}
             try:
                 with os.scandir(folder) as it:
-                    for entry in it:
-                        entries[entry.name] = entry.is_dir()
+                    for entry in it:  # symbolic links followed; a broken one is nothing
+                        if entry.is_dir() or entry.is_file():
+                            entries[entry.name] = entry.is_dir()
             except (FileNotFoundError, NotADirectoryError):
                 pass
             self._dirs[folder] = entries
