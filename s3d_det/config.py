@@ -99,6 +99,15 @@ _C.MODEL.BACKBONE_3D.FROZEN_STAGES = 0
 _C.MODEL.BACKBONE_3D.OUT_FEATURES = ["mixed_5c"]
 # The layer the detector RoI-aligns (its stage 5 then runs on the RoIs).
 _C.MODEL.BACKBONE_3D.FEATURE = "mixed_4f"
+# A classification config (tools/train_cls.py; a path relative to this config's folder) whose training gives the
+# 3D network's weights when MODEL.WEIGHTS_3D is "": run first, or reused when its OUTPUT_DIR already holds them
+# (the paper's path: pretrain the 3D network on clips, then detect). "": none.
+_C.MODEL.BACKBONE_3D.PRETRAIN = ""
+
+# The clip classifier's head (tools/train_cls.py): global average pool of mixed_5c, dropout, a 1x1x1 projection.
+_C.MODEL.CLS_HEAD = CfgNode()
+# Dropout probability before the projection.
+_C.MODEL.CLS_HEAD.DROPOUT = 0.5
 
 # The action head: tube RoIAlign, S3D-G stage 5, classifier and box regressor.
 _C.MODEL.ROI_HEAD = CfgNode()
@@ -132,14 +141,16 @@ _C.MODEL.ROI_HEAD.NMS_THRESH = 0.5
 _C.MODEL.ROI_HEAD.DETECTIONS_PER_IMG = 100
 
 _C.DATASETS = CfgNode()
-# "synthetic" (made on first use when missing) or any name; the data then lives in ROOT.
+# Detection (tools/train_det.py): "synthetic" (made on first use when missing) or any name; the data then lives in
+# ROOT. Classification (tools/train_cls.py): "ucf101", "hmdb51", "kinetics", "ssv2" (their official lists, see
+# docs/datasets.md) or "synthetic_clips" (made on first use: s3d_det/data/synthetic_clips.py).
 _C.DATASETS.NAME = "synthetic"
 # Folder holding Frames/ (or Videos/) and the GT pickle; a relative path is taken under $S3D_DET_DATASETS
 # (default ./datasets).
 _C.DATASETS.ROOT = "synthetic"
 # The ground-truth pickle, relative to ROOT.
 _C.DATASETS.GT = "synthetic-GT.pkl"
-# Split to train on and evaluate (1-based; JHMDB has 3).
+# Split to train on and evaluate (1-based; JHMDB, UCF101 and HMDB-51 have 3).
 _C.DATASETS.SPLIT = 1
 # Synthetic dataset, used only when it has to be made: videos in all, how many of them (the last) are the test
 # split, and the seed. With more training videos (e.g. 330 and 30) the head generalises better on oracle boxes
@@ -171,6 +182,12 @@ _C.INPUT.SATURATION = 0.0
 _C.INPUT.HUE = 0.0
 # Frames are padded to a multiple of this in a batch.
 _C.INPUT.SIZE_DIVISIBLE = 32
+# Classification (tools/train_cls.py): the side of the square clips, pixels. Training takes a random resized crop
+# of each clip (torchvision's RandomResizedCrop: CROP_AREA is the range of its share of the frame's area, its
+# aspect ratio w/h lies in 3/4..4/3); testing resizes the shorter side to SHORT_SIDE_TEST (0: CROP_SIZE) and cuts
+# TEST.NUM_CROPS squares along the longer side.
+_C.INPUT.CROP_SIZE = 224
+_C.INPUT.CROP_AREA = [0.25, 1.0]
 
 _C.DATALOADER = CfgNode()
 # Worker processes per training process; above 0, evaluation and video inference also read the next step's frames
@@ -216,6 +233,9 @@ _C.SOLVER.WARMUP_ITERS = 500
 _C.SOLVER.WARMUP_FACTOR = 0.001
 # Gradient clipping by global norm (0: off).
 _C.SOLVER.CLIP_GRAD_NORM = 0.0
+# Factor on the learning rate of the 3D network's weights (the classifier head and the detection heads keep
+# BASE_LR): below 1 when fine-tuning loaded weights, e.g. 0.1.
+_C.SOLVER.BACKBONE_LR_FACTOR = 1.0
 # From this iteration on the 2D backbone is frozen (no gradient, BatchNorm in eval mode) and only the RPN's head
 # and the action detector train; -1: never (nor, with a warning, when it is not before MAX_ITER or there is no 2D
 # backbone). From scratch the person features settle long before the actions.
@@ -245,6 +265,10 @@ _C.TEST.WINDOW = 0
 # this many frames of it, of the best score of its action on a box overlapping it (IoU >= 0.5; 0 where none);
 # 0: off. Applied to the detections of a whole video, in evaluation and video inference.
 _C.TEST.SMOOTH_FRAMES = 0
+# Classification: the multi-view test protocol, NUM_CLIPS clips spread evenly over each video x NUM_CROPS (1 or
+# 3) spatial crops, their softmax scores averaged (10 x 3 in PySlowFast's and MMAction2's Kinetics results).
+_C.TEST.NUM_CLIPS = 10
+_C.TEST.NUM_CROPS = 3
 
 
 class ConfigError(ValueError):

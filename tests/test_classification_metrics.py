@@ -9,8 +9,13 @@ import cv2
 import numpy as np
 import pytest
 
-from s3d_det.evaluation.classification import (ClassificationResult, aggregate_views, classification_metrics,
-                                               format_per_class_table, plot_confusion)
+from s3d_det.evaluation.classification import (
+    ClassificationResult,
+    aggregate_views,
+    classification_metrics,
+    format_per_class_table,
+    plot_confusion,
+)
 
 CLASSES = ["run", "jump", "sit", "wave"]  # "wave" has no test video
 # Scores of 5 videos (rows) over the 4 classes, and their true labels; worked out by hand below.

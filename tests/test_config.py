@@ -5,10 +5,14 @@ import os
 import pytest
 
 from s3d_det.config import ConfigError, get_cfg, load_config
+from s3d_det.engine.classification import CLS_DATASETS
+from s3d_det.modeling import VideoClassifier
 from s3d_det.modeling.build import build_action_detector_from_cfg
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"), recursive=True))
+CLS_CONFIGS = [p for p in CONFIGS if os.sep + "cls" + os.sep in p]
+DET_CONFIGS = [p for p in CONFIGS if p not in CLS_CONFIGS]
 
 
 def test_every_default_key_has_a_comment():
@@ -18,12 +22,24 @@ def test_every_default_key_has_a_comment():
             assert source[i - 1].startswith("#") or source[i - 1].startswith("_C."), f"no comment above: {line}"
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
+@pytest.mark.parametrize("path", DET_CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
 def test_shipped_configs_load(path):
     cfg = load_config(path)
     model = build_action_detector_from_cfg(cfg, num_classes=6)
     # the paper's mixed_4f; the tiny CPU configs cut their small actors' RoIs from the stride-8 mixed_3c
     assert model.roi_head.num_classes == 6 and model.feature_3d == ("mixed_3c" if "synthetic" in path else "mixed_4f")
+    if cfg.MODEL.BACKBONE_3D.PRETRAIN:  # the classification config it names exists and builds the same 3D network
+        pretrain = load_config(os.path.join(os.path.dirname(path), cfg.MODEL.BACKBONE_3D.PRETRAIN))
+        classifier = VideoClassifier.from_config(pretrain, num_classes=7)
+        assert classifier.backbone.state_dict().keys() == model.backbone_3d.state_dict().keys()
+        assert all(v.shape == model.backbone_3d.state_dict()[k].shape for k, v in classifier.backbone.state_dict().items())
+
+
+@pytest.mark.parametrize("path", CLS_CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
+def test_shipped_classification_configs_load(path):
+    cfg = load_config(path)
+    classifier = VideoClassifier.from_config(cfg, num_classes=5)
+    assert cfg.DATASETS.NAME in CLS_DATASETS and classifier.head.proj.out_channels == 5
 
 
 def test_leaf_inherits_and_overrides(tmp_path):

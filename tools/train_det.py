@@ -16,34 +16,26 @@ import json
 import os
 import sys
 import time
-from typing import Optional
 
 import torch
 
 from s3d_det.config import ConfigError, load_config
-from s3d_det.engine import (
-    Trainer,
-    build_lr_scheduler,
-    build_optimizer,
-    get_world_size,
-    is_main_process,
-    launch,
-    seed_all,
-)
+from s3d_det.engine import Trainer, is_main_process, launch, seed_all
 from s3d_det.engine.defaults import (
     batch_collate,
     build_datasets,
     build_model,
+    cpu_threads,
     default_argument_parser,
     load_dataset_gt,
     model_changes,
     resolve_device,
 )
+from s3d_det.engine.defaults import build_trainer as build_cfg_trainer
 from s3d_det.engine.evaluation import evaluate_detector
 from s3d_det.engine.inference import VideoDetector
-from s3d_det.engine.threads import ThreadGovernor
 from s3d_det.utils.errors import INPUT_ERRORS, report_error, run_tool
-from s3d_det.utils.io import atomic_write, available_cores
+from s3d_det.utils.io import atomic_write
 
 
 def show_example(cfg, gt: dict, root: str) -> None:
@@ -63,43 +55,34 @@ def show_example(cfg, gt: dict, root: str) -> None:
     print(f"detections on test video {video} (score >= 0.5; ground truth dashed): {base}.mp4, {base}_sheet.png")
 
 
-def cpu_threads(cfg) -> Optional[ThreadGovernor]:
-    """Sets torch's CPU threads: ``CPU_THREADS`` when given; else a ``ThreadGovernor`` (returned) that keeps them
-    at the cores other processes leave free, at most a core each less one per data-loading worker (oversubscribed
-    OpenMP threads spin-wait for a core another process holds: docs/benchmarks.md, "A busy machine")."""
-    if cfg.CPU_THREADS < 0:
-        raise ConfigError(f"CPU_THREADS must be 0 (follow the free cores) or a number of threads, got "
-                          f"{cfg.CPU_THREADS}")
-    if cfg.CPU_THREADS:
-        torch.set_num_threads(cfg.CPU_THREADS)
-        return None
-    return ThreadGovernor(max_threads=max(1, available_cores() // get_world_size() - cfg.DATALOADER.NUM_WORKERS))
-
-
 def build_trainer(cfg, model, train_set, *, device, eval_fn, governor) -> Trainer:
-    """The ``Trainer`` of ``cfg.SOLVER`` (optimizer, schedule, checkpoints, model changes) for ``model``."""
-    world = get_world_size()
-    if cfg.SOLVER.BATCH_SIZE % world:
-        raise ConfigError(f"SOLVER.BATCH_SIZE={cfg.SOLVER.BATCH_SIZE} does not split over {world} processes")
+    """The detector's ``Trainer`` (``defaults.build_trainer``), after the checks of its data options."""
     if cfg.DATALOADER.BACKGROUND_FRAMES and cfg.MODEL.PROPOSALS == "gt" and cfg.DATALOADER.IDLE_HOLD != -1:
         raise ConfigError("DATALOADER.BACKGROUND_FRAMES needs RoIs on frames without boxes: use MODEL.PROPOSALS "
                           "rpn or given, not gt (or DATALOADER.IDLE_HOLD -1, which boxes every person)")
-    optimizer = build_optimizer(model, name=cfg.SOLVER.OPTIMIZER, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM,
-                                weight_decay=cfg.SOLVER.WEIGHT_DECAY, weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM)
-    scheduler = build_lr_scheduler(optimizer, max_iter=cfg.SOLVER.MAX_ITER, schedule=cfg.SOLVER.SCHEDULE,
-                                   steps=tuple(cfg.SOLVER.STEPS), gamma=cfg.SOLVER.GAMMA,
-                                   warmup_iters=cfg.SOLVER.WARMUP_ITERS, warmup_factor=cfg.SOLVER.WARMUP_FACTOR)
-    return Trainer(model, dataset=train_set, batch_size=cfg.SOLVER.BATCH_SIZE // world, optimizer=optimizer,
-                   scheduler=scheduler, max_iter=cfg.SOLVER.MAX_ITER, output_dir=cfg.OUTPUT_DIR,
-                   checkpoint_period=cfg.SOLVER.CHECKPOINT_PERIOD, eval_period=cfg.TEST.EVAL_PERIOD,
-                   eval_fn=eval_fn, clip_grad_norm=cfg.SOLVER.CLIP_GRAD_NORM or None,
-                   amp_dtype=cfg.SOLVER.AMP_DTYPE or None, device=device, collate_fn=batch_collate(cfg),
-                   seed=cfg.SEED, num_workers=cfg.DATALOADER.NUM_WORKERS, model_changes=model_changes(cfg),
-                   thread_governor=governor)
+    return build_cfg_trainer(cfg, model, train_set, device=device, eval_fn=eval_fn, governor=governor,
+                             collate_fn=batch_collate(cfg), model_changes=model_changes(cfg),
+                             lr_factors={"backbone_3d": cfg.SOLVER.BACKBONE_LR_FACTOR})
+
+
+def with_pretrained_3d(cfg, args):
+    """``cfg`` with ``MODEL.WEIGHTS_3D`` set to the weights of ``MODEL.BACKBONE_3D.PRETRAIN`` (trained now, or
+    reused: ``engine.classification.pretrained_weights_3d``) when that is set and no weights are given; an
+    evaluation, or a run that starts from ``MODEL.WEIGHTS``, needs no pretraining."""
+    if not cfg.MODEL.BACKBONE_3D.PRETRAIN or cfg.MODEL.WEIGHTS_3D or cfg.MODEL.WEIGHTS or args.eval_only:
+        return cfg
+    from s3d_det.engine.classification import pretrained_weights_3d
+
+    weights = pretrained_weights_3d(cfg, args.config_file)
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS_3D = weights
+    cfg.freeze()
+    return cfg
 
 
 def main(args) -> None:
-    cfg = load_config(args.config_file, args.opts)
+    cfg = with_pretrained_3d(load_config(args.config_file, args.opts), args)
     os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
     if is_main_process():
         with atomic_write(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), ".yaml") as tmp:

@@ -9,7 +9,7 @@ import functools
 import logging
 import os
 from fractions import Fraction
-from typing import Callable, List, Mapping, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
@@ -23,11 +23,16 @@ from s3d_det.modeling.build import build_action_detector_from_cfg
 from s3d_det.modeling.detector import ActionDetector
 
 from ..checkpoint.training import check_shapes, load_checkpoint
+from ..utils.io import available_cores
+from .distributed import get_world_size
+from .schedule import build_lr_scheduler, build_optimizer
+from .threads import ThreadGovernor
+from .trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["default_argument_parser", "resolve_device", "data_root", "load_dataset_gt", "build_datasets",
-           "build_model", "batch_collate", "model_changes"]
+           "build_model", "batch_collate", "model_changes", "cpu_threads", "build_trainer"]
 
 
 def default_argument_parser(description: str) -> argparse.ArgumentParser:
@@ -203,3 +208,40 @@ def model_changes(cfg) -> List[Tuple[int, Callable[[torch.nn.Module], None]]]:
                        at, cfg.MODEL.PROPOSALS)
         return []
     return [(at, ActionDetector.freeze_backbone_2d)]
+
+
+def cpu_threads(cfg) -> Optional[ThreadGovernor]:
+    """Sets torch's CPU threads: ``CPU_THREADS`` when given; else a ``ThreadGovernor`` (returned) that keeps them
+    at the cores other processes leave free, at most a core each less one per data-loading worker (oversubscribed
+    OpenMP threads spin-wait for a core another process holds: docs/benchmarks.md, "A busy machine")."""
+    if cfg.CPU_THREADS < 0:
+        raise ConfigError(f"CPU_THREADS must be 0 (follow the free cores) or a number of threads, got "
+                          f"{cfg.CPU_THREADS}")
+    if cfg.CPU_THREADS:
+        torch.set_num_threads(cfg.CPU_THREADS)
+        return None
+    return ThreadGovernor(max_threads=max(1, available_cores() // get_world_size() - cfg.DATALOADER.NUM_WORKERS))
+
+
+def build_trainer(cfg, model: torch.nn.Module, train_set, *, device, eval_fn, governor: Optional[ThreadGovernor],
+                  collate_fn: Optional[Callable[[list], Any]] = None,
+                  model_changes: Sequence[Tuple[int, Callable[[torch.nn.Module], None]]] = (),
+                  lr_factors: Optional[Mapping[str, float]] = None) -> Trainer:
+    """The ``Trainer`` of ``cfg.SOLVER`` (optimizer, schedule, checkpoints) for ``model`` on ``train_set``;
+    ``lr_factors`` as ``build_optimizer``'s (``SOLVER.BACKBONE_LR_FACTOR`` on the 3D network)."""
+    world = get_world_size()
+    if cfg.SOLVER.BATCH_SIZE % world:
+        raise ConfigError(f"SOLVER.BATCH_SIZE={cfg.SOLVER.BATCH_SIZE} does not split over {world} processes")
+    optimizer = build_optimizer(model, name=cfg.SOLVER.OPTIMIZER, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM,
+                                weight_decay=cfg.SOLVER.WEIGHT_DECAY, weight_decay_norm=cfg.SOLVER.WEIGHT_DECAY_NORM,
+                                lr_factors={k: v for k, v in (lr_factors or {}).items() if v != 1.0})
+    scheduler = build_lr_scheduler(optimizer, max_iter=cfg.SOLVER.MAX_ITER, schedule=cfg.SOLVER.SCHEDULE,
+                                   steps=tuple(cfg.SOLVER.STEPS), gamma=cfg.SOLVER.GAMMA,
+                                   warmup_iters=cfg.SOLVER.WARMUP_ITERS, warmup_factor=cfg.SOLVER.WARMUP_FACTOR)
+    return Trainer(model, dataset=train_set, batch_size=cfg.SOLVER.BATCH_SIZE // world, optimizer=optimizer,
+                   scheduler=scheduler, max_iter=cfg.SOLVER.MAX_ITER, output_dir=cfg.OUTPUT_DIR,
+                   checkpoint_period=cfg.SOLVER.CHECKPOINT_PERIOD, eval_period=cfg.TEST.EVAL_PERIOD,
+                   eval_fn=eval_fn, clip_grad_norm=cfg.SOLVER.CLIP_GRAD_NORM or None,
+                   amp_dtype=cfg.SOLVER.AMP_DTYPE or None, device=device, collate_fn=collate_fn,
+                   seed=cfg.SEED, num_workers=cfg.DATALOADER.NUM_WORKERS, model_changes=model_changes,
+                   thread_governor=governor)

@@ -6,7 +6,7 @@ import functools
 import math
 import warnings
 from bisect import bisect_right
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -23,15 +23,18 @@ OPTIMIZERS = ("sgd", "adamw")
 
 def build_optimizer(model: nn.Module, *, lr: float, momentum: float = 0.9, weight_decay: float = 1e-4,
                     weight_decay_norm: float = 0.0, weight_decay_bias: Optional[float] = None,
-                    nesterov: bool = False, name: str = "sgd") -> torch.optim.Optimizer:
+                    nesterov: bool = False, name: str = "sgd",
+                    lr_factors: Optional[Mapping[str, float]] = None) -> torch.optim.Optimizer:
     """SGD (``name="sgd"``, with ``momentum`` and ``nesterov``) or AdamW (``"adamw"``, betas (``momentum``,
     0.999): decoupled weight decay, the usual choice for networks trained from scratch in few iterations) over
     the trainable parameters of ``model``, one parameter group per weight decay.
 
     Parameters of normalisation layers (``NORM_TYPES``; their biases too) get ``weight_decay_norm``, other
     biases ``weight_decay_bias`` (None: ``weight_decay``), everything else ``weight_decay``. Each group holds
-    ``"weight_decay"``; all share ``lr`` (the schedule scales it). A parameter shared by several modules is
-    optimised once.
+    ``"weight_decay"``; all share ``lr`` (the schedule scales it), except the parameters under a module named in
+    ``lr_factors`` (``{"backbone_3d": 0.1}``: a prefix of the parameter names, up to a dot), whose groups get
+    ``lr`` times its factor (the first prefix that matches). A parameter shared by several modules is optimised
+    once.
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
@@ -45,7 +48,22 @@ def build_optimizer(model: nn.Module, *, lr: float, momentum: float = 0.9, weigh
                        ("weight_decay_bias", weight_decay_bias)):
         if value < 0:
             raise ValueError(f"{key} must be >= 0, got {value}")
-    groups: Dict[float, List[nn.Parameter]] = {}
+    lr_factors = dict(lr_factors or {})
+    for prefix, factor in lr_factors.items():
+        if factor <= 0:
+            raise ValueError(f"lr factor of {prefix!r} must be positive, got {factor}")
+
+    names: Dict[int, List[str]] = {}  # a module shared by two parents (the detector's stage 5) has both names
+    for module_name, module in model.named_modules(remove_duplicate=False):
+        names.setdefault(id(module), []).append(module_name)
+
+    def factor_of(module: nn.Module) -> float:
+        for prefix, factor in lr_factors.items():
+            if any(name == prefix or name.startswith(prefix + ".") for name in names[id(module)]):
+                return factor
+        return 1.0
+
+    groups: Dict[Tuple[float, float], List[nn.Parameter]] = {}
     seen = set()
     for module in model.modules():
         for param_name, param in module.named_parameters(recurse=False):
@@ -58,10 +76,11 @@ def build_optimizer(model: nn.Module, *, lr: float, momentum: float = 0.9, weigh
                 decay = weight_decay_bias
             else:
                 decay = weight_decay
-            groups.setdefault(decay, []).append(param)
+            groups.setdefault((decay, factor_of(module)), []).append(param)
     if not groups:
         raise ValueError(f"{type(model).__name__} has no trainable parameters")
-    param_groups = [{"params": params, "weight_decay": decay} for decay, params in groups.items()]
+    param_groups = [{"params": params, "weight_decay": decay, "lr": lr * factor}
+                    for (decay, factor), params in groups.items()]
     if name == "adamw":
         # PyTorch's fused kernel: one pass over all parameters instead of ~10 small ops each
         # (docs/experiments/faster-steps.md has the figures)

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -811,7 +811,9 @@ class VideoClassifier(nn.Module):
     """A clip classifier: a backbone's ``mixed_5c`` through a ``ClassifierHead``.
 
     Input: raw clip (B, 3, T, H, W), RGB in [0, 255] (the backbone normalises it). Output: logits
-    (B, num_classes); softmax is left to the caller.
+    (B, num_classes); softmax is left to the caller. The trainer's batches also work: a dict with ``"clip"``
+    (B, 3, T, H, W) and, in training, ``"label"`` (B,) int64 gives ``{"loss_cls": cross-entropy}`` in training
+    mode and the logits in eval mode.
     """
 
     def __init__(self, backbone: S3DG, num_classes: int, *, dropout: float = 0.2, pool_size=(2, 7, 7)):
@@ -823,5 +825,17 @@ class VideoClassifier(nn.Module):
             backbone.feature_info["mixed_5c"].channels, num_classes, dropout=dropout, pool_size=pool_size
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @classmethod
+    def from_config(cls, cfg, num_classes: int) -> "VideoClassifier":
+        """The backbone of ``cfg.MODEL.BACKBONE_3D`` (up to mixed_5c, whatever its OUT_FEATURES) and a head of
+        ``cfg.MODEL.CLS_HEAD`` for ``num_classes`` classes: global average pooling, as every peer's video head."""
+        backbone = S3DG.from_config(cfg, out_features=("mixed_5c",))
+        return cls(backbone, num_classes, dropout=cfg.MODEL.CLS_HEAD.DROPOUT, pool_size=None)
+
+    def forward(self, x):
+        if isinstance(x, Mapping):
+            logits = self.head(self.backbone(x["clip"])["mixed_5c"])
+            if not self.training:
+                return logits
+            return {"loss_cls": F.cross_entropy(logits.float(), x["label"])}
         return self.head(self.backbone(x)["mixed_5c"])
