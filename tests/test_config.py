@@ -32,7 +32,8 @@ def test_shipped_configs_load(path):
         pretrain = load_config(os.path.join(os.path.dirname(path), cfg.MODEL.BACKBONE_3D.PRETRAIN))
         classifier = VideoClassifier.from_config(pretrain, num_classes=7)
         assert classifier.backbone.state_dict().keys() == model.backbone_3d.state_dict().keys()
-        assert all(v.shape == model.backbone_3d.state_dict()[k].shape for k, v in classifier.backbone.state_dict().items())
+        own = model.backbone_3d.state_dict()
+        assert all(v.shape == own[k].shape for k, v in classifier.backbone.state_dict().items())
 
 
 @pytest.mark.parametrize("path", CLS_CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))

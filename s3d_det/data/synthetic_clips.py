@@ -3,10 +3,11 @@
 The pretraining set of the synthetic detection quick start, and the benchmark of the architecture study
 (``benchmarks/bench_architectures.py``). The videos are drawn by the detection generator
 (``s3d_det.data.synthetic``: stick figures whose class shows only in their motion) with another seed, so no
-clip comes from a video of the detection set. Each actor of a video gives a clip of its action, and one of class
-``idle`` of its rest before or after the action (for one actor in three, where that lasts 8 frames or more) (the detection set's people
-without an action): up to ``max_frames`` frames from the middle of the stretch, cropped to a square about the actor's box over those
-frames (``context`` times its longer side, as tall as the frame at most) and resized to ``crop`` pixels.
+clip comes from a video of the detection set. Each actor of a video gives a clip of its action, and one actor
+in three a clip of class ``idle``, its rest before or after the action where that lasts 8 frames or more (the
+detection set's people without an action): up to ``max_frames`` frames from the middle of the stretch, cropped
+to a square about the actor's box over those frames (``context`` times its longer side, as tall as the frame at
+most) and resized to ``crop`` pixels.
 Other actors and the occluder bar stay in the picture where they cross the crop, as in the detection set.
 
 Layout (UCF101's, with frame folders; read by ``s3d_det.data.video_lists.read_ucf101``)::
