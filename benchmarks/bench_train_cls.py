@@ -8,13 +8,13 @@
 On the CPU (the default) it times the synthetic quick start's two trainings: the 3D network's pretraining on clips
 (``configs/cls/synthetic/s3dg_tiny.yaml``, ``tools/train_cls.py``) and the detector that starts from it
 (``configs/synthetic/s3dg_tiny.yaml``, ``tools/train_det.py``). Each is built with random weights and stepped exactly as
-its tool steps it (``Trainer.run_step``: forward, loss, backward, optimizer, schedule) on one fixed batch of its config's
-input size: the classifier ``SOLVER.BATCH_SIZE`` square clips of ``INPUT.CLIP_LENGTH`` x ``INPUT.CROP_SIZE``, the
-detector the batch of ``benchmarks/bench_train.py`` (two person boxes a clip; the detector is timed as it starts, before
-``SOLVER.FREEZE_2D_AT``). A fixed batch measures the model alone, not the data loading. Both are built and warmed up
-first; then come ``--repeats`` rounds, each timing ``--iters`` steps of one and then of the other, so the two are
-compared under the same machine load. The table gives the median it/s and clips/s of each and the classifier's
-clips/s over the detector's.
+its tool steps it (``Trainer.run_step``: forward, loss, backward, optimizer, schedule) on one fixed batch of its
+config's input size: the classifier ``SOLVER.BATCH_SIZE`` square clips of ``INPUT.CLIP_LENGTH`` x ``INPUT.CROP_SIZE``,
+the detector the batch of ``benchmarks/bench_train.py`` (two person boxes a clip; the detector is timed as it starts,
+before ``SOLVER.FREEZE_2D_AT``). A fixed batch measures the model alone, not the data loading. Both are built and warmed
+up first; then come ``--repeats`` rounds, each timing ``--iters`` steps of one and then of the other, so the two are
+compared under the same machine load. The table gives the median it/s and clips/s of each and the classifier's clips/s
+over the detector's.
 
 ``--device cuda`` times S3D-G at the paper's input (``--size 64x224``: 64 frames of 224 x 224) as a classifier:
 ``configs/cls/kinetics/s3dg_64x224_scratch.yaml`` with ``--batch`` clips (default 8) and ``--amp`` autocast (default
