@@ -239,7 +239,8 @@ def pretrained_weights_3d(det_cfg, config_file: str) -> str:
 
         _, meta = load_converted(weights)
         if meta.get("config_digest") == config_digest(cfg):
-            logger.info("pretrained 3D weights: %s (reused)", weights)
+            if is_main_process():
+                print(f"pretrained 3D network: {weights} (reused: trained with {path} as it is now)")
             return weights
         raise ConfigError(f"{weights} was not trained with {path} as it is now (the config differs): remove it (or "
                           f"the folder) to pretrain again, or set that config's OUTPUT_DIR to another folder")
