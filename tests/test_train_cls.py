@@ -349,3 +349,19 @@ def test_detection_pretrains_then_reuses_its_3d_network(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "pretraining the 3D network" not in proc.stdout and os.stat(weights).st_mtime_ns == mtime
     assert f"pretrained 3D network: {weights} (reused" in proc.stdout
+
+
+def test_cls_dataset_keys_are_named_in_errors(tmp_path):
+    from s3d_det.engine.classification import build_cls_datasets
+
+    videos = view_dataset(str(tmp_path / "frames")).videos
+    cfg = load_config(CLS_CONFIG, ["INPUT.SHORT_SIDE_TEST", "32", "INPUT.CROP_SIZE", "64"])
+    with pytest.raises(ConfigError) as info:
+        build_cls_datasets(cfg, videos, videos)
+    message = str(info.value)
+    assert "INPUT.SHORT_SIDE_TEST" in message and "INPUT.CROP_SIZE" in message and "32" in message
+    cfg = load_config(CLS_CONFIG, ["INPUT.SHORT_SIDE_TEST", "0", "INPUT.CROP_SIZE", "16", "TEST.NUM_CROPS", "3"])
+    _, test_set = build_cls_datasets(cfg, videos, videos)  # 0: the crop size
+    assert test_set[0]["clips"].shape == (3, 3, 8, 16, 16)
+    with pytest.raises(ConfigError, match="TEST.NUM_CROPS"):
+        build_cls_datasets(load_config(CLS_CONFIG, ["TEST.NUM_CROPS", "2"]), videos, videos)

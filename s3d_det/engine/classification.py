@@ -77,6 +77,12 @@ def build_cls_datasets(cfg, train: VideoList, test: VideoList) -> Tuple[TrainVid
     """The datasets of ``INPUT.*`` (clip, crops, flip, jitter) and ``TEST.NUM_CLIPS`` / ``NUM_CROPS``."""
     if len(cfg.INPUT.CROP_AREA) != 2:
         raise ConfigError(f"INPUT.CROP_AREA must be [lo, hi], got {list(cfg.INPUT.CROP_AREA)}")
+    if cfg.INPUT.SHORT_SIDE_TEST and cfg.INPUT.SHORT_SIDE_TEST < cfg.INPUT.CROP_SIZE:
+        raise ConfigError(f"INPUT.SHORT_SIDE_TEST={cfg.INPUT.SHORT_SIDE_TEST} is smaller than INPUT.CROP_SIZE="
+                          f"{cfg.INPUT.CROP_SIZE}: the test crops are cut from frames resized to it (0: the crop size)")
+    if cfg.TEST.NUM_CROPS not in (1, 3) or cfg.TEST.NUM_CLIPS < 1:
+        raise ConfigError(f"TEST.NUM_CROPS must be 1 or 3 and TEST.NUM_CLIPS at least 1, got {cfg.TEST.NUM_CROPS} "
+                          f"and {cfg.TEST.NUM_CLIPS}")
     common = dict(clip_length=cfg.INPUT.CLIP_LENGTH, clip_stride=cfg.INPUT.CLIP_STRIDE, crop_size=cfg.INPUT.CROP_SIZE)
     try:
         train_set = TrainVideoDataset(train, crop_area=tuple(cfg.INPUT.CROP_AREA), hflip_prob=cfg.INPUT.HFLIP_PROB,
