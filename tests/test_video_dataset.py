@@ -281,3 +281,21 @@ def test_video_dataset_on_a_video_file(tmp_path):
     for k, first in enumerate([0, 8]):
         grey = ds[k]["clips"][0, 0, :, 16, 16].numpy()
         assert np.abs(grey - 20 * np.arange(first, first + 4)).max() <= 3
+
+
+def test_an_undecodable_frame_read_by_a_loader_worker_is_one_line_without_traceback(tmp_path):
+    """A DataLoader worker re-raises the dataset's error with the worker's traceback in its message: the tools'
+    error line is the original message alone."""
+    from torch.utils.data import DataLoader
+
+    from s3d_det.utils.errors import INPUT_ERRORS, error_line
+
+    path = write_frames(tmp_path / "broken_video", coded_frames(4, 16, 16))
+    with open(os.path.join(path, "00002.png"), "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+    ds = ViewDataset(video_list([path]), clip_length=4, crop_size=16, num_clips=1, num_crops=1)
+    with pytest.raises(INPUT_ERRORS) as info:
+        list(DataLoader(ds, batch_size=1, num_workers=1, collate_fn=view_batches))
+    line = error_line(info.value)
+    assert line.startswith(os.path.join(path, "00002.png") + ": truncated PNG (frame 2)"), line
+    assert "Traceback" not in line and "File " not in line
