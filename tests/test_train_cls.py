@@ -365,3 +365,24 @@ def test_cls_dataset_keys_are_named_in_errors(tmp_path):
     assert test_set[0]["clips"].shape == (3, 3, 8, 16, 16)
     with pytest.raises(ConfigError, match="TEST.NUM_CROPS"):
         build_cls_datasets(load_config(CLS_CONFIG, ["TEST.NUM_CROPS", "2"]), videos, videos)
+
+
+def test_pretraining_does_not_resume_a_run_of_another_config(pretrain_configs, monkeypatch):
+    """No weights yet, but OUTPUT_DIR holds a checkpoint of a run of another config: resuming it would export its
+    weights as this config's."""
+    det_file, cls_file, weights = pretrain_configs
+    out = os.path.dirname(weights)
+    os.makedirs(out)
+    other = load_config(cls_file, ["SOLVER.MAX_ITER", "7"])
+    (open(os.path.join(out, "config.yaml"), "w")).write(other.dump())
+    open(os.path.join(out, "last_checkpoint"), "w").write("model_0000001.pth")
+    torch.save({"model": {}}, os.path.join(out, "model_0000001.pth"))
+    monkeypatch.setattr(classification, "train_classifier", no_training)
+    with pytest.raises(ConfigError) as info:
+        classification.pretrained_weights_3d(load_config(det_file), det_file)
+    assert "\n" not in str(info.value) and os.path.join(out, "config.yaml") in str(info.value)
+    # the same config: the interrupted pretraining resumes
+    (open(os.path.join(out, "config.yaml"), "w")).write(load_config(cls_file).dump())
+    calls = []
+    monkeypatch.setattr(classification, "train_classifier", lambda cfg, resume: calls.append(resume) or weights)
+    assert classification.pretrained_weights_3d(load_config(det_file), det_file) == weights and calls == [True]

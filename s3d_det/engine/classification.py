@@ -32,7 +32,7 @@ from s3d_det.evaluation.classification import (
 from s3d_det.modeling.s3dg import VideoClassifier
 from s3d_det.utils.io import atomic_write, write_json
 
-from ..checkpoint.training import check_shapes, load_checkpoint
+from ..checkpoint.training import check_shapes, last_checkpoint, load_checkpoint
 from .defaults import build_trainer, cpu_threads, data_root, resolve_device
 from .distributed import all_gather, get_rank, get_world_size, is_main_process, synchronize
 from .sampler import seed_all
@@ -250,6 +250,13 @@ def pretrained_weights_3d(det_cfg, config_file: str) -> str:
             return weights
         raise ConfigError(f"{weights} was not trained with {path} as it is now (the config differs): remove it (or "
                           f"the folder) to pretrain again, or set that config's OUTPUT_DIR to another folder")
+    record = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
+    if last_checkpoint(cfg.OUTPUT_DIR) and os.path.isfile(record):
+        with open(record) as f:
+            if f.read() != cfg.dump():
+                raise ConfigError(f"{cfg.OUTPUT_DIR} holds a checkpoint of a training of another config ({record} "
+                                  f"differs from {path}): remove that folder to pretrain again, or set that config's "
+                                  "OUTPUT_DIR to another folder")
     if is_main_process():
         print(f"pretraining the 3D network: {path} -> {weights}")
     return train_classifier(cfg, resume=True)
