@@ -304,6 +304,19 @@ def test_train_cls_eval_only_reproduces_the_training_evaluation(trained, tmp_pat
 
 
 @pytest.mark.slow
+def test_train_cls_eval_only_with_two_processes_scores_every_view(trained, tmp_path):
+    datasets, out, _ = trained
+    proc = run_tool("train_cls.py", "--config-file", CLS_CONFIG, "--eval-only", "--num-gpus", 2, *opts(TINY_CLS),
+                    "MODEL.WEIGHTS", out / "model_final.pth", "OUTPUT_DIR", tmp_path / "eval", datasets=datasets)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    trained_result = json.load(open(out / "cls_results.json"))
+    result = json.load(open(tmp_path / "eval" / "cls_results.json"))
+    assert result["num_videos"] == trained_result["num_videos"]
+    assert result["top1"] == pytest.approx(trained_result["top1"]) and result["top5"] == pytest.approx(
+        trained_result["top5"])
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["frame", "name", "lists", "key"])
 def test_train_cls_bad_input_is_one_line(trained, tmp_path, case):
     datasets, _, _ = trained
