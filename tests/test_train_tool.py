@@ -17,8 +17,9 @@ from s3d_det.evaluation.detections import check_detections, load_detections
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = "configs/synthetic/s3dg_tiny.yaml"
 # The quick start, shrunk: 6 videos (4 train, 2 test), 64-pixel frames, 4-frame clips, 4 iterations (the 2D
-# backbone frozen from the third).
-SMALL = ["DATASETS.SYNTHETIC_NUM_VIDEOS", "6", "DATASETS.SYNTHETIC_TEST_VIDEOS", "2",
+# backbone frozen from the third); no pretraining of the 3D network (tests/test_train_cls.py runs one).
+SMALL = ["MODEL.BACKBONE_3D.PRETRAIN", '""',
+         "DATASETS.SYNTHETIC_NUM_VIDEOS", "6", "DATASETS.SYNTHETIC_TEST_VIDEOS", "2",
          "INPUT.SHORT_SIDE_TRAIN", "[64]", "INPUT.SHORT_SIDE_TEST", "64",
          "INPUT.CLIP_LENGTH", "4", "SOLVER.BATCH_SIZE", "2", "SOLVER.MAX_ITER", "4", "SOLVER.WARMUP_ITERS", "2",
          "SOLVER.CHECKPOINT_PERIOD", "2", "SOLVER.FREEZE_2D_AT", "2", "DATALOADER.NUM_WORKERS", "0",

@@ -139,6 +139,40 @@ def test_param_groups_without_decay_on_norms_and_biases():
         build_optimizer(model, name="adam", lr=0.1)
 
 
+def test_lr_factors_by_module_prefix_and_shared_modules():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stage5 = nn.Linear(4, 4)  # registered first under a name outside the prefix
+            self.backbone_3d = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), self.stage5)
+            self.backbone_3d_extra = nn.Linear(4, 4)  # "backbone_3d" is a prefix of its name, not a module above it
+            self.head = nn.Linear(4, 2)
+
+    net = Net()
+    optimizer = build_optimizer(net, lr=0.2, weight_decay=1e-4, lr_factors={"backbone_3d": 0.1})
+    lr_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    assert len(lr_of) == len(list(net.parameters()))  # every parameter once
+    slow = [net.backbone_3d[0].weight, net.backbone_3d[0].bias, net.backbone_3d[1].weight, net.stage5.weight,
+            net.stage5.bias]
+    fast = [net.backbone_3d_extra.weight, net.head.weight, net.head.bias]
+    assert all(lr_of[id(p)] == pytest.approx(0.02) for p in slow)
+    assert all(lr_of[id(p)] == pytest.approx(0.2) for p in fast)
+    # the schedule scales every group from its own rate
+    scheduler = build_lr_scheduler(optimizer, max_iter=10, warmup_iters=2, warmup_factor=0.5)
+    assert sorted(g["lr"] for g in optimizer.param_groups)[0] == pytest.approx(0.01)
+    assert sorted(g["lr"] for g in optimizer.param_groups)[-1] == pytest.approx(0.1)
+    optimizer.step()
+    scheduler.step()
+    assert {round(g["lr"], 6) for g in optimizer.param_groups} == {0.015, 0.15}
+    # the first prefix that matches wins; a dotted prefix names a submodule
+    optimizer = build_optimizer(net, lr=1.0, lr_factors={"backbone_3d.1": 0.5, "backbone_3d": 0.1, "head": 2.0})
+    lr_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    assert lr_of[id(net.backbone_3d[1].weight)] == 0.5 and lr_of[id(net.backbone_3d[0].weight)] == 0.1
+    assert lr_of[id(net.head.weight)] == 2.0 and lr_of[id(net.backbone_3d_extra.weight)] == 1.0
+    with pytest.raises(ValueError, match="lr factor of 'head' must be positive"):
+        build_optimizer(net, lr=1.0, lr_factors={"head": 0.0})
+
+
 def test_adamw_is_fused_and_steps_as_the_reference():
     # three steps of the fused AdamW against AdamW's reference loop, from the same weights and gradients (no
     # bias before the BatchNorm: its gradient is rounding noise, which Adam's normalisation would magnify)

@@ -19,6 +19,7 @@ import time
 
 import torch
 
+from s3d_det.checkpoint.training import last_checkpoint
 from s3d_det.config import ConfigError, load_config
 from s3d_det.engine import Trainer, is_main_process, launch, seed_all
 from s3d_det.engine.defaults import (
@@ -68,8 +69,11 @@ def build_trainer(cfg, model, train_set, *, device, eval_fn, governor) -> Traine
 def with_pretrained_3d(cfg, args):
     """``cfg`` with ``MODEL.WEIGHTS_3D`` set to the weights of ``MODEL.BACKBONE_3D.PRETRAIN`` (trained now, or
     reused: ``engine.classification.pretrained_weights_3d``) when that is set and no weights are given; an
-    evaluation, or a run that starts from ``MODEL.WEIGHTS``, needs no pretraining."""
+    evaluation, a run that starts from ``MODEL.WEIGHTS``, or a ``--resume`` with a checkpoint in OUTPUT_DIR (it
+    holds every weight) needs no pretraining."""
     if not cfg.MODEL.BACKBONE_3D.PRETRAIN or cfg.MODEL.WEIGHTS_3D or cfg.MODEL.WEIGHTS or args.eval_only:
+        return cfg
+    if args.resume and last_checkpoint(cfg.OUTPUT_DIR):
         return cfg
     from s3d_det.engine.classification import pretrained_weights_3d
 

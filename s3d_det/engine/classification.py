@@ -32,7 +32,7 @@ from s3d_det.evaluation.classification import (
 from s3d_det.modeling.s3dg import VideoClassifier
 from s3d_det.utils.io import atomic_write, write_json
 
-from ..checkpoint.training import check_shapes, load_checkpoint
+from ..checkpoint.training import check_shapes, last_checkpoint, load_checkpoint
 from .defaults import build_trainer, cpu_threads, data_root, resolve_device
 from .distributed import all_gather, get_rank, get_world_size, is_main_process, synchronize
 from .sampler import seed_all
@@ -77,6 +77,12 @@ def build_cls_datasets(cfg, train: VideoList, test: VideoList) -> Tuple[TrainVid
     """The datasets of ``INPUT.*`` (clip, crops, flip, jitter) and ``TEST.NUM_CLIPS`` / ``NUM_CROPS``."""
     if len(cfg.INPUT.CROP_AREA) != 2:
         raise ConfigError(f"INPUT.CROP_AREA must be [lo, hi], got {list(cfg.INPUT.CROP_AREA)}")
+    if cfg.INPUT.SHORT_SIDE_TEST and cfg.INPUT.SHORT_SIDE_TEST < cfg.INPUT.CROP_SIZE:
+        raise ConfigError(f"INPUT.SHORT_SIDE_TEST={cfg.INPUT.SHORT_SIDE_TEST} is smaller than INPUT.CROP_SIZE="
+                          f"{cfg.INPUT.CROP_SIZE}: the test crops are cut from frames resized to it (0: the crop size)")
+    if cfg.TEST.NUM_CROPS not in (1, 3) or cfg.TEST.NUM_CLIPS < 1:
+        raise ConfigError(f"TEST.NUM_CROPS must be 1 or 3 and TEST.NUM_CLIPS at least 1, got {cfg.TEST.NUM_CROPS} "
+                          f"and {cfg.TEST.NUM_CLIPS}")
     common = dict(clip_length=cfg.INPUT.CLIP_LENGTH, clip_stride=cfg.INPUT.CLIP_STRIDE, crop_size=cfg.INPUT.CROP_SIZE)
     try:
         train_set = TrainVideoDataset(train, crop_area=tuple(cfg.INPUT.CROP_AREA), hflip_prob=cfg.INPUT.HFLIP_PROB,
@@ -239,10 +245,18 @@ def pretrained_weights_3d(det_cfg, config_file: str) -> str:
 
         _, meta = load_converted(weights)
         if meta.get("config_digest") == config_digest(cfg):
-            logger.info("pretrained 3D weights: %s (reused)", weights)
+            if is_main_process():
+                print(f"pretrained 3D network: {weights} (reused: trained with {path} as it is now)")
             return weights
         raise ConfigError(f"{weights} was not trained with {path} as it is now (the config differs): remove it (or "
                           f"the folder) to pretrain again, or set that config's OUTPUT_DIR to another folder")
+    record = os.path.join(cfg.OUTPUT_DIR, "config.yaml")
+    if last_checkpoint(cfg.OUTPUT_DIR) and os.path.isfile(record):
+        with open(record) as f:
+            if f.read() != cfg.dump():
+                raise ConfigError(f"{cfg.OUTPUT_DIR} holds a checkpoint of a training of another config ({record} "
+                                  f"differs from {path}): remove that folder to pretrain again, or set that config's "
+                                  "OUTPUT_DIR to another folder")
     if is_main_process():
         print(f"pretraining the 3D network: {path} -> {weights}")
     return train_classifier(cfg, resume=True)

@@ -8,6 +8,7 @@ unreadable, refused or does not fit; a config key or value; a full disk; trainin
 from __future__ import annotations
 
 import pickle
+import re
 import sys
 from typing import Callable, TextIO
 
@@ -22,10 +23,28 @@ EXIT_INPUT_ERROR = 2
 INPUT_ERRORS = (OSError, ValueError, pickle.UnpicklingError, yaml.YAMLError, FloatingPointError)
 
 
+# torch.utils.data re-raises a worker's error as the same type with the worker's traceback in its message
+_WORKER_ERROR = re.compile(r"Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback \(most recent call")
+_EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*: ")
+
+
+def _original_message(text: str) -> str:
+    """The message of the error a DataLoader worker raised (the last ``module.Type: message`` line of the
+    traceback its re-raise carries and what follows), or ``text`` as it is."""
+    if not _WORKER_ERROR.match(text):
+        return text
+    lines = text.split("\n")
+    starts = [i for i, line in enumerate(lines) if i > 1 and _EXCEPTION_LINE.match(line)]
+    if not starts:
+        return text
+    return "\n".join(lines[starts[-1]:]).split(": ", 1)[1]
+
+
 def error_line(error: BaseException) -> str:
-    """``error``'s message on one line (newlines and runs of spaces become one space); KeyError's quotes dropped."""
+    """``error``'s message on one line (newlines and runs of spaces become one space); KeyError's quotes dropped;
+    for an error a DataLoader worker raised, its own message (not the worker's traceback)."""
     text = error.args[0] if isinstance(error, KeyError) and len(error.args) == 1 else error
-    return " ".join(str(text).split()) or type(error).__name__
+    return " ".join(_original_message(str(text)).split()) or type(error).__name__
 
 
 def report_error(error: BaseException, stream: TextIO = None) -> int:
