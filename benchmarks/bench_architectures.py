@@ -40,7 +40,7 @@ import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from s3d_det.config import ConfigError, load_config
-from s3d_det.modeling.s3dg import SPLIT_END, S3DG, TEMPORAL_LAYERS, VARIANTS, VideoClassifier
+from s3d_det.modeling.s3dg import S3DG, SPLIT_END, TEMPORAL_LAYERS, VARIANTS, VideoClassifier
 from s3d_det.utils.errors import run_tool
 from s3d_det.utils.flops import clip_input, count_flops, count_params
 from s3d_det.utils.io import atomic_write, write_json

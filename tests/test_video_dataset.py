@@ -10,6 +10,8 @@ import torch
 
 from s3d_det.data.video_dataset import (
     TestVideoDataset as ViewDataset,
+)
+from s3d_det.data.video_dataset import (
     TrainVideoDataset,
     random_resized_box,
     spatial_crops,
