@@ -87,6 +87,16 @@ def test_a_foreign_folder_is_never_overwritten(tmp_path, make):
     assert os.listdir(folder) == ["notes.txt"] and (folder / "notes.txt").read_text() == "keep me"
 
 
+def test_a_folder_with_another_generators_meta_is_never_overwritten(tmp_path):
+    folder = tmp_path / "detection"  # e.g. the detection set's meta.json: not ours to replace
+    folder.mkdir()
+    (folder / "meta.json").write_text(json.dumps({"generator": "s3d_det.data.synthetic", "version": 2}))
+    (folder / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="not a synthetic clip set"):
+        generate_synthetic_clips(str(folder), **TINY)
+    assert sorted(os.listdir(folder)) == ["meta.json", "notes.txt"]
+
+
 def test_an_empty_or_absent_folder_is_made(tmp_path):
     (tmp_path / "empty").mkdir()
     for name in ("empty", "absent"):

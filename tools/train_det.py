@@ -14,29 +14,28 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 import torch
 
 from s3d_det.checkpoint.training import last_checkpoint
 from s3d_det.config import ConfigError, load_config
-from s3d_det.engine import Trainer, is_main_process, launch, seed_all
+from s3d_det.engine import Trainer, is_main_process, seed_all
 from s3d_det.engine.defaults import (
     batch_collate,
     build_datasets,
     build_model,
     cpu_threads,
     default_argument_parser,
+    launch_tool,
     load_dataset_gt,
     model_changes,
     resolve_device,
+    write_config,
 )
 from s3d_det.engine.defaults import build_trainer as build_cfg_trainer
 from s3d_det.engine.evaluation import evaluate_detector
 from s3d_det.engine.inference import VideoDetector
-from s3d_det.utils.errors import INPUT_ERRORS, report_error, run_tool
-from s3d_det.utils.io import atomic_write
 
 
 def show_example(cfg, gt: dict, root: str) -> None:
@@ -87,11 +86,7 @@ def with_pretrained_3d(cfg, args):
 
 def main(args) -> None:
     cfg = with_pretrained_3d(load_config(args.config_file, args.opts), args)
-    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    if is_main_process():
-        with atomic_write(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), ".yaml") as tmp:
-            with open(tmp, "w") as f:
-                f.write(cfg.dump())
+    write_config(cfg)
     seed_all(cfg.SEED)
     device = resolve_device(cfg.MODEL.DEVICE)
     governor = cpu_threads(cfg) if device.type == "cpu" else None
@@ -130,22 +125,5 @@ def main(args) -> None:
             show_example(cfg, gt, root)
 
 
-def checked_main(args) -> None:
-    """``main`` in this process (each spawned process runs it): bad input ends it with ``error: <one line>`` and
-    exit status 2 (``s3d_det.utils.errors``)."""
-    status = run_tool(main, args)
-    if status:
-        sys.exit(status)
-
-
 if __name__ == "__main__":
-    args = default_argument_parser(__doc__.split("\n\n")[0]).parse_args()
-    try:
-        launch(checked_main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
-               dist_url=args.dist_url, args=(args,))
-    except INPUT_ERRORS as e:  # launch's own checks (--num-gpus, --dist-url)
-        sys.exit(report_error(e))
-    except torch.multiprocessing.ProcessExitedException as e:  # a spawned process reported bad input
-        if e.exit_code != 2:
-            raise
-        sys.exit(2)
+    launch_tool(main, default_argument_parser(__doc__.split("\n\n")[0]).parse_args())

@@ -39,7 +39,7 @@ import shutil
 import sys
 import tempfile
 from fractions import Fraction
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -527,15 +527,27 @@ def generate_synthetic(out_dir: str, *, num_videos: int = 90, seed: int = 0, siz
     """
     params = _check_params(num_videos, seed, size, min_frames, max_frames, test_fraction)
     out_dir = os.path.abspath(out_dir)
-    _check_replaceable(out_dir)
+    build_and_replace(out_dir, lambda build: _write_dataset(build, params, progress),
+                      check=lambda: _check_replaceable(out_dir), complete=lambda: is_complete(out_dir, params=params))
+    return os.path.join(out_dir, GT_NAME)
+
+
+def build_and_replace(out_dir: str, write: Callable[[str], None], *, check: Callable[[], None],
+                      complete: Callable[[], bool]) -> None:
+    """Writes a generated dataset into ``out_dir`` without ever leaving a half-written one there: ``write(folder)``
+    fills a hidden folder beside it (``.<name>.tmp-<pid>-*``; those of killed runs are removed first), which is then
+    renamed onto ``out_dir``, replacing what was there (the previous folder is moved aside and removed after).
+    ``check()`` raises where ``out_dir`` holds something that must not be replaced (called before and after
+    writing); ``complete()`` tells whether another process renamed the same finished dataset there first."""
+    check()
     parent, base = os.path.split(out_dir)
     os.makedirs(parent, exist_ok=True)
     _remove_stale_temps(parent, base)
     build = tempfile.mkdtemp(dir=parent, prefix=f".{base}.tmp-{os.getpid()}-")
     try:
-        _write_dataset(build, params, progress)
+        write(build)
         if os.path.exists(out_dir):
-            _check_replaceable(out_dir)
+            check()
             old = tempfile.mkdtemp(dir=parent, prefix=f".{base}.old-{os.getpid()}-")
             os.replace(out_dir, old)
             os.replace(build, out_dir)
@@ -544,11 +556,10 @@ def generate_synthetic(out_dir: str, *, num_videos: int = 90, seed: int = 0, siz
             try:
                 os.rename(build, out_dir)
             except OSError:  # another process finished the same dataset first
-                if not is_complete(out_dir, params=params):
+                if not complete():
                     raise
     finally:
         shutil.rmtree(build, ignore_errors=True)
-    return os.path.join(out_dir, GT_NAME)
 
 
 def ensure_synthetic(out_dir: str, **kwargs) -> str:

@@ -24,8 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from typing import Dict, List, Optional, Tuple
 
 import cv2
@@ -33,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..utils.io import write_json
-from .synthetic import CLASSES, JPEG_QUALITY, MOTIONS, plan_video, render_frame
+from .synthetic import CLASSES, JPEG_QUALITY, MOTIONS, build_and_replace, plan_video, render_frame
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +39,7 @@ __all__ = ["VERSION", "CLIP_CLASSES", "generate_synthetic_clips", "ensure_synthe
 
 VERSION = 1  # bump whenever a change alters any written byte
 META_NAME = "meta.json"
+GENERATOR = "s3d_det.data.synthetic_clips"
 LIST_DIR = "ucfTrainTestlist"
 CLIP_CLASSES = (*CLASSES, "idle")  # idle: an actor before or after its action (the detector's "no action" people)
 MIN_IDLE_FRAMES = 8
@@ -138,7 +137,7 @@ def _write(root: str, params: dict, progress: bool) -> None:
         with open(os.path.join(root, LIST_DIR, f"{subset}list01.txt"), "w") as f:
             f.writelines(line + "\n" for line in lines)
     write_json(os.path.join(root, META_NAME), {
-        "generator": "s3d_det.data.synthetic_clips",
+        "generator": GENERATOR,
         "version": VERSION,
         "params": params,
         "built_with": {"numpy": np.__version__, "opencv": cv2.__version__},
@@ -160,10 +159,18 @@ def _read_meta(out_dir: str) -> Optional[dict]:
 def is_complete(out_dir: str, params: dict) -> bool:
     """Whether ``out_dir`` holds the finished set of ``params`` (meta.json, written last, says so)."""
     meta = _read_meta(out_dir)
-    return bool(meta) and meta.get("generator") == "s3d_det.data.synthetic_clips" and \
+    return bool(meta) and meta.get("generator") == GENERATOR and \
         meta.get("version") == VERSION and meta.get("params") == params and \
         all(os.path.isfile(os.path.join(out_dir, LIST_DIR, f)) for f in ("classInd.txt", "trainlist01.txt",
                                                                           "testlist01.txt"))
+
+
+def _check_ours(out_dir: str) -> None:
+    """Raises unless ``out_dir`` is absent, empty, or a set this generator made (its meta.json says so)."""
+    meta = _read_meta(out_dir) if os.path.isdir(out_dir) else None
+    if os.path.exists(out_dir) and os.listdir(out_dir) and (meta or {}).get("generator") != GENERATOR:
+        raise ValueError(f"{out_dir} exists and holds {sorted(os.listdir(out_dir))[:5]}, not a synthetic clip set; "
+                         "refusing to replace it: choose another folder or remove it")
 
 
 def generate_synthetic_clips(out_dir: str, *, progress: bool = True, **kwargs) -> str:
@@ -173,27 +180,8 @@ def generate_synthetic_clips(out_dir: str, *, progress: bool = True, **kwargs) -
     Returns ``out_dir``."""
     params = clip_params(**kwargs)
     out_dir = os.path.abspath(out_dir)
-    if os.path.exists(out_dir) and os.listdir(out_dir) and _read_meta(out_dir) is None:
-        raise ValueError(f"{out_dir} exists and holds {sorted(os.listdir(out_dir))[:5]}, not a synthetic clip set; "
-                         "refusing to replace it: choose another folder or remove it")
-    parent, base = os.path.split(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    build = tempfile.mkdtemp(dir=parent, prefix=f".{base}.tmp-{os.getpid()}-")
-    try:
-        _write(build, params, progress)
-        if os.path.exists(out_dir):
-            old = tempfile.mkdtemp(dir=parent, prefix=f".{base}.old-{os.getpid()}-")
-            os.replace(out_dir, old)
-            os.replace(build, out_dir)
-            shutil.rmtree(old)
-        else:
-            try:
-                os.rename(build, out_dir)
-            except OSError:  # another process finished the same set first
-                if not is_complete(out_dir, params):
-                    raise
-    finally:
-        shutil.rmtree(build, ignore_errors=True)
+    build_and_replace(out_dir, lambda build: _write(build, params, progress), check=lambda: _check_ours(out_dir),
+                      complete=lambda: is_complete(out_dir, params))
     return out_dir
 
 
@@ -207,7 +195,7 @@ def ensure_synthetic_clips(out_dir: str, *, progress: bool = True, **kwargs) -> 
     if not os.path.exists(out_dir) or (os.path.isdir(out_dir) and not os.listdir(out_dir)):
         return generate_synthetic_clips(out_dir, progress=progress, **kwargs)
     meta = _read_meta(out_dir)
-    if meta is None or meta.get("generator") != "s3d_det.data.synthetic_clips":
+    if meta is None or meta.get("generator") != GENERATOR:
         raise ValueError(f"{out_dir} holds {sorted(os.listdir(out_dir))[:5]}, not a synthetic clip set; refusing to "
                          "overwrite it: move it away, or set DATASETS.ROOT to another folder")
     theirs = meta.get("params") if isinstance(meta.get("params"), dict) else {}

@@ -33,7 +33,7 @@ from s3d_det.modeling.s3dg import VideoClassifier
 from s3d_det.utils.io import atomic_write, write_json
 
 from ..checkpoint.training import check_shapes, last_checkpoint, load_checkpoint
-from .defaults import build_trainer, cpu_threads, data_root, resolve_device
+from .defaults import build_trainer, cpu_threads, data_root, resolve_device, write_config
 from .distributed import all_gather, get_rank, get_world_size, is_main_process, synchronize
 from .sampler import seed_all
 
@@ -182,11 +182,7 @@ def export_weights_3d(model: VideoClassifier, path: str, *, cfg, classes: List[s
 def train_classifier(cfg, *, resume: bool = False, eval_only: bool = False) -> str:
     """Trains (or with ``eval_only`` evaluates ``MODEL.WEIGHTS``) the classifier ``cfg`` describes; returns the
     path of ``OUTPUT_DIR/weights_3d.pth`` (written after training). Every process of a DDP job calls it."""
-    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-    if is_main_process():
-        with atomic_write(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), ".yaml") as tmp:
-            with open(tmp, "w") as f:
-                f.write(cfg.dump())
+    write_config(cfg)
     seed_all(cfg.SEED)
     device = resolve_device(cfg.MODEL.DEVICE)
     governor = cpu_threads(cfg) if device.type == "cpu" else None

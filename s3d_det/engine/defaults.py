@@ -8,6 +8,7 @@ import argparse
 import functools
 import logging
 import os
+import sys
 from fractions import Fraction
 from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
@@ -23,16 +24,17 @@ from s3d_det.modeling.build import build_action_detector_from_cfg
 from s3d_det.modeling.detector import ActionDetector
 
 from ..checkpoint.training import check_shapes, load_checkpoint
-from ..utils.io import available_cores
-from .distributed import get_world_size
+from ..utils.errors import INPUT_ERRORS, report_error, run_tool
+from ..utils.io import atomic_write, available_cores
+from .distributed import get_world_size, is_main_process, launch
 from .schedule import build_lr_scheduler, build_optimizer
 from .threads import ThreadGovernor
 from .trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["default_argument_parser", "resolve_device", "data_root", "load_dataset_gt", "build_datasets",
-           "build_model", "batch_collate", "model_changes", "cpu_threads", "build_trainer"]
+__all__ = ["default_argument_parser", "launch_tool", "write_config", "resolve_device", "data_root", "load_dataset_gt",
+           "build_datasets", "build_model", "batch_collate", "model_changes", "cpu_threads", "build_trainer"]
 
 
 def default_argument_parser(description: str) -> argparse.ArgumentParser:
@@ -49,6 +51,37 @@ def default_argument_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                         help="config overrides, e.g. SOLVER.BASE_LR 0.02")
     return parser
+
+
+def _checked_main(main: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> None:
+    """``main(args)`` in this process (each spawned process runs it): bad input ends it with ``error: <one line>``
+    and exit status 2 (``s3d_det.utils.errors``)."""
+    status = run_tool(main, args)
+    if status:
+        sys.exit(status)
+
+
+def launch_tool(main: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> None:
+    """Runs a training tool's ``main(args)`` in ``args.num_gpus`` processes (``launch``: one in this process by
+    default); bad input, in launch's own checks or in any process, exits with status 2 after one ``error:`` line."""
+    try:
+        launch(_checked_main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank,
+               dist_url=args.dist_url, args=(main, args))
+    except INPUT_ERRORS as e:  # launch's own checks (--num-gpus, --dist-url)
+        sys.exit(report_error(e))
+    except torch.multiprocessing.ProcessExitedException as e:  # a spawned process reported bad input
+        if e.exit_code != 2:
+            raise
+        sys.exit(2)
+
+
+def write_config(cfg) -> None:
+    """Makes ``OUTPUT_DIR`` and (main process) writes the config there as ``config.yaml``, atomically."""
+    os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+    if is_main_process():
+        with atomic_write(os.path.join(cfg.OUTPUT_DIR, "config.yaml"), ".yaml") as tmp:
+            with open(tmp, "w") as f:
+                f.write(cfg.dump())
 
 
 def resolve_device(name: str) -> torch.device:
