@@ -583,7 +583,7 @@ def ensure_synthetic(out_dir: str, **kwargs) -> str:
         return gt_path
     if not os.path.exists(out_dir) or (os.path.isdir(out_dir) and not os.listdir(out_dir)):
         return generate_synthetic(out_dir, progress=progress, **args)
-    meta = _read_meta(out_dir)
+    meta = read_meta(out_dir)
     if meta is not None and meta.get("generator") == "s3d_det.data.synthetic" and meta.get("params") == params:
         return generate_synthetic(out_dir, progress=progress, **args)  # ours, these arguments: incomplete or older
     problem = _incomplete(out_dir)
@@ -606,7 +606,8 @@ def ensure_synthetic(out_dir: str, **kwargs) -> str:
                      f"and not a complete dataset ({problem}); refusing to overwrite it: {how}")
 
 
-def _read_meta(out_dir: str) -> Optional[dict]:
+def read_meta(out_dir: str) -> Optional[dict]:
+    """``out_dir/meta.json`` as a dict, or None where it is missing, unreadable or not a JSON object."""
     try:
         with open(os.path.join(out_dir, META_NAME)) as f:
             meta = json.load(f)

@@ -21,17 +21,16 @@ The last ``test_fraction`` of the videos give the test clips. The files are a fu
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import cv2
 import numpy as np
 from tqdm import tqdm
 
 from ..utils.io import write_json
-from .synthetic import CLASSES, JPEG_QUALITY, MOTIONS, build_and_replace, plan_video, render_frame
+from .synthetic import CLASSES, JPEG_QUALITY, MOTIONS, build_and_replace, plan_video, read_meta, render_frame
 
 logger = logging.getLogger(__name__)
 
@@ -147,18 +146,9 @@ def _write(root: str, params: dict, progress: bool) -> None:
     })
 
 
-def _read_meta(out_dir: str) -> Optional[dict]:
-    try:
-        with open(os.path.join(out_dir, META_NAME)) as f:
-            meta = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return meta if isinstance(meta, dict) else None
-
-
 def is_complete(out_dir: str, params: dict) -> bool:
     """Whether ``out_dir`` holds the finished set of ``params`` (meta.json, written last, says so)."""
-    meta = _read_meta(out_dir)
+    meta = read_meta(out_dir)
     return bool(meta) and meta.get("generator") == GENERATOR and \
         meta.get("version") == VERSION and meta.get("params") == params and \
         all(os.path.isfile(os.path.join(out_dir, LIST_DIR, f)) for f in ("classInd.txt", "trainlist01.txt",
@@ -167,7 +157,7 @@ def is_complete(out_dir: str, params: dict) -> bool:
 
 def _check_ours(out_dir: str) -> None:
     """Raises unless ``out_dir`` is absent, empty, or a set this generator made (its meta.json says so)."""
-    meta = _read_meta(out_dir) if os.path.isdir(out_dir) else None
+    meta = read_meta(out_dir) if os.path.isdir(out_dir) else None
     if os.path.exists(out_dir) and os.listdir(out_dir) and (meta or {}).get("generator") != GENERATOR:
         raise ValueError(f"{out_dir} exists and holds {sorted(os.listdir(out_dir))[:5]}, not a synthetic clip set; "
                          "refusing to replace it: choose another folder or remove it")
@@ -194,7 +184,7 @@ def ensure_synthetic_clips(out_dir: str, *, progress: bool = True, **kwargs) -> 
         return out_dir
     if not os.path.exists(out_dir) or (os.path.isdir(out_dir) and not os.listdir(out_dir)):
         return generate_synthetic_clips(out_dir, progress=progress, **kwargs)
-    meta = _read_meta(out_dir)
+    meta = read_meta(out_dir)
     if meta is None or meta.get("generator") != GENERATOR:
         raise ValueError(f"{out_dir} holds {sorted(os.listdir(out_dir))[:5]}, not a synthetic clip set; refusing to "
                          "overwrite it: move it away, or set DATASETS.ROOT to another folder")

@@ -94,6 +94,18 @@ def _first_bad_row(array: np.ndarray) -> int:
     return int(np.flatnonzero(~np.isfinite(array).all(axis=1))[0])
 
 
+def _indices(name: str, values: np.ndarray, count: int, allow_empty: bool = False) -> np.ndarray:
+    """``values`` as int64, each in 0..count-1; ValueError naming ``name`` and the first row that is not."""
+    if (values.size or not allow_empty) and values.dtype.kind not in "iu":
+        raise ValueError(f"{name} must hold integers, got dtype {values.dtype}")
+    values = values.astype(np.int64)
+    outside = np.flatnonzero((values < 0) | (values >= count))
+    if outside.size:
+        row = int(outside[0])
+        raise ValueError(f"{name} row {row} is {int(values[row])}, outside 0..{count - 1}")
+    return values
+
+
 def aggregate_views(logits: np.ndarray, video_index: np.ndarray, num_videos: int) -> np.ndarray:
     """The multi-view test protocol: softmax of each view's logits, averaged over each video's views.
 
@@ -118,13 +130,7 @@ def aggregate_views(logits: np.ndarray, video_index: np.ndarray, num_videos: int
     if index.ndim != 1 or len(index) != len(logits):
         raise ValueError(f"video_index must be ({len(logits)},), one entry per logits row; got shape {index.shape} "
                          f"for logits of {len(logits)} rows")
-    if index.size and index.dtype.kind not in "iu":
-        raise ValueError(f"video_index must hold integers, got dtype {index.dtype}")
-    index = index.astype(np.int64)
-    outside = np.flatnonzero((index < 0) | (index >= num_videos))
-    if outside.size:
-        row = int(outside[0])
-        raise ValueError(f"video_index row {row} is {int(index[row])}, outside 0..{num_videos - 1}")
+    index = _indices("video_index", index, num_videos, allow_empty=True)
     logits = logits.astype(np.float64)
     if not np.isfinite(logits).all():
         row = _first_bad_row(logits)
@@ -168,13 +174,7 @@ def classification_metrics(probs: np.ndarray, labels: np.ndarray, classes: Seque
     if labels.ndim != 1 or len(labels) != num:
         raise ValueError(f"labels must be ({num},), one a row of probs; got shape {labels.shape} "
                          f"({len(labels) if labels.ndim else 0} labels for {num} videos)")
-    if labels.dtype.kind not in "iu":
-        raise ValueError(f"labels must hold integers, got dtype {labels.dtype}")
-    labels = labels.astype(np.int64)
-    outside = np.flatnonzero((labels < 0) | (labels >= k_classes))
-    if outside.size:
-        row = int(outside[0])
-        raise ValueError(f"labels row {row} is {int(labels[row])}, outside 0..{k_classes - 1}")
+    labels = _indices("labels", labels, k_classes)
     scores = probs.astype(np.float64)
     if not np.isfinite(scores).all():
         raise ValueError(f"probs row {_first_bad_row(scores)} is not finite: NaN or inf")
