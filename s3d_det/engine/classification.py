@@ -139,6 +139,14 @@ def classify_views(model: VideoClassifier, dataset: TestVideoDataset, *, batch_s
     return np.concatenate([lg for lg, _ in parts]), np.concatenate([v for _, v in parts])
 
 
+def _views(dataset: TestVideoDataset) -> str:
+    """"10 clips x 3 crops", "1 clip x 1 crop": the multi-view protocol in words."""
+    def count(n: int, noun: str) -> str:
+        return f"{n} {noun}{'' if n == 1 else 's'}"
+
+    return f"{count(dataset.num_clips, 'clip')} x {count(dataset.num_crops, 'crop')}"
+
+
 def evaluate_classifier(model: VideoClassifier, dataset: TestVideoDataset, *, batch_size: int, device: torch.device,
                         num_workers: int = 0, output_dir: Optional[str] = None) -> Dict[str, float]:
     """Top-1, top-5 and mean class accuracy (percent) of the multi-view protocol on ``dataset``. With
@@ -151,8 +159,7 @@ def evaluate_classifier(model: VideoClassifier, dataset: TestVideoDataset, *, ba
     result = classification_metrics(probs, labels, dataset.classes)
     if output_dir and is_main_process():
         write_json(os.path.join(output_dir, "cls_results.json"),
-                   {"dataset": dataset.videos.dataset, "views": f"{dataset.num_clips} clips x {dataset.num_crops} "
-                    "crops", **result.to_dict()})
+                   {"dataset": dataset.videos.dataset, "views": _views(dataset), **result.to_dict()})
         with atomic_write(os.path.join(output_dir, "per_class.txt"), ".txt") as tmp:
             with open(tmp, "w") as f:
                 f.write(format_per_class_table(result) + "\n")
@@ -218,7 +225,7 @@ def train_classifier(cfg, *, resume: bool = False, eval_only: bool = False) -> s
         with open(os.path.join(cfg.OUTPUT_DIR, "cls_results.json")) as f:
             metrics = json.load(f)
     if is_main_process():
-        print(f"{train.dataset} {test.subset}, {test_set.num_clips} clips x {test_set.num_crops} crops: top-1 "
+        print(f"{train.dataset} {test.subset}, {_views(test_set)}: top-1 "
               f"{metrics['top1']:.2f}, top-5 {metrics['top5']:.2f}, mean class accuracy "
               f"{metrics['mean_class_accuracy']:.2f} -> {cfg.OUTPUT_DIR}")
     return path
