@@ -113,6 +113,25 @@ def no_training(*args, **kwargs):
     raise AssertionError("train_classifier was called")
 
 
+def test_classifier_weights_of_another_input_convention_than_the_preset_are_refused(tmp_path):
+    # a MIL-NCE config ([0, 1] clips) given a file of the same network whose clips were normalised otherwise
+    cfg = load_config(None, ["MODEL.BACKBONE_3D.PRESET", "milnce", "MODEL.BACKBONE_3D.WIDTH", "0.25"])
+    other = VideoClassifier.from_config(cfg, num_classes=3)
+    other.backbone.input_norm.mean.fill_(114.0)
+    path = str(tmp_path / "weights_3d.pth")
+    export_weights_3d(other, path, cfg=cfg, classes=["a", "b", "c"])
+    with pytest.raises(ConfigError, match=r"MODEL.WEIGHTS_3D .*weights_3d.pth expects clips .*PRESET 'milnce'"):
+        classification.build_classifier(load_config(None, ["MODEL.BACKBONE_3D.PRESET", "milnce",
+                                                           "MODEL.BACKBONE_3D.WIDTH", "0.25",
+                                                           "MODEL.WEIGHTS_3D", path]), num_classes=5)
+    same = str(tmp_path / "same.pth")  # the preset's own convention loads, into a new head
+    export_weights_3d(VideoClassifier.from_config(cfg, num_classes=3), same, cfg=cfg, classes=["a", "b", "c"])
+    model = classification.build_classifier(load_config(None, ["MODEL.BACKBONE_3D.PRESET", "milnce",
+                                                               "MODEL.BACKBONE_3D.WIDTH", "0.25",
+                                                               "MODEL.WEIGHTS_3D", same]), num_classes=5)
+    assert model.head.proj.out_channels == 5
+
+
 def test_pretraining_reuses_weights_of_the_same_config(pretrain_configs, monkeypatch):
     det_file, cls_file, weights = pretrain_configs
     export_for(load_config(cls_file), weights)

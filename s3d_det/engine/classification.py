@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from s3d_det.checkpoint import load_pretrained_3d
 from s3d_det.config import ConfigError, load_config
 from s3d_det.data.video_dataset import TestVideoDataset, TrainVideoDataset, view_batches
 from s3d_det.data.video_lists import VideoList, read_ucf101, read_video_list
@@ -33,7 +32,7 @@ from s3d_det.modeling.s3dg import VideoClassifier
 from s3d_det.utils.io import atomic_write, write_json
 
 from ..checkpoint.training import check_shapes, last_checkpoint, load_checkpoint
-from .defaults import build_trainer, cpu_threads, data_root, resolve_device, write_config
+from .defaults import build_trainer, cpu_threads, data_root, load_weights_3d, resolve_device, write_config
 from .distributed import all_gather, get_rank, get_world_size, is_main_process, synchronize
 from .sampler import seed_all
 
@@ -103,8 +102,8 @@ def build_classifier(cfg, num_classes: int) -> VideoClassifier:
     ``weights_3d.pth`` of ours) fills the backbone and its input convention, and the head stays new (fine-tuning
     to other classes); ``MODEL.WEIGHTS`` (our training checkpoint) fills everything."""
     model = VideoClassifier.from_config(cfg, num_classes)
-    if cfg.MODEL.WEIGHTS_3D:
-        load_pretrained_3d(model.backbone, cfg.MODEL.WEIGHTS_3D, prefix="backbone.", strict=True)
+    if cfg.MODEL.WEIGHTS_3D:  # the same check of its input convention against an explicit preset as the detector's
+        load_weights_3d(model.backbone, cfg)
     if cfg.MODEL.WEIGHTS:
         if not os.path.isfile(cfg.MODEL.WEIGHTS):
             raise FileNotFoundError(f"MODEL.WEIGHTS not found: {cfg.MODEL.WEIGHTS}")

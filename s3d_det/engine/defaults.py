@@ -34,7 +34,8 @@ from .trainer import Trainer
 logger = logging.getLogger(__name__)
 
 __all__ = ["default_argument_parser", "launch_tool", "write_config", "resolve_device", "data_root", "load_dataset_gt",
-           "build_datasets", "build_model", "batch_collate", "model_changes", "cpu_threads", "build_trainer"]
+           "build_datasets", "build_model", "load_weights_3d", "batch_collate", "model_changes", "cpu_threads",
+           "build_trainer"]
 
 
 def default_argument_parser(description: str) -> argparse.ArgumentParser:
@@ -176,6 +177,19 @@ def batch_collate(cfg):
     return functools.partial(collate, size_divisible=cfg.INPUT.SIZE_DIVISIBLE)
 
 
+def load_weights_3d(backbone: torch.nn.Module, cfg) -> None:
+    """Loads ``MODEL.WEIGHTS_3D`` (a converted file, or a ``weights_3d.pth`` of ``tools/train_cls.py``) into the 3D
+    network ``backbone``, its input convention included; a file whose convention is not that of an explicit
+    ``MODEL.BACKBONE_3D.PRESET`` is a ConfigError."""
+    before = backbone.input_norm.convention()
+    load_pretrained_3d(backbone, cfg.MODEL.WEIGHTS_3D, prefix="backbone.", strict=True)
+    after = backbone.input_norm.convention()
+    if cfg.MODEL.BACKBONE_3D.PRESET and after != before:
+        raise ConfigError(f"MODEL.WEIGHTS_3D {cfg.MODEL.WEIGHTS_3D} expects clips {after}, but MODEL.BACKBONE_3D."
+                          f"PRESET {cfg.MODEL.BACKBONE_3D.PRESET!r} gives {before}: set the preset of the "
+                          "weights' family")
+
+
 def build_model(cfg, num_classes: int) -> torch.nn.Module:
     """The detector of ``cfg.MODEL`` with its weights: ``WEIGHTS_2D`` and ``WEIGHTS_3D`` converted on load, then
     ``WEIGHTS`` (our own checkpoint) over them. Weights bring their input conventions (``ActionDetector``'s
@@ -196,13 +210,7 @@ def build_model(cfg, num_classes: int) -> torch.nn.Module:
         load_2d_into(converted, model, prefixes=prefixes, strict=True)
         model.set_conventions_2d(converted.meta)
     if cfg.MODEL.WEIGHTS_3D:
-        before = model.backbone_3d.input_norm.convention()
-        load_pretrained_3d(model.backbone_3d, cfg.MODEL.WEIGHTS_3D, prefix="backbone.", strict=True)
-        after = model.backbone_3d.input_norm.convention()
-        if cfg.MODEL.BACKBONE_3D.PRESET and after != before:
-            raise ConfigError(f"MODEL.WEIGHTS_3D {cfg.MODEL.WEIGHTS_3D} expects clips {after}, but MODEL.BACKBONE_3D."
-                              f"PRESET {cfg.MODEL.BACKBONE_3D.PRESET!r} gives {before}: set the preset of the "
-                              "weights' family")
+        load_weights_3d(model.backbone_3d, cfg)
     if cfg.MODEL.WEIGHTS:
         if not os.path.isfile(cfg.MODEL.WEIGHTS):
             raise FileNotFoundError(f"MODEL.WEIGHTS not found: {cfg.MODEL.WEIGHTS}")
