@@ -31,8 +31,16 @@ from s3d_det.evaluation.classification import (
 from s3d_det.modeling.s3dg import VideoClassifier
 from s3d_det.utils.io import atomic_write, write_json
 
-from ..checkpoint.training import check_shapes, last_checkpoint, load_checkpoint
-from .defaults import build_trainer, cpu_threads, data_root, load_weights_3d, resolve_device, write_config
+from ..checkpoint.training import last_checkpoint
+from .defaults import (
+    build_trainer,
+    cpu_threads,
+    data_root,
+    load_model_weights,
+    load_weights_3d,
+    resolve_device,
+    write_config,
+)
 from .distributed import all_gather, get_rank, get_world_size, is_main_process, synchronize
 from .sampler import seed_all
 
@@ -105,15 +113,7 @@ def build_classifier(cfg, num_classes: int) -> VideoClassifier:
     if cfg.MODEL.WEIGHTS_3D:  # the same check of its input convention against an explicit preset as the detector's
         load_weights_3d(model.backbone, cfg)
     if cfg.MODEL.WEIGHTS:
-        if not os.path.isfile(cfg.MODEL.WEIGHTS):
-            raise FileNotFoundError(f"MODEL.WEIGHTS not found: {cfg.MODEL.WEIGHTS}")
-        state = load_checkpoint(cfg.MODEL.WEIGHTS, "MODEL.WEIGHTS")
-        state = state.get("model", state)
-        check_shapes(state, model, cfg.MODEL.WEIGHTS)
-        result = model.load_state_dict(state, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise ValueError(f"{cfg.MODEL.WEIGHTS} does not fit the classifier: missing {result.missing_keys[:5]}, "
-                             f"unexpected {result.unexpected_keys[:5]}")
+        load_model_weights(model, cfg.MODEL.WEIGHTS)
     return model
 
 

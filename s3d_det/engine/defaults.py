@@ -34,8 +34,8 @@ from .trainer import Trainer
 logger = logging.getLogger(__name__)
 
 __all__ = ["default_argument_parser", "launch_tool", "write_config", "resolve_device", "data_root", "load_dataset_gt",
-           "build_datasets", "build_model", "load_weights_3d", "batch_collate", "model_changes", "cpu_threads",
-           "build_trainer"]
+           "build_datasets", "build_model", "load_model_weights", "load_weights_3d", "batch_collate", "model_changes",
+           "cpu_threads", "build_trainer"]
 
 
 def default_argument_parser(description: str) -> argparse.ArgumentParser:
@@ -190,6 +190,23 @@ def load_weights_3d(backbone: torch.nn.Module, cfg) -> None:
                           "weights' family")
 
 
+def load_model_weights(model: torch.nn.Module, path: str, *, unused_prefixes: Tuple[str, ...] = ()) -> None:
+    """Loads ``MODEL.WEIGHTS`` (our training checkpoint at ``path``, or its bare state dict) into ``model``, leaving
+    out the keys under ``unused_prefixes``. A missing file, a tensor of another shape (another WIDTH or number of
+    classes: one line, both shapes) or a key that does not fit is an error naming the file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"MODEL.WEIGHTS not found: {path}")
+    state = load_checkpoint(path, "MODEL.WEIGHTS")
+    state = state.get("model", state)
+    if unused_prefixes:
+        state = {k: v for k, v in state.items() if not k.startswith(unused_prefixes)}
+    check_shapes(state, model, path)
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(f"{path} does not fit the model: missing {result.missing_keys[:5]}, "
+                         f"unexpected {result.unexpected_keys[:5]}")
+
+
 def build_model(cfg, num_classes: int) -> torch.nn.Module:
     """The detector of ``cfg.MODEL`` with its weights: ``WEIGHTS_2D`` and ``WEIGHTS_3D`` converted on load, then
     ``WEIGHTS`` (our own checkpoint) over them. Weights bring their input conventions (``ActionDetector``'s
@@ -212,19 +229,10 @@ def build_model(cfg, num_classes: int) -> torch.nn.Module:
     if cfg.MODEL.WEIGHTS_3D:
         load_weights_3d(model.backbone_3d, cfg)
     if cfg.MODEL.WEIGHTS:
-        if not os.path.isfile(cfg.MODEL.WEIGHTS):
-            raise FileNotFoundError(f"MODEL.WEIGHTS not found: {cfg.MODEL.WEIGHTS}")
-        state = load_checkpoint(cfg.MODEL.WEIGHTS, "MODEL.WEIGHTS")
-        state = state.get("model", state)
-        if model.backbone_2d is None:  # oracle or given boxes: a full detector's 2D part has nothing to fill
-            state = {k: v for k, v in state.items()
-                     if not k.startswith(("backbone_2d.", "rpn.", "normalize_2d.", "stride_in_1x1_2d"))}
-        check_shapes(state, model, cfg.MODEL.WEIGHTS)  # another WIDTH or number of classes: one line, both shapes
+        # oracle or given boxes: a full detector's 2D part has nothing to fill
+        unused = ("backbone_2d.", "rpn.", "normalize_2d.", "stride_in_1x1_2d") if model.backbone_2d is None else ()
         # an older file without the convention keys gets those it was trained with (ActionDetector.load_state_dict)
-        result = model.load_state_dict(state, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise ValueError(f"{cfg.MODEL.WEIGHTS} does not fit the model: missing {result.missing_keys[:5]}, "
-                             f"unexpected {result.unexpected_keys[:5]}")
+        load_model_weights(model, cfg.MODEL.WEIGHTS, unused_prefixes=unused)
     logger.info("input conventions: %s", model.conventions())
     return model
 
