@@ -158,8 +158,16 @@ _C.DATASETS.SPLIT = 1
 _C.DATASETS.SYNTHETIC_NUM_VIDEOS = 90
 _C.DATASETS.SYNTHETIC_TEST_VIDEOS = 30
 _C.DATASETS.SYNTHETIC_SEED = 0
+# With a flow INPUT.MODALITY: the folder of the flow, <video>/x/, <video>/y/ ("flow") or <video>/{k:05d}.jpg
+# ("brox"); a relative path is taken under ROOT (e.g. "Flow" as tools/prepare_data.py flow ROOT --out ROOT/Flow
+# makes it, "FlowBrox04" as ACT ships it). Classification: the same, under the dataset's root.
+_C.DATASETS.FLOW_DIR = "Flow"
 
 _C.INPUT = CfgNode()
+# What the 3D network's clips are made of: "rgb" (the frames), "flow" (optical flow stored as x/y JPEGs, 2
+# channels, I3D's convention: tools/prepare_data.py flow) or "brox" (the 3-channel Brox flow JPEGs of ACT and
+# MOC). The detector finds people on the RGB keyframe whatever the modality (docs/flow.md).
+_C.INPUT.MODALITY = "rgb"
 # Frames per clip and the stride between them; the keyframe is at index CLIP_LENGTH // 2.
 _C.INPUT.CLIP_LENGTH = 16
 _C.INPUT.CLIP_STRIDE = 1

@@ -22,7 +22,7 @@ from .frames import FrameSource
 
 __all__ = ["BOUNDARY_MODES", "clip_frames", "map_boundary", "read_clip", "resized_shape", "resize_frame",
            "scale_boxes", "resize_clip", "hflip_clip", "sample_color_factors", "color_jitter", "ClipTransform",
-           "TransformedClip", "to_tensor"]
+           "TransformedClip", "TransformParams", "to_tensor"]
 
 BOUNDARY_MODES = ("repeat", "reflect")
 
@@ -94,18 +94,19 @@ def scale_boxes(boxes: np.ndarray, size: Tuple[int, int], new_size: Tuple[int, i
 
 
 def resize_clip(clip: np.ndarray, boxes: np.ndarray, size: Tuple[int, int]) -> Tuple[np.ndarray, np.ndarray]:
-    """Bilinear resize of every frame of ``clip`` (T,H,W,3) to ``size`` (h', w') (``resize_frame``); boxes (N,4)
+    """Bilinear resize of every frame of ``clip`` (T,H,W,C) to ``size`` (h', w') (``resize_frame``); boxes (N,4)
     scaled by w'/W along x and h'/H along y (``scale_boxes``). Returns new arrays."""
-    t, h, w, _ = clip.shape
+    t, h, w, c = clip.shape
     nh, nw = size
-    out = np.empty((t, nh, nw, 3), clip.dtype)
+    out = np.empty((t, nh, nw, c), clip.dtype)
     for i in range(t):
         resize_frame(clip[i], size, dst=out[i])
     return out, scale_boxes(boxes, (h, w), size)
 
 
 def hflip_clip(clip: np.ndarray, boxes: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """Mirrors every frame of ``clip`` (T,H,W,3) left-right; boxes: x1' = W - x2, x2' = W - x1."""
+    """Mirrors every frame of ``clip`` (T,H,W,C) left-right (the values unchanged: see ``ClipTransform.apply`` for
+    flow); boxes: x1' = W - x2, x2' = W - x1."""
     w = clip.shape[2]
     flipped = boxes.copy()
     flipped[:, 0] = w - boxes[:, 2]
@@ -235,32 +236,64 @@ class ClipTransform:
             return int(self.short_side[0])
         return int(self.short_side[rng.integers(len(self.short_side))])
 
+    def draw(self, size: Tuple[int, int], rng: Optional[np.random.Generator] = None) -> "TransformParams":
+        """The random choices for a clip of frames of ``size`` (h, w): the resized size, the flip and the colour
+        factors, drawn from ``rng`` in that order (required when any is random; never global random state)."""
+        if rng is None and self.is_random:
+            raise ValueError("this ClipTransform is random: pass rng=np.random.Generator")
+        h, w = size
+        new_size = resized_shape(h, w, self._short_side(rng), self.max_size)
+        flipped = self.hflip_prob > 0 and rng.random() < self.hflip_prob
+        factors = sample_color_factors(rng, self.brightness, self.contrast, self.saturation, self.hue) \
+            if rng is not None else (1.0, 1.0, 1.0, 0.0)
+        return TransformParams(size=(h, w), new_size=new_size, flipped=bool(flipped), factors=factors)
+
+    def apply(self, clip: np.ndarray, boxes: np.ndarray, params: "TransformParams", *,
+              flow_x: Optional[int] = None) -> TransformedClip:
+        """``clip`` (T,H,W,C) uint8 and boxes (N,4) in its pixels, transformed as ``params`` say.
+
+        ``flow_x``: the clip is optical flow stored as JPEG values (``s3d_det.data.flow``), channel ``flow_x``
+        holding the x component: it gets no colour jitter, and a flip also mirrors the flow, x -> 255 - x (the
+        JPEG mapping is symmetric about 127.5). Flow is resized like an image, its values unchanged, as the
+        community feeds flow JPEGs (MMAction2, ACT)."""
+        _, h, w, _ = clip.shape
+        if (h, w) != params.size:
+            raise ValueError(f"frames of {h}x{w} (h x w), but the transform was drawn for {params.size}")
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+        if params.new_size != (h, w):
+            clip, boxes = resize_clip(clip, boxes, params.new_size)
+        if params.flipped:
+            clip, boxes = hflip_clip(clip, boxes)
+            if flow_x is not None:
+                clip[..., flow_x] = 255 - clip[..., flow_x]
+        if flow_x is None and params.factors != (1.0, 1.0, 1.0, 0.0):
+            clip = color_jitter(clip, params.factors)
+        h2, w2 = params.new_size
+        return TransformedClip(clip=clip, boxes=boxes, scale=(h2 / h, w2 / w), flipped=params.flipped)
+
     def __call__(self, clip: np.ndarray, boxes: np.ndarray,
                  rng: Optional[np.random.Generator] = None) -> TransformedClip:
         """clip (T,H,W,3) uint8 RGB, boxes (N,4) in its pixels; ``rng`` draws every random choice and
         is required when any is random (this never touches global random state)."""
-        if rng is None and self.is_random:
-            raise ValueError("this ClipTransform is random: pass rng=np.random.Generator")
-        _, h, w, _ = clip.shape
-        size = resized_shape(h, w, self._short_side(rng), self.max_size)
-        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
-        if size != (h, w):
-            clip, boxes = resize_clip(clip, boxes, size)
-        flipped = self.hflip_prob > 0 and rng.random() < self.hflip_prob
-        if flipped:
-            clip, boxes = hflip_clip(clip, boxes)
-        factors = sample_color_factors(rng, self.brightness, self.contrast, self.saturation, self.hue) \
-            if rng is not None else (1.0, 1.0, 1.0, 0.0)
-        if factors != (1.0, 1.0, 1.0, 0.0):
-            clip = color_jitter(clip, factors)
-        return TransformedClip(clip=clip, boxes=boxes, scale=(size[0] / h, size[1] / w), flipped=bool(flipped))
+        return self.apply(clip, boxes, self.draw(clip.shape[1:3], rng))
+
+
+@dataclass(frozen=True)
+class TransformParams:
+    """One draw of a ``ClipTransform``: size (h, w) of the input frames, new_size (h', w') after the resize,
+    flipped, and the colour factors (b, c, s, h) (``sample_color_factors``; (1, 1, 1, 0): none)."""
+
+    size: Tuple[int, int]
+    new_size: Tuple[int, int]
+    flipped: bool
+    factors: Tuple[float, ...]
 
 
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:
-    """Frames (T,H,W,3) or a frame (H,W,3), RGB in [0, 255] (uint8 or float) -> the raw form the networks take
-    (``s3d_det.modeling.normalize``): float32 (3,T,H,W) or (3,H,W), values unchanged. Each network normalises
-    its input itself, with the convention of its weights."""
-    out = np.empty((3, *pixels.shape[:-1]), np.float32)
-    for c in range(3):  # one plane at a time: faster than one strided transpose of the whole array
+    """Frames (T,H,W,C) or a frame (H,W,C), in [0, 255] (uint8 or float; RGB, or flow JPEG values) -> the raw form
+    the networks take (``s3d_det.modeling.normalize``): float32 (C,T,H,W) or (C,H,W), values unchanged. Each
+    network normalises its input itself, with the convention of its weights."""
+    out = np.empty((pixels.shape[-1], *pixels.shape[:-1]), np.float32)
+    for c in range(pixels.shape[-1]):  # one plane at a time: faster than one strided transpose of the whole array
         out[c] = pixels[..., c]
     return torch.from_numpy(out)

@@ -2,8 +2,9 @@
 
 A sample is a dict::
 
-    clip       (3,T,H,W) float32   the clip, raw: RGB in [0, 255] (the networks normalise it themselves)
-    keyframe   (3,H,W) float32     the clip's frame at index T // 2, raw
+    clip       (C,T,H,W) float32   the clip, raw: RGB in [0, 255] (the networks normalise it themselves), or with
+                                   a flow modality (``modality.Modality``) the flow JPEG values, C = 2 or 3
+    keyframe   (3,H,W) float32     the clip's frame at index T // 2, raw RGB (also with a flow modality)
     boxes      (N,4) float32       x1,y1,x2,y2 in pixels of the resized (and flipped) keyframe
     labels     (N,) int64          0-based class indices; -1: a person doing none of the actions (idle boxes);
                                    -2: a person the action head ignores (idle, but the clip still shows the action)
@@ -19,6 +20,7 @@ when the Dataset is pickled, so it works with DataLoader workers under any start
 from __future__ import annotations
 
 import math
+import os
 from collections import OrderedDict
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -30,6 +32,7 @@ from .annotations import idle_people, keyframe_boxes, split_videos
 from .clips import ClipTransform, clip_frames, read_clip, to_tensor
 from .errors import DataError
 from .frames import FrameCache, FrameSource, find_frames, open_frames
+from .modality import Modality
 
 __all__ = ["ClipDataset", "TrainClipDataset", "TestClipDataset", "collate", "stack_padded"]
 
@@ -60,8 +63,9 @@ class ClipDataset(Dataset):
                  clip_stride: int = 1, boundary: str = "repeat", transform: ClipTransform = ClipTransform(),
                  seed: int = 0,
                  max_open_sources: int = 16, flip_labels: Sequence[Tuple[int, int]] = (),
-                 frame_cache_mb: float = 0):
+                 frame_cache_mb: float = 0, modality: Modality = Modality()):
         self.frames_root = frames_root
+        self.modality = modality
         self.videos = list(videos)
         self.clip_length, self.clip_stride, self.boundary = clip_length, clip_stride, boundary
         self.transform = transform
@@ -90,6 +94,9 @@ class ClipDataset(Dataset):
             path, tried = find_frames(frames_root, video)
             if path is None:
                 raise FileNotFoundError(f"frames of video {video!r} are missing: looked for {' and '.join(tried)}")
+            if modality.is_flow and not os.path.isdir(modality.flow_path(video)):
+                raise FileNotFoundError(f"flow of video {video!r} is missing: no folder {modality.flow_path(video)} "
+                                        f"(make it with tools/prepare_data.py flow)")
             self.nframes[video] = int(gt["nframes"][video])
             self.resolution[video] = (int(gt["resolution"][video][0]), int(gt["resolution"][video][1]))
             self.annotations[video] = keyframe_boxes(gt, video)
@@ -104,13 +111,15 @@ class ClipDataset(Dataset):
         workers, unless persistent, copy the dataset at the start of each iteration)."""
         self.epoch = int(epoch)
 
-    def source(self, video: str) -> FrameSource:
-        """The frame source of ``video`` in this process, opened (and checked against the GT) on first use."""
+    def source(self, video: str, flow: bool = False) -> FrameSource:
+        """The frame source of ``video`` in this process (with ``flow``, its flow source), opened and checked
+        against the GT on first use."""
         if self._sources is None:
             self._sources = OrderedDict()
-        src = self._sources.get(video)
+        key = (video, flow)
+        src = self._sources.get(key)
         if src is None:
-            src = open_frames(self.frames_root, video)
+            src = self.modality.open_flow(video) if flow else open_frames(self.frames_root, video)
             # more frames on disk than annotated is common (extractions differ by a frame or two) and harmless;
             # fewer means frames the ground truth refers to are missing
             if src.num_frames < self.nframes[video]:
@@ -118,10 +127,10 @@ class ClipDataset(Dataset):
                                  f"needs {self.nframes[video]}")
             src.expect_size(self.resolution[video], f"the ground truth's resolution of video {video!r}")
             src.cache = self.frame_cache
-            self._sources[video] = src
+            self._sources[key] = src
             while len(self._sources) > self.max_open_sources:
                 self._sources.popitem(last=False)[1].close()
-        self._sources.move_to_end(video)
+        self._sources.move_to_end(key)
         return src
 
     def __getstate__(self) -> dict:
@@ -135,19 +144,29 @@ class ClipDataset(Dataset):
         index %= len(self)
         video, frame = self.samples[index]
         frames = clip_frames(frame, self.nframes[video], self.clip_length, self.clip_stride, self.boundary)
-        clip = read_clip(self.source(video), frames)
-        if clip.shape[1:3] != self.resolution[video]:
-            raise ValueError(f"video {video!r}: frames are {clip.shape[1]}x{clip.shape[2]} (h x w), the ground "
-                             f"truth's resolution is {self.resolution[video][0]}x{self.resolution[video][1]}")
+        flow = self.modality.is_flow
+        clip = read_clip(self.source(video, flow=flow), frames)
+        keyframe = read_clip(self.source(video), [frame]) if flow else None
+        for what, array in (("flow frames" if flow else "frames", clip), ("frames", keyframe)):
+            if array is not None and array.shape[1:3] != self.resolution[video]:
+                raise ValueError(f"video {video!r}: {what} are {array.shape[1]}x{array.shape[2]} (h x w), the "
+                                 f"ground truth's resolution is "
+                                 f"{self.resolution[video][0]}x{self.resolution[video][1]}")
         boxes, labels = self.annotations[video].get(frame, _NO_BOXES)
         rng = np.random.default_rng([self.seed, self.epoch, index]) if self.transform.is_random else None
-        out = self.transform(clip, boxes, rng)
+        params = self.transform.draw(clip.shape[1:3], rng)
+        out = self.transform.apply(keyframe if flow else clip, boxes, params)
         if out.flipped:
             labels = np.where(labels >= 0, self.flip_map[np.maximum(labels, 0)], labels)
-        clip = to_tensor(out.clip)
+        if flow:
+            keyframe = to_tensor(out.clip)[:, 0]
+            clip = to_tensor(self.transform.apply(clip, _NO_BOXES[0], params, flow_x=self.modality.flow_x).clip)
+        else:
+            clip = to_tensor(out.clip)
+            keyframe = clip[:, self.clip_length // 2]
         return {
             "clip": clip,
-            "keyframe": clip[:, self.clip_length // 2],
+            "keyframe": keyframe,
             "boxes": torch.from_numpy(out.boxes),
             "labels": torch.from_numpy(labels.copy()),
             "video": video,

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from .clips import color_jitter, map_boundary, read_clip, resized_shape, sample_color_factors, to_tensor
 from .frames import FrameSource, ImageFolderSource, VideoFileSource
+from .modality import Modality
 from .video_lists import VideoList
 
 __all__ = ["TrainVideoDataset", "TestVideoDataset", "temporal_views", "spatial_crops", "random_resized_box",
@@ -99,7 +100,8 @@ def random_resized_box(rng: np.random.Generator, size: Tuple[int, int], *, area:
 
 
 class _VideoDataset(Dataset):
-    def __init__(self, videos: VideoList, *, clip_length: int, clip_stride: int, crop_size: int):
+    def __init__(self, videos: VideoList, *, clip_length: int, clip_stride: int, crop_size: int,
+                 modality: Modality = Modality()):
         if clip_length < 1 or clip_stride < 1:
             raise ValueError(f"clip length and stride must be at least 1, got {clip_length}, {clip_stride}")
         if crop_size < 1:
@@ -108,13 +110,22 @@ class _VideoDataset(Dataset):
             raise ValueError(f"{videos.dataset} {videos.subset}: no videos ({', '.join(videos.sources)})")
         self.videos = videos
         self.clip_length, self.clip_stride, self.crop_size = clip_length, clip_stride, crop_size
+        self.modality = modality
+        if modality.is_flow:
+            missing = [r.video for r in videos.records if not os.path.isdir(modality.flow_path(r.video))]
+            if missing:
+                raise FileNotFoundError(f"{videos.dataset} {videos.subset}: no flow for {len(missing)} of "
+                                        f"{len(videos.records)} videos, e.g. {missing[0]!r}: expected the folder "
+                                        f"{modality.flow_path(missing[0])} (tools/prepare_data.py flow)")
 
     @property
     def classes(self) -> List[str]:
         return self.videos.classes
 
     def _source(self, index: int) -> FrameSource:
-        return open_video(self.videos.records[index].path)
+        """Video ``index``'s frames, or with a flow modality its flow (frame k: flow k -> k+1, the last repeated)."""
+        record = self.videos.records[index]
+        return self.modality.open_flow(record.video) if self.modality.is_flow else open_video(record.path)
 
 
 class TrainVideoDataset(_VideoDataset):
@@ -129,15 +140,19 @@ class TrainVideoDataset(_VideoDataset):
         hflip_prob: probability of a horizontal flip; 0 where ``videos.hflip`` is False.
         brightness, contrast, saturation, hue: colour-jitter strengths (``clips.sample_color_factors``).
         seed: the random choices of item i in epoch e come from ``np.random.default_rng([seed, e, i])``.
+        modality: RGB frames or optical flow (``modality.Modality``); flow gets no colour jitter, and a flip
+            mirrors it (x -> 255 - x).
 
-    Item: {"clip": (3, T, crop_size, crop_size) float32 RGB in [0, 255], "label": int, "video": i}.
+    Item: {"clip": (C, T, crop_size, crop_size) float32 in [0, 255] (RGB; flow JPEG values), "label": int,
+    "video": i}.
     """
 
     def __init__(self, videos: VideoList, *, clip_length: int = 16, clip_stride: int = 1, crop_size: int = 224,
                  crop_area: Tuple[float, float] = (0.08, 1.0), crop_ratio: Tuple[float, float] = (3 / 4, 4 / 3),
                  hflip_prob: float = 0.5, brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0,
-                 hue: float = 0.0, seed: int = 0):
-        super().__init__(videos, clip_length=clip_length, clip_stride=clip_stride, crop_size=crop_size)
+                 hue: float = 0.0, seed: int = 0, modality: Modality = Modality()):
+        super().__init__(videos, clip_length=clip_length, clip_stride=clip_stride, crop_size=crop_size,
+                         modality=modality)
         if not 0 < crop_area[0] <= crop_area[1] <= 1:
             raise ValueError(f"crop_area must be (lo, hi) with 0 < lo <= hi <= 1, got {tuple(crop_area)}")
         if not 0 < crop_ratio[0] <= crop_ratio[1]:
@@ -167,13 +182,16 @@ class TrainVideoDataset(_VideoDataset):
             source.close()
         y0, x0, h, w = random_resized_box(rng, clip.shape[1:3], area=self.crop_area, ratio=self.crop_ratio)
         s = self.crop_size
-        out = np.empty((len(clip), s, s, 3), np.uint8)
+        out = np.empty((len(clip), s, s, clip.shape[-1]), np.uint8)
         for t, frame in enumerate(clip):
-            out[t] = cv2.resize(frame[y0:y0 + h, x0:x0 + w], (s, s), interpolation=cv2.INTER_LINEAR)
+            out[t] = cv2.resize(frame[y0:y0 + h, x0:x0 + w], (s, s), interpolation=cv2.INTER_LINEAR).reshape(s, s, -1)
         if self.hflip_prob and rng.random() < self.hflip_prob:
             out = np.ascontiguousarray(out[:, :, ::-1])
+            if self.modality.is_flow:
+                out[..., self.modality.flow_x] = 255 - out[..., self.modality.flow_x]
         factors = sample_color_factors(rng, *self.jitter)
-        pixels = color_jitter(out, factors) if factors != (1.0, 1.0, 1.0, 0.0) else out
+        jitter = factors != (1.0, 1.0, 1.0, 0.0) and not self.modality.is_flow
+        pixels = color_jitter(out, factors) if jitter else out
         return {"clip": to_tensor(pixels), "label": self.videos.records[index].label, "video": index}
 
 
@@ -187,13 +205,17 @@ class TestVideoDataset(_VideoDataset):
         crop_size: side of the square crops, pixels.
         short_side: the frames' shorter side is resized to this first (None: ``crop_size``, as PySlowFast).
         num_clips: temporal clips per video; num_crops: 1 or 3 spatial crops per clip.
+        modality: RGB frames or optical flow (``modality.Modality``).
 
-    Item: {"clips": (num_crops, 3, T, crop_size, crop_size) float32 RGB in [0, 255], "label": int, "video": i}.
+    Item: {"clips": (num_crops, C, T, crop_size, crop_size) float32 in [0, 255] (RGB; flow JPEG values), "label":
+    int, "video": i}.
     """
 
     def __init__(self, videos: VideoList, *, clip_length: int = 16, clip_stride: int = 1, crop_size: int = 224,
-                 short_side: Optional[int] = None, num_clips: int = 10, num_crops: int = 3):
-        super().__init__(videos, clip_length=clip_length, clip_stride=clip_stride, crop_size=crop_size)
+                 short_side: Optional[int] = None, num_clips: int = 10, num_crops: int = 3,
+                 modality: Modality = Modality()):
+        super().__init__(videos, clip_length=clip_length, clip_stride=clip_stride, crop_size=crop_size,
+                         modality=modality)
         if num_clips < 1 or num_crops not in (1, 3):
             raise ValueError(f"num_clips must be at least 1 and num_crops 1 or 3, got {num_clips}, {num_crops}")
         self.short_side = short_side or crop_size
@@ -219,7 +241,8 @@ class TestVideoDataset(_VideoDataset):
             source.close()
         h, w = resized_shape(*clip.shape[1:3], self.short_side)
         if (h, w) != clip.shape[1:3]:
-            clip = np.stack([cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR) for frame in clip])
+            clip = np.stack([cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR).reshape(h, w, -1)
+                             for frame in clip])
         s = self.crop_size
         crops = [to_tensor(clip[:, y0:y0 + s, x0:x0 + s]) for y0, x0 in spatial_crops((h, w), s, self.num_crops)]
         return {"clips": torch.stack(crops), "label": self.videos.records[video].label, "video": video}

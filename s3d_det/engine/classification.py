@@ -33,6 +33,7 @@ from s3d_det.utils.io import atomic_write, write_json
 
 from ..checkpoint.training import last_checkpoint
 from .defaults import (
+    build_modality,
     build_trainer,
     cpu_threads,
     data_root,
@@ -81,7 +82,8 @@ def build_video_lists(cfg, *, make_synthetic: bool = True) -> Tuple[VideoList, V
 
 
 def build_cls_datasets(cfg, train: VideoList, test: VideoList) -> Tuple[TrainVideoDataset, TestVideoDataset]:
-    """The datasets of ``INPUT.*`` (clip, crops, flip, jitter) and ``TEST.NUM_CLIPS`` / ``NUM_CROPS``."""
+    """The datasets of ``INPUT.*`` (clip, crops, flip, jitter, the modality: RGB or flow under ``DATASETS.FLOW_DIR``)
+    and ``TEST.NUM_CLIPS`` / ``NUM_CROPS``."""
     if len(cfg.INPUT.CROP_AREA) != 2:
         raise ConfigError(f"INPUT.CROP_AREA must be [lo, hi], got {list(cfg.INPUT.CROP_AREA)}")
     if cfg.INPUT.SHORT_SIDE_TEST and cfg.INPUT.SHORT_SIDE_TEST < cfg.INPUT.CROP_SIZE:
@@ -90,7 +92,8 @@ def build_cls_datasets(cfg, train: VideoList, test: VideoList) -> Tuple[TrainVid
     if cfg.TEST.NUM_CROPS not in (1, 3) or cfg.TEST.NUM_CLIPS < 1:
         raise ConfigError(f"TEST.NUM_CROPS must be 1 or 3 and TEST.NUM_CLIPS at least 1, got {cfg.TEST.NUM_CROPS} "
                           f"and {cfg.TEST.NUM_CLIPS}")
-    common = dict(clip_length=cfg.INPUT.CLIP_LENGTH, clip_stride=cfg.INPUT.CLIP_STRIDE, crop_size=cfg.INPUT.CROP_SIZE)
+    common = dict(clip_length=cfg.INPUT.CLIP_LENGTH, clip_stride=cfg.INPUT.CLIP_STRIDE, crop_size=cfg.INPUT.CROP_SIZE,
+                  modality=build_modality(cfg, data_root(cfg)))
     try:
         train_set = TrainVideoDataset(train, crop_area=tuple(cfg.INPUT.CROP_AREA), hflip_prob=cfg.INPUT.HFLIP_PROB,
                                       brightness=cfg.INPUT.BRIGHTNESS, contrast=cfg.INPUT.CONTRAST,

@@ -20,6 +20,7 @@ from s3d_det.config import ConfigError, datasets_root
 from s3d_det.data import load_gt
 from s3d_det.data.clips import ClipTransform
 from s3d_det.data.dataset import TestClipDataset, TrainClipDataset, collate
+from s3d_det.data.modality import MODALITIES, Modality
 from s3d_det.modeling.build import build_action_detector_from_cfg
 from s3d_det.modeling.detector import ActionDetector
 
@@ -123,6 +124,22 @@ def load_dataset_gt(cfg, *, make_synthetic: bool = True) -> Tuple[dict, str]:
     return load_gt(path), root
 
 
+def build_modality(cfg, root: str) -> Modality:
+    """``INPUT.MODALITY`` with its flow folder (``DATASETS.FLOW_DIR``, relative paths under ``root``)."""
+    name = cfg.INPUT.MODALITY
+    if name not in MODALITIES:
+        raise ConfigError(f"INPUT.MODALITY must be one of {', '.join(MODALITIES)}, got {name!r}")
+    if name == "rgb":
+        return Modality()
+    if not cfg.DATASETS.FLOW_DIR:
+        raise ConfigError(f"INPUT.MODALITY {name!r} needs DATASETS.FLOW_DIR, the folder of the flow")
+    flow_root = os.path.join(root, os.path.expanduser(cfg.DATASETS.FLOW_DIR))
+    if not os.path.isdir(flow_root):
+        raise FileNotFoundError(f"flow folder {flow_root} does not exist (INPUT.MODALITY {name!r}, DATASETS.FLOW_DIR "
+                                f"{cfg.DATASETS.FLOW_DIR!r}); make it with tools/prepare_data.py flow")
+    return Modality(name, flow_root)
+
+
 def build_datasets(cfg, gt: Mapping, root: str) -> Tuple[TrainClipDataset, TestClipDataset]:
     """The training and test datasets of ``DATASETS.SPLIT`` with ``INPUT.*`` transforms."""
     names = list(gt["labels"])
@@ -152,7 +169,7 @@ def build_datasets(cfg, gt: Mapping, root: str) -> Tuple[TrainClipDataset, TestC
     if not 0 <= cfg.INPUT.HUE <= 0.5:
         raise ConfigError(f"INPUT.HUE must lie in [0, 0.5] (turns of the colour wheel), got {cfg.INPUT.HUE}")
     common = dict(clip_length=cfg.INPUT.CLIP_LENGTH, clip_stride=cfg.INPUT.CLIP_STRIDE, boundary=cfg.INPUT.BOUNDARY,
-                  seed=cfg.SEED)
+                  seed=cfg.SEED, modality=build_modality(cfg, root))
     train_tf = ClipTransform(short_side=list(cfg.INPUT.SHORT_SIDE_TRAIN), max_size=cfg.INPUT.MAX_SIZE,
                              hflip_prob=cfg.INPUT.HFLIP_PROB, brightness=cfg.INPUT.BRIGHTNESS,
                              contrast=cfg.INPUT.CONTRAST, saturation=cfg.INPUT.SATURATION,

@@ -44,6 +44,7 @@ from tqdm import tqdm
 from s3d_det.data.clips import clip_frames, map_boundary, resize_frame, resized_shape, scale_boxes, to_tensor
 from s3d_det.data.dataset import _NO_BOXES, stack_padded
 from s3d_det.data.frames import FrameCache, FrameSource, ImageFolderSource, VideoFileSource
+from s3d_det.data.modality import MODALITY_CHANNELS
 from s3d_det.evaluation.detections import Detections, FrameDetections
 from s3d_det.evaluation.postprocess import smooth_detections
 from s3d_det.modeling.detector import detections_to_rows
@@ -99,6 +100,8 @@ class VideoDetector:
             before it (``modeling.fusion.fold_batchnorm``): the same detections up to float rounding, in less
             time (on the CPU 5-8% of the 3D network's, 4% of ResNet-18's, 20% of ResNet-50's with frozen
             BatchNorm). ``model`` itself is left as it is; ``self.model`` is the copy. False: ``model`` itself.
+        modality (str): what the 3D network's clips are made of (``data.modality``: ``INPUT.MODALITY``); not
+            ``"rgb"``: each call takes the video's flow as ``clip_source``.
         read_ahead (bool): decode, resize and pad the next step's frames (and, per keyframe, its clips) in a
             background thread while the model runs on the current one (what the test DataLoader's worker
             processes did; ``DATALOADER.NUM_WORKERS`` > 0 in ``from_config``). The same detections; at most two
@@ -116,7 +119,7 @@ class VideoDetector:
                  mode: str = "shared",
                  batch_size: int = 8, window: Optional[int] = None, context: Optional[int] = None, device="cpu",
                  amp_dtype: Optional[torch.dtype] = None, smooth_frames: int = 0, fold_bn: bool = True,
-                 read_ahead: bool = False):
+                 read_ahead: bool = False, modality: str = "rgb"):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         if getattr(model, "proposals", None) not in ("rpn", "gt"):
@@ -124,6 +127,12 @@ class VideoDetector:
                              f"or takes the ground truth's (gt); this one takes them from "
                              f"{getattr(model, 'proposals', None)!r}")
         clip_frames(1, 1, clip_length, clip_stride, boundary)  # checks the clip arguments
+        if modality not in MODALITY_CHANNELS:
+            raise ValueError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITY_CHANNELS)}")
+        if model.backbone_3d.in_channels != MODALITY_CHANNELS[modality]:
+            raise ValueError(f"the 3D network takes {model.backbone_3d.in_channels} input channels, {modality!r} "
+                             f"clips have {MODALITY_CHANNELS[modality]}")
+        self.modality = modality
         if batch_size < 1 or size_divisible < 1:
             raise ValueError(f"batch_size and size_divisible must be at least 1, got {batch_size}, {size_divisible}")
         if smooth_frames < 0:
@@ -164,7 +173,8 @@ class VideoDetector:
                     short_side=cfg.INPUT.SHORT_SIDE_TEST, max_size=cfg.INPUT.MAX_SIZE,
                     size_divisible=cfg.INPUT.SIZE_DIVISIBLE or 1,
                     batch_size=cfg.TEST.BATCH_SIZE, window=cfg.TEST.WINDOW, device=device, amp_dtype=amp,
-                    smooth_frames=cfg.TEST.SMOOTH_FRAMES, read_ahead=cfg.DATALOADER.NUM_WORKERS > 0)
+                    smooth_frames=cfg.TEST.SMOOTH_FRAMES, read_ahead=cfg.DATALOADER.NUM_WORKERS > 0,
+                    modality=cfg.INPUT.MODALITY)
         args.update(kwargs)
         return cls(model, **args)
 
@@ -180,19 +190,31 @@ class VideoDetector:
     def input_settings(self) -> Dict[str, object]:
         """The clip and resize settings a test dataset must share with this detector (``detect_dataset``)."""
         return {"clip_length": self.clip_length, "clip_stride": self.clip_stride, "boundary": self.boundary,
-                "short_side": self.short_side, "max_size": self.max_size}
+                "short_side": self.short_side, "max_size": self.max_size, "modality": self.modality}
 
     @torch.no_grad()
     def __call__(self, source: FrameSource, *, video_index: int = 0, num_frames: Optional[int] = None,
                  boxes: Optional[Mapping[int, Tuple[np.ndarray, np.ndarray]]] = None, progress: bool = False,
-                 desc: str = "detect", bar: Optional[tqdm] = None) -> FrameDetections:
+                 desc: str = "detect", bar: Optional[tqdm] = None,
+                 clip_source: Optional[FrameSource] = None) -> FrameDetections:
         """Detections on frames 1..``num_frames`` (default: all) of ``source``; see the class docstring.
+        ``clip_source``: where the 3D network's clips come from when they are not ``source``'s frames: the video's
+        optical flow (``data.modality``; frame k holding flow k -> k+1, the frames' size), for a flow network;
+        the 2D detector still runs on ``source``'s frames.
         ``boxes`` (a ``MODEL.PROPOSALS gt`` detector only): {frame: (boxes (N, 4) in original pixels, labels
         (N,) int64)}, frames without an entry have none (``annotations.keyframe_boxes``). ``bar``: a progress bar
         to advance by each step's frames, in place of one of its own."""
         n = source.num_frames if num_frames is None else int(num_frames)
         if not 1 <= n <= source.num_frames:
             raise ValueError(f"{source.path}: num_frames={n}, the source has {source.num_frames} frames")
+        if (clip_source is None) != (self.modality == "rgb"):
+            raise ValueError(f"{source.path}: a flow network (modality {self.modality!r}) takes its clips from the "
+                             f"video's flow (clip_source), an RGB one from its frames: give clip_source to a flow "
+                             f"network and only to it")
+        if clip_source is not None and (clip_source.num_frames < n or tuple(clip_source.size) != tuple(source.size)):
+            raise ValueError(f"{clip_source.path}: flow of {clip_source.num_frames} frames of "
+                             f"{clip_source.size[0]}x{clip_source.size[1]} (h x w), the video has {n} frames of "
+                             f"{source.size[0]}x{source.size[1]}")
         oracle = self.model.proposals == "gt"
         if oracle != (boxes is not None):
             raise ValueError(f"{source.path}: boxes are the proposals of a MODEL.PROPOSALS gt detector: give them "
@@ -200,21 +222,30 @@ class VideoDetector:
         h, w = (int(v) for v in source.size)
         size = resized_shape(h, w, self.short_side, self.max_size)
 
-        def prepare(frame: int, image: np.ndarray) -> np.ndarray:
-            if image.shape[:2] != (h, w):
-                raise ValueError(f"{source.frame_name(frame)} is {image.shape[0]}x{image.shape[1]} (h x w), the "
-                                 f"video's first frame {h}x{w}: all frames of a video must have one size")
-            return resize_frame(image, size)
+        def preparer(src: FrameSource):
+            def prepare(frame: int, image: np.ndarray) -> np.ndarray:
+                if image.shape[:2] != (h, w):
+                    raise ValueError(f"{src.frame_name(frame)} is {image.shape[0]}x{image.shape[1]} (h x w), the "
+                                     f"video's first frame {h}x{w}: all frames of a video must have one size")
+                return resize_frame(image, size)
+            return prepare
 
         cache = FrameCache()  # the current step's resized frames (read(..., retain=True))
+        clip_cache = FrameCache() if clip_source is not None else cache
 
         def read(frames: Iterable[int]) -> Dict[int, np.ndarray]:
-            return cache.read(source, frames, prepare=prepare, tag=size, retain=True)
+            return cache.read(source, frames, prepare=preparer(source), tag=size, retain=True)
+
+        def read_flow(frames: Iterable[int]) -> Dict[int, np.ndarray]:
+            return clip_cache.read(clip_source, frames, prepare=preparer(clip_source), tag=size, retain=True)
+
+        read_clips = read if clip_source is None else read_flow
 
         decoded = source.decode_count
         self.stats = {"frames": n, "forwards_3d": 0, "positions_3d": 0}
         parts: List[FrameDetections] = []
-        steps = self._per_keyframe(n, read) if self.mode == "per_keyframe" else self._shared(n, read)
+        steps = self._per_keyframe(n, read, read_clips) if self.mode == "per_keyframe" \
+            else self._shared(n, read, read_clips)
         own_bar = bar is None
         bar = tqdm(total=n, desc=desc, unit="frame", disable=not progress, leave=False) if own_bar else bar
         try:
@@ -228,7 +259,8 @@ class VideoDetector:
             steps.close()  # stops a read-ahead thread
             if own_bar:
                 bar.close()
-        self.stats.update(decoded=source.decode_count - decoded, max_frames_held=cache.max_held)
+        self.stats.update(decoded=source.decode_count - decoded,
+                          max_frames_held=cache.max_held + (clip_cache.max_held if clip_cache is not cache else 0))
         dets = FrameDetections.concat(parts)
         if self.smooth_frames:
             dets = smooth_detections(dets, {video_index: n}, window=self.smooth_frames)
@@ -236,11 +268,13 @@ class VideoDetector:
 
     # -- the two modes: each yields (keyframes, their resized frames, clip (B, 3, T, H, W) or None, features
     #    (B, C, T', h, w) or None) ------------------------------------------------------------------------------
-    def _per_keyframe(self, n: int, read: Callable[[Iterable[int]], Dict[int, np.ndarray]]):
+    def _per_keyframe(self, n: int, read: Callable[[Iterable[int]], Dict[int, np.ndarray]],
+                      read_clips: Callable[[Iterable[int]], Dict[int, np.ndarray]]):
         def load(keyframes: List[int]):
             clips = [clip_frames(k, n, self.clip_length, self.clip_stride, self.boundary) for k in keyframes]
-            frames = read([f for clip in clips for f in clip])
-            return keyframes, frames, self._clips(clips, frames)
+            clip_frames_ = read_clips([f for clip in clips for f in clip])
+            frames = clip_frames_ if read_clips is read else read(keyframes)
+            return keyframes, frames, self._clips(clips, clip_frames_)
 
         batches = (list(range(start, min(start + self.batch_size, n + 1))) for start in range(1, n + 1,
                                                                                                 self.batch_size))
@@ -249,7 +283,8 @@ class VideoDetector:
             self.stats["positions_3d"] += len(keyframes) * self.clip_length
             yield keyframes, frames, clip, None
 
-    def _shared(self, n: int, read: Callable[[Iterable[int]], Dict[int, np.ndarray]]):
+    def _shared(self, n: int, read: Callable[[Iterable[int]], Dict[int, np.ndarray]],
+                read_clips: Callable[[Iterable[int]], Dict[int, np.ndarray]]):
         """Anchor m is keyframe 1 + m st (those past n are virtual: their clips mapped by ``boundary`` like any
         other); keyframe f = 1 + m st + r takes anchor m's features, or for r > 0 anchors m and m + 1 mixed
         linearly (weight r / st on the later). Anchor m = j s + k (s the clip stride) is slice j of stream k: the
@@ -280,8 +315,11 @@ class VideoDetector:
             # the keyframes up to the windows' last frame too: the streams skip frames (clip stride s), and
             # the decoder would otherwise come back for them later, seeking backwards
             top = max(last, max(int(w.max()) for w in windows))
-            frames = read(np.concatenate(windows + [np.arange(keyframe, top + 1)]))
-            return request, frames, self._clips(windows, frames)
+            if read_clips is read:
+                frames = read(np.concatenate(windows + [np.arange(keyframe, top + 1)]))
+                return request, frames, self._clips(windows, frames)
+            frames = read(np.arange(keyframe, last + 1))  # keyframes from the frames, clips from the flow
+            return request, frames, self._clips(windows, read_clips(np.concatenate(windows)))
 
         try:
             for (group, windows, keyframe, last), frames, clips in _ahead(load, requests(), self.read_ahead):
@@ -346,7 +384,7 @@ class VideoDetector:
 
     # -- shared steps -------------------------------------------------------------------------------------------
     def _clips(self, clips: Sequence[Sequence[int]], frames: Mapping[int, np.ndarray]) -> torch.Tensor:
-        """(B, 3, T, H, W): the frames of each clip, raw (the network normalises them) and padded."""
+        """(B, C, T, H, W): the frames (or flow) of each clip, raw (the network normalises them) and padded."""
         return stack_padded([to_tensor(np.stack([frames[int(f)] for f in clip])) for clip in clips],
                             self.size_divisible)
 
@@ -392,8 +430,9 @@ def detect_dataset(detector: VideoDetector, dataset, *, progress: bool = True) -
               leave=False) as bar:
         for i in videos:
             video = dataset.videos[i]
+            flow = dataset.source(video, flow=True) if dataset.modality.is_flow else None
             parts.append(detector(dataset.source(video), video_index=i, num_frames=dataset.nframes[video],
-                                  boxes=dataset.annotations[video] if oracle else None, bar=bar))
+                                  boxes=dataset.annotations[video] if oracle else None, bar=bar, clip_source=flow))
     dets = FrameDetections.concat(parts)
     if world > 1:
         dets = FrameDetections.concat(all_gather(dets))
@@ -407,7 +446,7 @@ def _dataset_input(dataset) -> Dict[str, object]:
         raise ValueError(f"the test dataset's transform is random ({transform}); inference needs a fixed resize")
     side = transform.short_side if isinstance(transform.short_side, int) else int(transform.short_side[0])
     return {"clip_length": dataset.clip_length, "clip_stride": dataset.clip_stride, "boundary": dataset.boundary,
-            "short_side": side, "max_size": transform.max_size}
+            "short_side": side, "max_size": transform.max_size, "modality": dataset.modality.name}
 
 
 def _scaled_boxes(boxes: Mapping[int, Tuple[np.ndarray, np.ndarray]], frame: int, orig_size: Tuple[int, int],

@@ -28,13 +28,15 @@ class PixelNormalizer(nn.Module):
     """Raw frames -> a network's input: channels put in ``channel_order``, then ``(x - mean) / std`` per channel.
 
     Args:
-        mean, std (3 floats): per channel of the *reordered* input, in pixel units ([0, 255]); e.g. ImageNet's
-            ``IMAGENET_MEAN``/``IMAGENET_STD``, or ``(127.5,) * 3`` both for TF-slim's [-1, 1].
-        channel_order (str): "RGB" (the raw form's) or "BGR" (detectron2's MSRA weights).
+        mean, std (C floats): per channel of the *reordered* input, in pixel units ([0, 255]); e.g. ImageNet's
+            ``IMAGENET_MEAN``/``IMAGENET_STD``, or ``(127.5,) * 3`` both for TF-slim's [-1, 1]. C is the input's
+            channel count: 3 for RGB, 2 for optical flow stored as x/y JPEGs (``(127.5, 127.5)`` both: I3D's
+            [-1, 1] flow, +-bound px), 3 for ACT's 3-channel Brox flow.
+        channel_order (str): "RGB" (the raw form's) or "BGR" (detectron2's MSRA weights; 3 channels only).
 
-    Buffers ``mean`` (3,), ``std`` (3,) and ``bgr`` () are in the state dict: loading a checkpoint sets them.
+    Buffers ``mean`` (C,), ``std`` (C,) and ``bgr`` () are in the state dict: loading a checkpoint sets them.
 
-    Forward: ``x`` (B, 3, ...) raw RGB in [0, 255], float or uint8 -> float32 of the same shape. With
+    Forward: ``x`` (B, C, ...) raw frames in [0, 255] (RGB, or flow JPEG values), float or uint8 -> float32 of the same shape. With
     ``image_sizes`` (a (h, w) per sample), pixels past each sample's h rows and w columns (a batch's padding)
     are 0 after normalisation, as detectron2 and torchvision pad normalised images.
     """
@@ -43,10 +45,13 @@ class PixelNormalizer(nn.Module):
                  channel_order: str = "RGB"):
         super().__init__()
         mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ValueError(f"mean and std must be 3 values each, std positive; got mean {mean}, std {std}")
+        if not mean or len(mean) != len(std) or min(std) <= 0:
+            raise ValueError(f"mean and std must be one value per input channel each, std positive; got mean {mean}, "
+                             f"std {std}")
         if channel_order not in CHANNEL_ORDERS:
             raise ValueError(f"channel_order must be one of {', '.join(CHANNEL_ORDERS)}, got {channel_order!r}")
+        if channel_order == "BGR" and len(mean) != 3:
+            raise ValueError(f"channel_order 'BGR' needs 3 channels, got {len(mean)}")
         self.register_buffer("mean", torch.tensor(mean))
         self.register_buffer("std", torch.tensor(std))
         self.register_buffer("bgr", torch.tensor(channel_order == "BGR"))
@@ -73,7 +78,10 @@ class PixelNormalizer(nn.Module):
                 "std": [round(float(v), 4) for v in self.std]}
 
     def set_convention(self, other: "PixelNormalizer") -> None:
-        """Takes ``other``'s buffers (another convention for the same network)."""
+        """Takes ``other``'s buffers (another convention for the same network, with as many channels)."""
+        if other.mean.shape != self.mean.shape:
+            raise ValueError(f"a convention for {other.mean.numel()} input channels cannot replace one for "
+                             f"{self.mean.numel()} (an RGB network's for a flow network's, or the reverse)")
         with torch.no_grad():
             for name in ("mean", "std", "bgr"):
                 getattr(self, name).copy_(getattr(other, name))
@@ -83,13 +91,14 @@ class PixelNormalizer(nn.Module):
         return f"channel_order={c['channel_order']}, mean={c['mean']}, std={c['std']}"
 
     def forward(self, x: torch.Tensor, image_sizes: Optional[Sequence[Tuple[int, int]]] = None) -> torch.Tensor:
-        if x.dim() < 3 or x.shape[1] != 3:
-            raise ValueError(f"expected raw frames (B, 3, ...), got shape {tuple(x.shape)}")
+        channels = self.mean.numel()
+        if x.dim() < 3 or x.shape[1] != channels:
+            raise ValueError(f"expected raw frames (B, {channels}, ...), got shape {tuple(x.shape)}")
         if not x.is_floating_point():
             x = x.float()
         if bool(self.bgr):
             x = x.flip(1)
-        view = (1, 3) + (1,) * (x.dim() - 2)
+        view = (1, channels) + (1,) * (x.dim() - 2)
         x = (x - self.mean.view(view)) / self.std.view(view)
         if image_sizes is not None:
             height, width = x.shape[-2:]

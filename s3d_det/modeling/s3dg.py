@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.modality import FLOW_CONVENTION, MODALITY_CHANNELS
 from .cfg_args import node_kwargs
 from .normalize import PixelNormalizer
 from .presets import get_preset
@@ -532,11 +533,15 @@ class S3DG(nn.Module):
         channels_last (bool): run in ``torch.channels_last_3d`` memory format: conv weights are stored
             in it and the input is converted once, so every layer and every output stays in it. The
             same values, and much faster convolutions on CPU (oneDNN) and with cuDNN.
-        pixel_mean, pixel_std (3 floats): the input convention, RGB in pixel units (``input_norm``, a
+        in_channels (int): C, the clip's channels: 3 for RGB (and ACT's 3-channel Brox flow), 2 for optical flow
+            stored as x/y JPEGs (``s3d_det.data.flow``). Only ``conv_1a`` depends on it.
+        pixel_mean, pixel_std (C floats): the input convention, in pixel units (``input_norm``, a
             ``PixelNormalizer``); the default (0, 255) is [0, 1]. Presets set their own
-            (``s3d_det.modeling.presets``: TF-slim's [-1, 1] is 127.5, 127.5).
+            (``s3d_det.modeling.presets``: TF-slim's [-1, 1] is 127.5, 127.5); a single value is used for every
+            channel.
 
-    Input: raw clip (B, 3, T, H, W), RGB in [0, 255] (``s3d_det.modeling.normalize``), float or uint8; optional
+    Input: raw clip (B, C, T, H, W) in [0, 255] (RGB or flow JPEG values; ``s3d_det.modeling.normalize``), float
+    or uint8; optional
     ``image_sizes`` (a (h, w) per clip: the rest is a batch's padding, 0 after normalisation). Output: dict layer
     name -> (B, C, T', H', W'); ``feature_info[name]`` gives C and the stride of each layer.
     """
@@ -560,6 +565,7 @@ class S3DG(nn.Module):
         frozen_stages: int = 0,
         out_features: Sequence[str] = ("mixed_5c",),
         channels_last: bool = True,
+        in_channels: int = 3,
         pixel_mean: Sequence[float] = (0.0, 0.0, 0.0),
         pixel_std: Sequence[float] = (255.0, 255.0, 255.0),
     ):
@@ -573,7 +579,17 @@ class S3DG(nn.Module):
         self.out_features = out_features
         self.frozen_stages = frozen_stages
         self.stem_style = stem_style
-        self.in_channels = 3
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f"in_channels must be a positive int (3: RGB, 2: x/y flow), got {in_channels!r}")
+        self.in_channels = in_channels
+        pixel_mean, pixel_std = ([float(v) for v in values] for values in (pixel_mean, pixel_std))
+        if len(pixel_mean) == 1 or len(set(pixel_mean)) == 1:  # one value for every channel (presets' 127.5)
+            pixel_mean = pixel_mean[:1] * in_channels
+        if len(pixel_std) == 1 or len(set(pixel_std)) == 1:
+            pixel_std = pixel_std[:1] * in_channels
+        if len(pixel_mean) != in_channels or len(pixel_std) != in_channels:
+            raise ValueError(f"pixel_mean and pixel_std need one value per input channel ({in_channels}) or one "
+                             f"for all; got {pixel_mean} and {pixel_std}")
         self.input_norm = PixelNormalizer(mean=pixel_mean, std=pixel_std)
 
         def ch(c: int) -> int:
@@ -602,12 +618,21 @@ class S3DG(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, **overrides) -> "S3DG":
-        """The backbone ``cfg.MODEL.BACKBONE_3D`` describes: ``VARIANT``; ``PRESET`` (if set) supplies the
+        """The backbone ``cfg.MODEL.BACKBONE_3D`` describes, for clips of ``cfg.INPUT.MODALITY`` (its channels; a flow
+        network without a preset takes I3D's flow convention, [0, 255] -> [-1, 1]): ``VARIANT``; ``PRESET`` (if set)
+        supplies the
         architecture details and input convention of its checkpoint family (``s3d_det.modeling.presets``); the
         node's other non-None keys (``CONFIG_KEYS``) override them, and ``overrides`` (keyword arguments of
         ``S3DG``, e.g. ``out_features``) override those."""
         node = cfg.MODEL.BACKBONE_3D
         kwargs = get_preset(node.PRESET).s3dg_kwargs() if node.PRESET else {}
+        modality = cfg.INPUT.MODALITY
+        if modality not in MODALITY_CHANNELS:
+            raise ValueError(f"INPUT.MODALITY must be one of {', '.join(MODALITY_CHANNELS)}, got {modality!r}")
+        if modality != "rgb":  # a flow network: its channels, and I3D's [-1, 1] unless a preset says otherwise
+            kwargs["in_channels"] = MODALITY_CHANNELS[modality]
+            if not node.PRESET:
+                kwargs.update(FLOW_CONVENTION)
         kwargs.update(node_kwargs(node, cls.CONFIG_KEYS))
         kwargs.update(overrides)
         return cls(node.VARIANT, **kwargs)
@@ -615,7 +640,7 @@ class S3DG(nn.Module):
     # -- construction ------------------------------------------------------------------------
     def _build_stem(self, kinds: Dict[str, str], channels: int, *, stem_style: str, first_temporal_kernel: int,
                     common: dict) -> None:
-        """Stage 1, ``conv_1a``: the 7x7 stride-2 convolution, (B, 3, T, H, W) -> (B, channels, T/2, H/2, W/2);
+        """Stage 1, ``conv_1a``: the 7x7 stride-2 convolution, (B, C, T, H, W) -> (B, channels, T/2, H/2, W/2);
         2D for a variant whose ``conv_1a`` is 2D, else built as ``stem_style`` says."""
         stem_kind = kinds["conv_1a"]
         if stem_kind != "2d":  # a temporal stem is built as stem_style says
@@ -625,11 +650,12 @@ class S3DG(nn.Module):
                 raise ValueError(f"stem_style='space_to_depth' needs a temporal stem; variant {self.variant!r} "
                                  "has a 2D one")
             self.conv_1a = ConvUnit(
-                24, channels, 4, kind="3d", temporal_kernel=2, space_to_depth=True, **{**common, "same_padding": True}
+                8 * self.in_channels, channels, 4, kind="3d", temporal_kernel=2, space_to_depth=True,
+                **{**common, "same_padding": True}
             )
         else:
             self.conv_1a = ConvUnit(
-                3, channels, 7, kind=stem_kind, temporal_kernel=first_temporal_kernel,
+                self.in_channels, channels, 7, kind=stem_kind, temporal_kernel=first_temporal_kernel,
                 stride=2, temporal_stride=2, **common,
             )
 
@@ -746,12 +772,14 @@ class S3DG(nn.Module):
 
     # -- forward -----------------------------------------------------------------------------
     def check_input(self, x: torch.Tensor) -> None:
-        """Raises ValueError unless x is a (B, 3, T, H, W) clip large enough for ``out_features``."""
+        """Raises ValueError unless x is a (B, C, T, H, W) clip (C = ``in_channels``) large enough for
+        ``out_features``."""
+        c = self.in_channels
         if x.dim() != 5:
-            raise ValueError(f"expected a clip of shape (B, 3, T, H, W), got a tensor of shape {tuple(x.shape)}")
-        if x.shape[1] != self.in_channels:
+            raise ValueError(f"expected a clip of shape (B, {c}, T, H, W), got a tensor of shape {tuple(x.shape)}")
+        if x.shape[1] != c:
             raise ValueError(
-                f"expected {self.in_channels} input channels (B, 3, T, H, W), got {x.shape[1]} "
+                f"expected {c} input channels (B, {c}, T, H, W), got {x.shape[1]} "
                 f"in a tensor of shape {tuple(x.shape)}"
             )
         size = tuple(x.shape[2:])
