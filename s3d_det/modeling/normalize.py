@@ -36,9 +36,9 @@ class PixelNormalizer(nn.Module):
 
     Buffers ``mean`` (C,), ``std`` (C,) and ``bgr`` () are in the state dict: loading a checkpoint sets them.
 
-    Forward: ``x`` (B, C, ...) raw frames in [0, 255] (RGB, or flow JPEG values), float or uint8 -> float32 of the same shape. With
-    ``image_sizes`` (a (h, w) per sample), pixels past each sample's h rows and w columns (a batch's padding)
-    are 0 after normalisation, as detectron2 and torchvision pad normalised images.
+    Forward: ``x`` (B, C, ...) raw frames in [0, 255] (RGB, or flow JPEG values), float or uint8 -> float32 of the
+    same shape. With ``image_sizes`` (a (h, w) per sample), pixels past each sample's h rows and w columns (a
+    batch's padding) are 0 after normalisation, as detectron2 and torchvision pad normalised images.
     """
 
     def __init__(self, *, mean: Sequence[float] = (0.0, 0.0, 0.0), std: Sequence[float] = (255.0, 255.0, 255.0),
