@@ -104,6 +104,22 @@ _C.MODEL.BACKBONE_3D.FEATURE = "mixed_4f"
 # (the paper's path: pretrain the 3D network on clips, then detect). "": none.
 _C.MODEL.BACKBONE_3D.PRETRAIN = ""
 
+# Two-stream evaluation (docs/flow.md): this config is the RGB stream (MODEL.WEIGHTS its trained weights) and
+# FLOW_CONFIG the flow stream's config (INPUT.MODALITY flow or brox; a path relative to this config's folder); used
+# by --eval-only of tools/train_det.py and tools/train_cls.py and by tools/eval_jhmdb.py. "": one stream. Training
+# trains this config's stream only: train each stream with its own config first.
+_C.MODEL.TWO_STREAM = CfgNode()
+_C.MODEL.TWO_STREAM.FLOW_CONFIG = ""
+# The flow stream's trained weights; "": model_final.pth in its config's OUTPUT_DIR.
+_C.MODEL.TWO_STREAM.FLOW_WEIGHTS = ""
+# (RGB, flow) weights. Detection (ACT's fusion: the two heads' class probabilities on the RGB detector's proposals,
+# averaged with these weights normalised to sum 1, boxes from the RGB head): ACT's is [1, 1]. Classification: see
+# CLS_FUSION; I3D's and MMAction2's default is [1, 1].
+_C.MODEL.TWO_STREAM.WEIGHTS = [1.0, 1.0]
+# Classification: "logits" (I3D: each view's logits summed with WEIGHTS, then the softmax averaged over views) or
+# "softmax" (MMAction2's report_accuracy.py --apply-softmax: each stream's view-averaged probabilities, weighted).
+_C.MODEL.TWO_STREAM.CLS_FUSION = "logits"
+
 # The clip classifier's head (tools/train_cls.py): global average pool of mixed_5c, dropout, a 1x1x1 projection.
 _C.MODEL.CLS_HEAD = CfgNode()
 # Dropout probability before the projection.

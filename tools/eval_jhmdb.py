@@ -5,6 +5,7 @@ Scoring mode (any ground truth in the ACT schema: JHMDB-21, UCF101-24, synthetic
 
     python tools/eval_jhmdb.py --gt GT.pkl --detections DETS.npz [--split K] [--protocol act|voc|yowo]
                                [--iou 0.5] [--video-map] [--json OUT.json] [--plots DIR]
+                               [--fuse FLOW.npz [--fuse-weights 1 1] [--fuse-iou 0.5]]
 
 The videos evaluated are split K's test list (``split_videos(gt, K, "test")``). The detections' ``videos`` are
 matched to it by name: a detection (a ``frame_dets`` or ``tubes`` row) naming a video outside that list is an
@@ -12,6 +13,10 @@ error (names no row uses are ignored). ``--protocol`` picks the frame-AP protoco
 (``s3d_det.evaluation.frame_map``). ``--video-map`` adds video-mAP at st-IoU 0.2, 0.5, 0.75 and over
 0.5:0.05:0.95, on the file's ``tubes`` when it has them, else on tubes linked from its ``frame_dets`` with the
 default ``LinkingConfig`` (``s3d_det.evaluation.linking``).
+
+``--fuse`` scores the two-stream fusion of ``--detections`` (RGB) and ``FLOW.npz`` (``s3d_det.evaluation.fusion``:
+each RGB detection paired with the same label's flow detection of highest IoU >= ``--fuse-iou``, scores averaged
+with the weights, the RGB box kept; ACT's mean fusion when both score the same boxes).
 
 Output: a per-class table (ground-truth boxes, detections, frame-AP) and the mean; ``--json FILE`` writes
 ``{"protocol", "iou", "frame_mAP", "per_class_AP": {class: AP}, "video_mAP": {"0.2", "0.5", "0.75", "0.5:0.95"}}``
@@ -57,6 +62,7 @@ import numpy as np
 from s3d_det.data.annotations import load_gt, split_videos
 from s3d_det.evaluation.detections import TUBE_VIDEO, Detections, check_detections, load_detections
 from s3d_det.evaluation.frame_map import PROTOCOLS, frame_ap
+from s3d_det.evaluation.fusion import fuse_detections
 from s3d_det.evaluation.video_map import video_map
 from s3d_det.utils.errors import run_tool
 from s3d_det.utils.io import write_json
@@ -74,6 +80,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     source.add_argument("--config-file", metavar="CFG", help="model config (model mode; may contain {split})")
     parser.add_argument("--detections", metavar="DETS.npz", help="detections file (scoring mode)")
     parser.add_argument("--weights", metavar="W", help="model weights (model mode; may contain {split})")
+    parser.add_argument("--fuse", metavar="FLOW.npz", help="scoring mode: a second stream's detections, fused with "
+                                                           "--detections (the RGB stream's) before scoring")
+    parser.add_argument("--fuse-weights", metavar=("W_RGB", "W_FLOW"), type=float, nargs=2, default=(1.0, 1.0),
+                        help="--fuse: the two streams' weights, normalised to sum 1 (default: 1 1, ACT's mean)")
+    parser.add_argument("--fuse-iou", type=float, default=0.5,
+                        help="--fuse: the least IoU of an RGB and a flow detection paired into one (default: 0.5)")
     parser.add_argument("--split", default=None,
                         help="split whose test list is evaluated, 1-based (default: 1, in model mode the config's "
                              "DATASETS.SPLIT); model mode also takes 'all'")
@@ -98,6 +110,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                             ("--inference", args.inference is not None)):
             if value:
                 parser.error(f"{flag} goes with --config-file, not with --gt")
+        if min(args.fuse_weights) < 0 or sum(args.fuse_weights) <= 0:
+            parser.error(f"--fuse-weights must be >= 0 and not both 0, got {list(args.fuse_weights)}")
+        if not 0.0 < args.fuse_iou <= 1.0:
+            parser.error(f"--fuse-iou must be in (0, 1], got {args.fuse_iou}")
         try:
             args.split = int(args.split or 1)
         except ValueError:
@@ -105,8 +121,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     else:
         if args.weights is None:
             parser.error("--config-file needs --weights")
-        if args.detections is not None:
-            parser.error("--detections goes with --gt, not with --config-file")
+        if args.detections is not None or args.fuse is not None:
+            parser.error("--detections and --fuse go with --gt, not with --config-file (a two-stream config, "
+                         "MODEL.TWO_STREAM, fuses in model mode)")
         if args.split not in (None, "all"):
             try:
                 args.split = int(args.split)
@@ -188,6 +205,10 @@ def score_mode(args) -> int:
         except (OSError, ValueError, pickle.UnpicklingError) as e:
             raise InputError(f"{args.gt}: {e}" if args.gt not in str(e) else str(e)) from None
         dets = load_for_split(gt, args.detections, args.split, test)
+        if args.fuse:
+            w_rgb, w_flow = args.fuse_weights
+            dets = fuse_detections(dets, load_for_split(gt, args.fuse, args.split, test),
+                                   rgb_weight=w_rgb / (w_rgb + w_flow), iou=args.fuse_iou)
         vmap = None
         if args.video_map:
             try:
@@ -200,7 +221,8 @@ def score_mode(args) -> int:
 
     result = frame_ap(gt, test, dets.frame_dets, protocol=args.protocol, iou=args.iou)
     source = "the file's tubes" if dets.tubes is not None else "tubes linked from frame_dets"
-    report(result, vmap, args, f"{args.detections}: {len(test)} test videos of split {args.split}, frame-AP "
+    name = f"{args.detections} fused with {args.fuse}" if args.fuse else args.detections
+    report(result, vmap, args, f"{name}: {len(test)} test videos of split {args.split}, frame-AP "
                                f"protocol {args.protocol}, IoU {args.iou:g}", source, plots=args.plots)
     if args.json:
         write_json(args.json, {**result.to_dict(), "video_mAP": vmap})
@@ -228,7 +250,15 @@ def evaluate_split(config_file: str, weights: str, split: Optional[int], args) -
     import torch
 
     from s3d_det.config import load_config
-    from s3d_det.engine.defaults import build_datasets, build_model, load_dataset_gt, resolve_device
+    from s3d_det.engine.defaults import (
+        build_datasets,
+        build_model,
+        build_two_stream_detector,
+        flow_stream,
+        load_dataset_gt,
+        resolve_device,
+        with_modality_of,
+    )
     from s3d_det.engine.inference import VideoDetector, detect_dataset
     from s3d_det.evaluation.detections import save_detections
     from s3d_det.utils.io import available_cores
@@ -244,11 +274,16 @@ def evaluate_split(config_file: str, weights: str, split: Optional[int], args) -
         torch.set_num_threads(max(1, available_cores() - (cfg.DATALOADER.NUM_WORKERS > 0)))
     gt, root = load_dataset_gt(cfg, make_synthetic=False)
     split = cfg.DATASETS.SPLIT
-    _, test_set = build_datasets(cfg, gt, root)
-    model = build_model(cfg, num_classes=len(gt["labels"])).to(device).eval()
+    flow_cfg = flow_stream(cfg, config_file)  # MODEL.TWO_STREAM: ACT's fusion with a flow stream
+    data_cfg = with_modality_of(cfg, flow_cfg) if flow_cfg else cfg
+    _, test_set = build_datasets(data_cfg, gt, root)
+    num_classes = len(gt["labels"])
+    model = (build_two_stream_detector(cfg, flow_cfg, num_classes) if flow_cfg
+             else build_model(cfg, num_classes=num_classes)).to(device).eval()
     # per keyframe in float32, as training evaluates (tools/train_det.py); shared under the config's AMP on CUDA
     amp = {"amp_dtype": None} if args.inference == "per_keyframe" else {}
-    dets = detect_dataset(VideoDetector.from_config(model, cfg, mode=args.inference, device=device, **amp), test_set)
+    detector = VideoDetector.from_config(model, data_cfg, mode=args.inference, device=device, **amp)
+    dets = detect_dataset(detector, test_set)
     out = args.out or os.path.join(cfg.OUTPUT_DIR, "inference")
     path = os.path.join(out, f"detections_split{split}.npz")
     save_detections(path, dets)

@@ -25,12 +25,15 @@ from s3d_det.engine.defaults import (
     batch_collate,
     build_datasets,
     build_model,
+    build_two_stream_detector,
     cpu_threads,
     default_argument_parser,
+    flow_stream,
     launch_tool,
     load_dataset_gt,
     model_changes,
     resolve_device,
+    with_modality_of,
     write_config,
 )
 from s3d_det.engine.defaults import build_trainer as build_cfg_trainer
@@ -91,13 +94,19 @@ def main(args) -> None:
     device = resolve_device(cfg.MODEL.DEVICE)
     governor = cpu_threads(cfg) if device.type == "cpu" else None
     gt, root = load_dataset_gt(cfg, make_synthetic=is_main_process())
-    train_set, test_set = build_datasets(cfg, gt, root)
-    model = build_model(cfg, num_classes=len(gt["labels"])).to(device)
+    # --eval-only of a two-stream config (MODEL.TWO_STREAM) evaluates ACT's fusion of this config's detector and the
+    # flow stream's, on the RGB frames and the flow stream's flow
+    flow_cfg = flow_stream(cfg, args.config_file) if args.eval_only else None
+    data_cfg = with_modality_of(cfg, flow_cfg) if flow_cfg else cfg
+    train_set, test_set = build_datasets(data_cfg, gt, root)
+    num_classes = len(gt["labels"])
+    model = (build_two_stream_detector(cfg, flow_cfg, num_classes) if flow_cfg
+             else build_model(cfg, num_classes=num_classes)).to(device)
 
     def evaluate(m: torch.nn.Module) -> dict:
         # the one inference path (tools/eval_jhmdb.py's): one clip per keyframe, float32 as the scores of earlier
         # releases, BatchNorm folded into a copy of the current weights
-        detector = VideoDetector.from_config(m, cfg, mode="per_keyframe", device=device, amp_dtype=None)
+        detector = VideoDetector.from_config(m, data_cfg, mode="per_keyframe", device=device, amp_dtype=None)
         result = evaluate_detector(detector, test_set, gt, output_dir=cfg.OUTPUT_DIR, protocol=cfg.TEST.PROTOCOL,
                                    iou=cfg.TEST.IOU, with_video_map=cfg.TEST.VIDEO_MAP)
         metrics = {"frame_mAP": result["frame_mAP"]}

@@ -29,6 +29,7 @@ from s3d_det.evaluation.classification import (
     plot_confusion,
 )
 from s3d_det.modeling.s3dg import VideoClassifier
+from s3d_det.modeling.two_stream import CLS_FUSION_METHODS, fuse_class_scores
 from s3d_det.utils.io import atomic_write, write_json
 
 from ..checkpoint.training import last_checkpoint
@@ -37,6 +38,7 @@ from .defaults import (
     build_trainer,
     cpu_threads,
     data_root,
+    flow_stream,
     load_model_weights,
     load_weights_3d,
     resolve_device,
@@ -169,6 +171,48 @@ def evaluate_classifier(model: VideoClassifier, dataset: TestVideoDataset, *, ba
     return {"top1": result.top1, "top5": result.top5, "mean_class_accuracy": result.mean_class_accuracy}
 
 
+def evaluate_two_stream(models: Tuple[VideoClassifier, VideoClassifier],
+                        datasets: Tuple[TestVideoDataset, TestVideoDataset], *, method: str,
+                        weights: Tuple[float, float], batch_size: int, device: torch.device, num_workers: int = 0,
+                        output_dir: Optional[str] = None) -> Dict[str, Dict[str, float]]:
+    """The RGB and flow classifiers (``models``) on the same test videos and views (``datasets``: RGB and flow),
+    and their fusion (``modeling.two_stream.fuse_class_scores``, ``method`` and ``weights``): {"rgb", "flow",
+    "fused"} -> top-1, top-5, mean class accuracy (percent). With ``output_dir`` the main process writes there
+    ``cls_results.json`` (the fused result, per class, and each stream's metrics under "streams"), the fused
+    ``per_class.txt`` and ``confusion.png``."""
+    rgb_set, flow_set = datasets
+    if [r.video for r in rgb_set.videos.records] != [r.video for r in flow_set.videos.records] or \
+            rgb_set.num_views != flow_set.num_views:
+        raise ValueError("the two streams' test sets differ in videos or views")
+    views = [classify_views(m, d, batch_size=batch_size, device=device, num_workers=num_workers)
+             for m, d in zip(models, datasets)]
+    (logits_rgb, videos), (logits_flow, videos_flow) = views
+    if not np.array_equal(videos, videos_flow):
+        raise ValueError("the two streams' views came in different orders")
+    records = rgb_set.videos.records
+    labels = np.array([r.label for r in records])
+    probs = {"rgb": aggregate_views(logits_rgb, videos, len(records)),
+             "flow": aggregate_views(logits_flow, videos, len(records))}
+    if method == "logits":  # I3D: each view's weighted logit sum, its softmax averaged over the views
+        fused = fuse_class_scores(logits_rgb, logits_flow, method="logits", weights=weights)
+        probs["fused"] = aggregate_views(fused, videos, len(records))
+    else:
+        probs["fused"] = fuse_class_scores(probs["rgb"], probs["flow"], method="softmax", weights=weights)
+    results = {name: classification_metrics(p, labels, rgb_set.classes) for name, p in probs.items()}
+    summary = {name: {"top1": r.top1, "top5": r.top5, "mean_class_accuracy": r.mean_class_accuracy}
+               for name, r in results.items()}
+    if output_dir and is_main_process():
+        write_json(os.path.join(output_dir, "cls_results.json"),
+                   {"dataset": rgb_set.videos.dataset, "views": _views(rgb_set), "fusion": method,
+                    "fusion_weights": list(weights), **results["fused"].to_dict(),
+                    "streams": {name: summary[name] for name in ("rgb", "flow")}})
+        with atomic_write(os.path.join(output_dir, "per_class.txt"), ".txt") as tmp:
+            with open(tmp, "w") as f:
+                f.write(format_per_class_table(results["fused"]) + "\n")
+        plot_confusion(results["fused"], os.path.join(output_dir, "confusion.png"))
+    return summary
+
+
 def config_digest(cfg) -> str:
     """A short hash of the config's dump: what ``pretrained_weights_3d`` compares to reuse a file."""
     return hashlib.sha256(cfg.dump().encode()).hexdigest()[:16]
@@ -188,9 +232,13 @@ def export_weights_3d(model: VideoClassifier, path: str, *, cfg, classes: List[s
             torch.save({"state_dict": state, "meta": meta}, f)
 
 
-def train_classifier(cfg, *, resume: bool = False, eval_only: bool = False) -> str:
+def train_classifier(cfg, *, resume: bool = False, eval_only: bool = False, config_file: str = "") -> str:
     """Trains (or with ``eval_only`` evaluates ``MODEL.WEIGHTS``) the classifier ``cfg`` describes; returns the
-    path of ``OUTPUT_DIR/weights_3d.pth`` (written after training). Every process of a DDP job calls it."""
+    path of ``OUTPUT_DIR/weights_3d.pth`` (written after training). Every process of a DDP job calls it. With
+    ``eval_only`` and ``MODEL.TWO_STREAM.FLOW_CONFIG`` (relative to the folder of ``config_file``) it evaluates
+    the two streams and their fusion (``evaluate_two_stream``)."""
+    if eval_only and cfg.MODEL.TWO_STREAM.FLOW_CONFIG:
+        return _evaluate_two_stream_config(cfg, config_file)
     write_config(cfg)
     seed_all(cfg.SEED)
     device = resolve_device(cfg.MODEL.DEVICE)
@@ -231,6 +279,35 @@ def train_classifier(cfg, *, resume: bool = False, eval_only: bool = False) -> s
               f"{metrics['top1']:.2f}, top-5 {metrics['top5']:.2f}, mean class accuracy "
               f"{metrics['mean_class_accuracy']:.2f} -> {cfg.OUTPUT_DIR}")
     return path
+
+
+def _evaluate_two_stream_config(cfg, config_file: str) -> str:
+    write_config(cfg)
+    flow_cfg = flow_stream(cfg, config_file)
+    if not cfg.MODEL.WEIGHTS:
+        raise ConfigError("MODEL.TWO_STREAM: MODEL.WEIGHTS must name the RGB stream's trained weights")
+    device = resolve_device(cfg.MODEL.DEVICE)
+    if device.type == "cpu":
+        cpu_threads(cfg)
+    tests = []
+    for stream_cfg in (cfg, flow_cfg):
+        train, test = build_video_lists(stream_cfg, make_synthetic=False)
+        tests.append(build_cls_datasets(stream_cfg, train, test)[1])
+    models = tuple(build_classifier(c, len(tests[0].classes)).to(device) for c in (cfg, flow_cfg))
+    node = cfg.MODEL.TWO_STREAM
+    if node.CLS_FUSION not in CLS_FUSION_METHODS:
+        raise ConfigError(f"MODEL.TWO_STREAM.CLS_FUSION must be one of {', '.join(CLS_FUSION_METHODS)}, got "
+                          f"{node.CLS_FUSION!r}")
+    summary = evaluate_two_stream(models, tuple(tests), method=node.CLS_FUSION, weights=tuple(node.WEIGHTS),
+                                  batch_size=cfg.TEST.BATCH_SIZE, device=device,
+                                  num_workers=cfg.DATALOADER.NUM_WORKERS, output_dir=cfg.OUTPUT_DIR)
+    if is_main_process():
+        for name, m in summary.items():
+            print(f"{name:>5}: top-1 {m['top1']:.2f}, top-5 {m['top5']:.2f}, mean class accuracy "
+                  f"{m['mean_class_accuracy']:.2f}")
+        print(f"{tests[0].videos.dataset} {tests[0].videos.subset}, {_views(tests[0])}, {node.CLS_FUSION} fusion "
+              f"{list(node.WEIGHTS)} -> {cfg.OUTPUT_DIR}")
+    return os.path.join(cfg.OUTPUT_DIR, WEIGHTS_3D_NAME)
 
 
 def pretrained_weights_3d(det_cfg, config_file: str) -> str:

@@ -23,6 +23,7 @@ from s3d_det.data.dataset import TestClipDataset, TrainClipDataset, collate
 from s3d_det.data.modality import MODALITIES, Modality
 from s3d_det.modeling.build import build_action_detector_from_cfg
 from s3d_det.modeling.detector import ActionDetector
+from s3d_det.modeling.two_stream import TwoStreamDetector
 
 from ..checkpoint.training import check_shapes, load_checkpoint
 from ..utils.errors import INPUT_ERRORS, report_error, run_tool
@@ -140,6 +141,66 @@ def build_modality(cfg, root: str) -> Modality:
     return Modality(name, flow_root)
 
 
+# Settings the two streams of a two-stream evaluation must share: the data, and the clips and views they see.
+_SHARED_BY_STREAMS = ("DATASETS.NAME", "DATASETS.ROOT", "DATASETS.GT", "DATASETS.SPLIT", "INPUT.CLIP_LENGTH",
+                      "INPUT.CLIP_STRIDE", "INPUT.BOUNDARY", "INPUT.SHORT_SIDE_TEST", "INPUT.MAX_SIZE",
+                      "INPUT.CROP_SIZE", "TEST.NUM_CLIPS", "TEST.NUM_CROPS")
+
+
+def flow_stream(cfg, config_file: str):
+    """The flow stream of a two-stream evaluation (``MODEL.TWO_STREAM``): (its config, its weights file), or None
+    when ``FLOW_CONFIG`` is "". ConfigError when that config is missing, is not a flow config, or differs from
+    ``cfg`` in the data or the clips (``_SHARED_BY_STREAMS``), or when ``cfg`` itself is not RGB; FileNotFoundError
+    when the weights are missing."""
+    from s3d_det.config import load_config
+
+    node = cfg.MODEL.TWO_STREAM
+    if not node.FLOW_CONFIG:
+        return None
+    weights = [float(v) for v in node.WEIGHTS]
+    if len(weights) != 2 or min(weights) < 0 or sum(weights) <= 0:
+        raise ConfigError(f"MODEL.TWO_STREAM.WEIGHTS must be [rgb, flow], both >= 0 and not both 0, got {weights}")
+    if cfg.INPUT.MODALITY != "rgb":
+        raise ConfigError(f"MODEL.TWO_STREAM: this config is the RGB stream, but its INPUT.MODALITY is "
+                          f"{cfg.INPUT.MODALITY!r}")
+    path = node.FLOW_CONFIG if os.path.isabs(node.FLOW_CONFIG) else \
+        os.path.join(os.path.dirname(os.path.abspath(config_file)), node.FLOW_CONFIG)
+    if not os.path.isfile(path):
+        raise ConfigError(f"MODEL.TWO_STREAM.FLOW_CONFIG: no config {path}")
+    flow_cfg = load_config(path)
+    if flow_cfg.INPUT.MODALITY == "rgb":
+        raise ConfigError(f"MODEL.TWO_STREAM.FLOW_CONFIG {path}: its INPUT.MODALITY is 'rgb'; the flow stream's is "
+                          "'flow' or 'brox'")
+    for key in _SHARED_BY_STREAMS:
+        node_a, node_b, name = cfg, flow_cfg, key
+        for part in key.split("."):
+            node_a, node_b = node_a[part], node_b[part]
+        if node_a != node_b:
+            raise ConfigError(f"MODEL.TWO_STREAM: {name} is {node_a!r} here and {node_b!r} in the flow stream's "
+                              f"{path}; the two streams must see the same data and clips")
+    flow_weights = node.FLOW_WEIGHTS or os.path.join(flow_cfg.OUTPUT_DIR, "model_final.pth")
+    if not os.path.isfile(flow_weights):
+        raise FileNotFoundError(f"the flow stream's weights {flow_weights} do not exist (MODEL.TWO_STREAM.FLOW_WEIGHTS"
+                                f"{'' if node.FLOW_WEIGHTS else ' is empty: its OUTPUT_DIR model_final.pth'}); train "
+                                f"it first: tools/train_det.py --config-file {path}")
+    flow_cfg = flow_cfg.clone()
+    flow_cfg.defrost()
+    flow_cfg.MODEL.WEIGHTS = flow_weights
+    flow_cfg.MODEL.DEVICE = cfg.MODEL.DEVICE
+    flow_cfg.freeze()
+    return flow_cfg
+
+
+def with_modality_of(cfg, other):
+    """``cfg`` with ``other``'s INPUT.MODALITY and DATASETS.FLOW_DIR: the data of a two-stream evaluation (RGB
+    frames and the flow stream's flow)."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.INPUT.MODALITY, cfg.DATASETS.FLOW_DIR = other.INPUT.MODALITY, other.DATASETS.FLOW_DIR
+    cfg.freeze()
+    return cfg
+
+
 def build_datasets(cfg, gt: Mapping, root: str) -> Tuple[TrainClipDataset, TestClipDataset]:
     """The training and test datasets of ``DATASETS.SPLIT`` with ``INPUT.*`` transforms."""
     names = list(gt["labels"])
@@ -252,6 +313,16 @@ def build_model(cfg, num_classes: int) -> torch.nn.Module:
         load_model_weights(model, cfg.MODEL.WEIGHTS, unused_prefixes=unused)
     logger.info("input conventions: %s", model.conventions())
     return model
+
+
+def build_two_stream_detector(cfg, flow_cfg, num_classes: int) -> TwoStreamDetector:
+    """ACT's two-stream fusion of ``cfg``'s detector (the RGB stream, ``MODEL.WEIGHTS``) and ``flow_cfg``'s (its
+    ``MODEL.WEIGHTS``; ``flow_stream``), with ``MODEL.TWO_STREAM.WEIGHTS`` normalised to the RGB share."""
+    if not cfg.MODEL.WEIGHTS:
+        raise ConfigError("MODEL.TWO_STREAM: MODEL.WEIGHTS must name the RGB stream's trained weights")
+    w_rgb, w_flow = (float(v) for v in cfg.MODEL.TWO_STREAM.WEIGHTS)
+    return TwoStreamDetector(rgb=build_model(cfg, num_classes), flow=build_model(flow_cfg, num_classes),
+                             rgb_weight=w_rgb / (w_rgb + w_flow))
 
 
 def model_changes(cfg) -> List[Tuple[int, Callable[[torch.nn.Module], None]]]:

@@ -49,6 +49,7 @@ from s3d_det.evaluation.detections import Detections, FrameDetections
 from s3d_det.evaluation.postprocess import smooth_detections
 from s3d_det.modeling.detector import detections_to_rows
 from s3d_det.modeling.fusion import fold_batchnorm
+from s3d_det.modeling.two_stream import TwoStreamDetector
 
 from .distributed import all_gather, get_rank, get_world_size, is_main_process
 
@@ -129,9 +130,16 @@ class VideoDetector:
         clip_frames(1, 1, clip_length, clip_stride, boundary)  # checks the clip arguments
         if modality not in MODALITY_CHANNELS:
             raise ValueError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITY_CHANNELS)}")
-        if model.backbone_3d.in_channels != MODALITY_CHANNELS[modality]:
-            raise ValueError(f"the 3D network takes {model.backbone_3d.in_channels} input channels, {modality!r} "
-                             f"clips have {MODALITY_CHANNELS[modality]}")
+        self.two_stream = isinstance(model, TwoStreamDetector)
+        streams = model.streams if self.two_stream else [model]
+        if self.two_stream and modality == "rgb":
+            raise ValueError("a two-stream detector takes the flow's modality ('flow' or 'brox'), got 'rgb'")
+        expected = ([3] if self.two_stream else []) + [MODALITY_CHANNELS[modality]]
+        for stream, channels in zip(streams, expected):
+            if stream.backbone_3d.in_channels != channels:
+                raise ValueError(f"a 3D network takes {stream.backbone_3d.in_channels} input channels, its clips "
+                                 f"({'rgb' if channels == 3 and stream is not streams[-1] else modality}) have "
+                                 f"{channels}")
         self.modality = modality
         if batch_size < 1 or size_divisible < 1:
             raise ValueError(f"batch_size and size_divisible must be at least 1, got {batch_size}, {size_divisible}")
@@ -143,9 +151,15 @@ class VideoDetector:
         self.clip_length, self.clip_stride, self.boundary = clip_length, clip_stride, boundary
         self.short_side, self.max_size, self.size_divisible = short_side, max_size, size_divisible
         self.mode, self.batch_size, self.read_ahead = mode, batch_size, bool(read_ahead)
-        backbone = model.backbone_3d
-        self.stride = backbone.feature_info[model.feature_3d].stride[0]  # clip positions per feature step
-        self.steps = backbone.output_size((clip_length, 224, 224), last=model.feature_3d)[0]  # T' of one clip
+        layouts = set()
+        for stream in streams:
+            backbone, layer = stream.backbone_3d, stream.feature_3d
+            layouts.add((backbone.feature_info[layer].stride[0],  # clip positions per feature step
+                         backbone.output_size((clip_length, 224, 224), last=layer)[0]))  # T' of one clip
+        if len(layouts) > 1:
+            raise ValueError(f"the two streams' 3D features have different temporal layouts (stride, steps): "
+                             f"{sorted(layouts)}; they must match to share the windows")
+        self.stride, self.steps = layouts.pop()
         window = window or clip_length
         if window < clip_length:
             raise ValueError(f"window={window} is shorter than a clip ({clip_length} positions)")
@@ -198,9 +212,9 @@ class VideoDetector:
                  desc: str = "detect", bar: Optional[tqdm] = None,
                  clip_source: Optional[FrameSource] = None) -> FrameDetections:
         """Detections on frames 1..``num_frames`` (default: all) of ``source``; see the class docstring.
-        ``clip_source``: where the 3D network's clips come from when they are not ``source``'s frames: the video's
-        optical flow (``data.modality``; frame k holding flow k -> k+1, the frames' size), for a flow network;
-        the 2D detector still runs on ``source``'s frames.
+        ``clip_source``: the video's optical flow (``data.modality``; frame k holding flow k -> k+1, the frames'
+        size), the clips of a flow network, or the second stream's of a two-stream detector; the 2D detector (and
+        an RGB stream) still takes ``source``'s frames.
         ``boxes`` (a ``MODEL.PROPOSALS gt`` detector only): {frame: (boxes (N, 4) in original pixels, labels
         (N,) int64)}, frames without an entry have none (``annotations.keyframe_boxes``). ``bar``: a progress bar
         to advance by each step's frames, in place of one of its own."""
@@ -239,13 +253,13 @@ class VideoDetector:
         def read_flow(frames: Iterable[int]) -> Dict[int, np.ndarray]:
             return clip_cache.read(clip_source, frames, prepare=preparer(clip_source), tag=size, retain=True)
 
-        read_clips = read if clip_source is None else read_flow
+        readers = [read] if clip_source is None else [read, read_flow] if self.two_stream else [read_flow]
 
         decoded = source.decode_count
         self.stats = {"frames": n, "forwards_3d": 0, "positions_3d": 0}
         parts: List[FrameDetections] = []
-        steps = self._per_keyframe(n, read, read_clips) if self.mode == "per_keyframe" \
-            else self._shared(n, read, read_clips)
+        steps = self._per_keyframe(n, read, readers) if self.mode == "per_keyframe" \
+            else self._shared(n, read, readers)
         own_bar = bar is None
         bar = tqdm(total=n, desc=desc, unit="frame", disable=not progress, leave=False) if own_bar else bar
         try:
@@ -266,15 +280,23 @@ class VideoDetector:
             dets = smooth_detections(dets, {video_index: n}, window=self.smooth_frames)
         return dets.sorted_by_frame()  # one video: by frame, then score
 
-    # -- the two modes: each yields (keyframes, their resized frames, clip (B, 3, T, H, W) or None, features
-    #    (B, C, T', h, w) or None) ------------------------------------------------------------------------------
+    # -- the two modes: each yields (keyframes, their resized frames, clips (one (B, C, T, H, W) per stream) or
+    #    None, features (one (B, C', T', h, w) per stream) or None) ------------------------------------------------
+    def _backbones(self) -> List[Tuple[torch.nn.Module, str]]:
+        """(3D network, its feature layer) of each stream, in the order of the readers and of ``features``."""
+        streams = self.model.streams if self.two_stream else [self.model]
+        return [(stream.backbone_3d, stream.feature_3d) for stream in streams]
+
     def _per_keyframe(self, n: int, read: Callable[[Iterable[int]], Dict[int, np.ndarray]],
-                      read_clips: Callable[[Iterable[int]], Dict[int, np.ndarray]]):
+                      readers: Sequence[Callable[[Iterable[int]], Dict[int, np.ndarray]]]):
+        """``readers``: where each stream's clip frames come from (``read`` for RGB: the keyframes then come
+        with them)."""
         def load(keyframes: List[int]):
             clips = [clip_frames(k, n, self.clip_length, self.clip_stride, self.boundary) for k in keyframes]
-            clip_frames_ = read_clips([f for clip in clips for f in clip])
-            frames = clip_frames_ if read_clips is read else read(keyframes)
-            return keyframes, frames, self._clips(clips, clip_frames_)
+            wanted = [f for clip in clips for f in clip]
+            per_stream = [reader(wanted) for reader in readers]
+            frames = per_stream[0] if readers[0] is read else read(keyframes)
+            return keyframes, frames, [self._clips(clips, frames_) for frames_ in per_stream]
 
         batches = (list(range(start, min(start + self.batch_size, n + 1))) for start in range(1, n + 1,
                                                                                                 self.batch_size))
@@ -284,7 +306,7 @@ class VideoDetector:
             yield keyframes, frames, clip, None
 
     def _shared(self, n: int, read: Callable[[Iterable[int]], Dict[int, np.ndarray]],
-                read_clips: Callable[[Iterable[int]], Dict[int, np.ndarray]]):
+                readers: Sequence[Callable[[Iterable[int]], Dict[int, np.ndarray]]]):
         """Anchor m is keyframe 1 + m st (those past n are virtual: their clips mapped by ``boundary`` like any
         other); keyframe f = 1 + m st + r takes anchor m's features, or for r > 0 anchors m and m + 1 mixed
         linearly (weight r / st on the later). Anchor m = j s + k (s the clip stride) is slice j of stream k: the
@@ -295,8 +317,10 @@ class VideoDetector:
         anchors = -(-(n - 1) // st) + 1  # anchors 0 .. anchors - 1 serve keyframes 1..n
         streams = s
         plan = self._plan(total=-(-anchors // streams) + steps - 1)
-        self.model.backbone_3d.set_gating_window(self.clip_length if self.window > steps else None)
-        slices: Dict[int, torch.Tensor] = {}
+        backbones = self._backbones()
+        for backbone, _ in backbones:
+            backbone.set_gating_window(self.clip_length if self.window > steps else None)
+        slices: List[Dict[int, torch.Tensor]] = [{} for _ in backbones]
 
         def requests():
             """(group, its windows' frames, the first and last keyframe it serves), group by group."""
@@ -315,36 +339,44 @@ class VideoDetector:
             # the keyframes up to the windows' last frame too: the streams skip frames (clip stride s), and
             # the decoder would otherwise come back for them later, seeking backwards
             top = max(last, max(int(w.max()) for w in windows))
-            if read_clips is read:
+            wanted = np.concatenate(windows)
+            if readers[0] is read:  # RGB clips: the keyframes come with them
                 frames = read(np.concatenate(windows + [np.arange(keyframe, top + 1)]))
-                return request, frames, self._clips(windows, frames)
-            frames = read(np.arange(keyframe, last + 1))  # keyframes from the frames, clips from the flow
-            return request, frames, self._clips(windows, read_clips(np.concatenate(windows)))
+                clips = [self._clips(windows, frames)] + [self._clips(windows, r(wanted)) for r in readers[1:]]
+            else:  # the keyframes from the frames, the clips from the flow
+                frames = read(np.arange(keyframe, last + 1))
+                clips = [self._clips(windows, r(wanted)) for r in readers]
+            return request, frames, clips
 
         try:
             for (group, windows, keyframe, last), frames, clips in _ahead(load, requests(), self.read_ahead):
-                clips = clips.to(self.device)
-                sizes = [frames[keyframe].shape[:2]] * len(clips)  # the frames' size before padding
-                features = self.model.backbone_3d(clips, sizes)[self.model.feature_3d]
+                sizes = [frames[keyframe].shape[:2]] * len(windows)  # the frames' size before padding
+                formats = []
+                for s_i, ((backbone, layer), stream_clips) in enumerate(zip(backbones, clips)):
+                    features = backbone(stream_clips.to(self.device), sizes)[layer]
+                    if features.shape[2] != group[0][1]:
+                        raise ValueError(f"a window of {len(windows[0])} positions gave {features.shape[2]} feature "
+                                         f"steps, expected {group[0][1]} (feature stride {st}): this network's "
+                                         "temporal layout does not tile; use mode='per_keyframe'")
+                    for g, (first, _, lo, hi) in enumerate(group):
+                        for k in range(streams):
+                            for j in range(lo, hi + 1):
+                                slices[s_i][j * streams + k] = features[g * streams + k, :,
+                                                                        j - first:j - first + steps]
+                    formats.append(torch.channels_last_3d if features.is_contiguous(
+                        memory_format=torch.channels_last_3d) else torch.contiguous_format)
                 self.stats["forwards_3d"] += 1
                 self.stats["positions_3d"] += sum(len(w) for w in windows)
-                if features.shape[2] != group[0][1]:
-                    raise ValueError(f"a window of {len(windows[0])} positions gave {features.shape[2]} feature "
-                                     f"steps, expected {group[0][1]} (feature stride {st}): this network's temporal "
-                                     "layout does not tile; use mode='per_keyframe'")
-                for g, (first, _, lo, hi) in enumerate(group):
-                    for k in range(streams):
-                        for j in range(lo, hi + 1):
-                            slices[j * streams + k] = features[g * streams + k, :, j - first:j - first + steps]
-                fmt = torch.channels_last_3d if features.is_contiguous(memory_format=torch.channels_last_3d) \
-                    else torch.contiguous_format
                 for b in range(keyframe, last + 1, self.batch_size):
                     chunk = list(range(b, min(b + self.batch_size, last + 1)))
-                    sliced = torch.stack([self._slice(slices, f) for f in chunk])
-                    yield chunk, frames, None, sliced.contiguous(memory_format=fmt)
-                slices = {m: value for m, value in slices.items() if m >= last // st}
+                    sliced = [torch.stack([self._slice(stream_slices, f) for f in chunk]).contiguous(memory_format=fmt)
+                              for stream_slices, fmt in zip(slices, formats)]
+                    yield chunk, frames, None, sliced
+                slices = [{m: value for m, value in stream_slices.items() if m >= last // st}
+                          for stream_slices in slices]
         finally:
-            self.model.backbone_3d.set_gating_window(None)
+            for backbone, _ in backbones:
+                backbone.set_gating_window(None)
 
     def _slice(self, slices: Mapping[int, torch.Tensor], keyframe: int) -> torch.Tensor:
         m, r = divmod(keyframe - 1, self.stride)
@@ -388,11 +420,13 @@ class VideoDetector:
         return stack_padded([to_tensor(np.stack([frames[int(f)] for f in clip])) for clip in clips],
                             self.size_divisible)
 
-    def _detect(self, keyframes: Sequence[int], frames: Mapping[int, np.ndarray], clip: Optional[torch.Tensor],
-                features: Optional[torch.Tensor], video_index: int, orig_size: Tuple[int, int],
+    def _detect(self, keyframes: Sequence[int], frames: Mapping[int, np.ndarray],
+                clip: Optional[Sequence[torch.Tensor]], features: Optional[Sequence[torch.Tensor]], video_index: int,
+                orig_size: Tuple[int, int],
                 targets: Optional[List[Tuple[np.ndarray, np.ndarray]]] = None) -> FrameDetections:
         """Detections of the 2D detector (or the ``targets``' boxes, in resized pixels) and the head on
-        ``keyframes``, given their ``clip`` or their 3D ``features``."""
+        ``keyframes``, given their clips (``clip``, one tensor per stream) or their 3D ``features`` (one per
+        stream)."""
         h, w = frames[keyframes[0]].shape[:2]
         num = len(keyframes)
         batch = {"image_sizes": [(h, w)] * num, "scale": [(h / orig_size[0], w / orig_size[1])] * num,
@@ -403,7 +437,11 @@ class VideoDetector:
             batch["boxes"] = [torch.from_numpy(b) for b, _ in targets]
             batch["labels"] = [torch.from_numpy(labels) for _, labels in targets]
         if clip is not None:
-            batch["clip"] = clip
+            batch["clip"] = clip[0]
+            if self.two_stream:
+                batch["flow_clip"] = clip[1]
+        if features is not None and not self.two_stream:
+            features = features[0]
         outputs = self.model(batch, features=features)
         outputs = [{k: (v.float() if v.is_floating_point() else v).cpu() for k, v in o.items()} for o in outputs]
         rows = detections_to_rows(outputs, {"video": ["video"] * num, "frame": list(keyframes)}, {"video": video_index})

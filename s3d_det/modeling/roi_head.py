@@ -268,10 +268,7 @@ class TubeRoIHead(RoIHeads):
             if sum(len(p) for p in proposals) == 0:
                 empty = features.new_zeros((0, 4))
                 return [{"boxes": empty, "scores": empty[:, 0], "labels": empty[:, 0].long()} for _ in proposals]
-        rois = proposals if self.context == 1.0 else [self._enlarged(p) for p in proposals]
-        logits, deltas = self.box_predictor(self.box_head(self.box_roi_pool(features, rois)))
-        if not self.class_specific_boxes:  # torchvision's code reads deltas per class: the same for every class
-            deltas = deltas.repeat(1, self.num_classes + 1)
+        logits, deltas = self.predict(features, proposals)
         if self.training:
             if len(logits) == 0:  # "person" on keyframes without people: nothing to learn, but keep the graph
                 zero = logits.sum() + deltas.sum()
@@ -281,6 +278,16 @@ class TubeRoIHead(RoIHeads):
         probs = self.scorer.scores(F.softmax(logits, dim=-1), proposal_scores)
         boxes, scores, labels = self._detections(probs, deltas, proposals, image_sizes)
         return [{"boxes": b, "scores": s, "labels": lab - 1} for b, s, lab in zip(boxes, scores, labels)]
+
+    def predict(self, features: torch.Tensor, proposals: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The head on ``proposals`` (per clip (R_b, 4), pixels of the resized keyframe) over ``features``
+        (B, C, T', h, w): logits (R, C_actions + 1) and box deltas (R, 4 (C_actions + 1)), R = sum of R_b (class
+        agnostic deltas repeated for every class, as torchvision's code reads them per class)."""
+        rois = proposals if self.context == 1.0 else [self._enlarged(p) for p in proposals]
+        logits, deltas = self.box_predictor(self.box_head(self.box_roi_pool(features, rois)))
+        if not self.class_specific_boxes:
+            deltas = deltas.repeat(1, self.num_classes + 1)
+        return logits, deltas
 
     def _enlarged(self, boxes: torch.Tensor) -> torch.Tensor:
         """(R, 4) x1, y1, x2, y2 -> the same boxes scaled by ``context`` about their centres (not clipped:
