@@ -28,6 +28,7 @@ worker processes that import ``cv2`` from DIR. Each worker checks that it got ``
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import multiprocessing
 import os
 import shutil
@@ -44,7 +45,7 @@ from .errors import DataError
 from .frames import _PNG_START, _TAIL, FrameSource, ImageFolderSource, _image_bytes_problem, frame_numbers
 
 __all__ = ["ALGORITHMS", "CONTRIB_ENV", "CONTRIB_PIP", "BroxFlowSource", "FlowFolderSource", "compute_flow",
-           "extract_flow", "flow_to_uint8", "has_tvl1", "uint8_to_flow"]
+           "contrib_dir", "contrib_path", "extract_flow", "flow_to_uint8", "has_tvl1", "uint8_to_flow"]
 
 ALGORITHMS = ("tvl1", "dis")
 CONTRIB_ENV = "S3D_DET_OPENCV_CONTRIB"
@@ -350,7 +351,9 @@ def _flow_video(name: str, folder: str, target: str, algorithm: str, bound: floa
         raise
 
 
-def _contrib_dir(opencv_contrib: Optional[str]) -> str:
+def contrib_dir(opencv_contrib: Optional[str]) -> str:
+    """The folder TV-L1's workers import cv2 from: ``opencv_contrib``, else ``$S3D_DET_OPENCV_CONTRIB``; a
+    one-line error saying the pip command when there is none or it holds no cv2 package."""
     folder = opencv_contrib or os.environ.get(CONTRIB_ENV) or ""
     if not folder:
         raise ValueError(_tvl1_missing("installed here"))
@@ -401,7 +404,7 @@ def extract_flow(frames_root: str, out_root: str, *, algorithm: str = "tvl1", bo
                          f"folder outside the frames (it would be taken for videos)")
     contrib = None
     if algorithm == "tvl1" and not has_tvl1():
-        contrib = _contrib_dir(opencv_contrib)
+        contrib = contrib_dir(opencv_contrib)
     videos = _find_frame_folders(frames_root)
 
     counts = {"videos": len(videos), "computed": 0, "skipped": 0, "flow_frames": 0}
@@ -437,27 +440,35 @@ def extract_flow(frames_root: str, out_root: str, *, algorithm: str = "tvl1", bo
     return counts
 
 
-def _run_pool(todo, counts: dict, bar, *, algorithm: str, bound: float, jpeg_quality: int, workers: int,
-              contrib: Optional[str]) -> None:
-    # A spawned child takes its sys.path from this process (multiprocessing's preparation data), not only from
-    # PYTHONPATH, so the contrib folder goes first in both while the workers start; this process keeps the cv2
-    # it imported already (a module is imported once).
+@contextlib.contextmanager
+def contrib_path(contrib: Optional[str]):
+    """While inside, processes spawned by this one import ``cv2`` from the folder ``contrib`` first (None: no
+    change). A spawned child takes its ``sys.path`` from this process (multiprocessing's preparation data), not
+    only from ``PYTHONPATH``, so the folder goes first in both; this process keeps the cv2 it imported already
+    (a module is imported once). ``ProcessPoolExecutor`` starts its spawned workers in ``submit``: submit inside."""
+    if contrib is None:
+        yield
+        return
     saved_env, saved_path = os.environ.get("PYTHONPATH"), list(sys.path)
-    if contrib is not None:
-        os.environ["PYTHONPATH"] = os.pathsep.join([contrib] + ([saved_env] if saved_env else []))
-        sys.path.insert(0, contrib)
+    os.environ["PYTHONPATH"] = os.pathsep.join([contrib] + ([saved_env] if saved_env else []))
+    sys.path.insert(0, contrib)
     try:
-        executor = concurrent.futures.ProcessPoolExecutor(max_workers=workers,
-                                                          mp_context=multiprocessing.get_context("spawn"))
-        futures = [executor.submit(_flow_video, name, folder, target, algorithm, bound, jpeg_quality, True)
-                   for name, folder, target, _ in todo]  # with spawn, submit starts the workers (up to max)
+        yield
     finally:
         sys.path[:] = saved_path
-        if contrib is not None:
-            if saved_env is None:
-                os.environ.pop("PYTHONPATH", None)
-            else:
-                os.environ["PYTHONPATH"] = saved_env
+        if saved_env is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved_env
+
+
+def _run_pool(todo, counts: dict, bar, *, algorithm: str, bound: float, jpeg_quality: int, workers: int,
+              contrib: Optional[str]) -> None:
+    executor = concurrent.futures.ProcessPoolExecutor(max_workers=workers,
+                                                      mp_context=multiprocessing.get_context("spawn"))
+    with contrib_path(contrib):  # with spawn, submit starts the workers (up to max_workers)
+        futures = [executor.submit(_flow_video, name, folder, target, algorithm, bound, jpeg_quality, True)
+                   for name, folder, target, _ in todo]
     try:
         for future in concurrent.futures.as_completed(futures):
             done = future.result()
