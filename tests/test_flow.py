@@ -146,12 +146,19 @@ def test_extract_flow_files_resume_and_incomplete(tmp_path):
     assert os.stat(out / "run/v1/x/00001.jpg").st_mtime_ns == stamp
     assert (out / "walk/v2/y/00002.jpg").is_file()
 
-    # an interrupted run: a half temp folder, and a folder without .done (e.g. from another tool) are redone
-    os.remove(out / "walk/v2/.done")
+    # an interrupted run leaves a half temp folder: cleared when that video is done again
+    os.remove(out / "walk/v2/x/00001.jpg")
     (out / "walk/.tmp_v2/x").mkdir(parents=True)
     counts = extract_flow(str(frames), str(out), algorithm="dis", progress=False)
     assert counts["computed"] == 1 and counts["skipped"] == 1
     assert listing(out / "walk") == ["v2"] and (out / "walk/v2/.done").read_text() == "2\n"
+
+    # a folder without .done was not made by extract_flow (the user's, another tool's): refused, left as it is
+    os.remove(out / "walk/v2/.done")
+    with pytest.raises(ValueError, match=r"video walk/v2: .*walk/v2 exists but extract_flow did not write it"):
+        extract_flow(str(frames), str(out), algorithm="dis", progress=False)
+    assert listing(out / "walk/v2") == ["x", "y"]
+    (out / "walk/v2/.done").write_text("2\n")
 
     # frames extracted again with another count: the flow is stale, redone
     assert cv2.imwrite(str(frames / "Frames/walk/v2/00004.jpg"), moving_frames(4, seed=1)[3])

@@ -379,8 +379,9 @@ def extract_flow(frames_root: str, out_root: str, *, algorithm: str = "tvl1", bo
 
     Resumable: a video is written into ``<out_root>/<class>/.tmp_<video>/``, ``.done`` (holding N-1) last, and
     renamed into place when complete. A video folder whose ``.done`` matches its x/ and y/ files and the frames'
-    count is skipped; anything else there (an interrupted or damaged extraction) is redone. An interrupted run
-    leaves no folder that passes for complete.
+    count is skipped; one with a ``.done`` that does not match (files deleted since, frames extracted again) is
+    redone; a folder without ``.done`` was not written here and is refused, never replaced. An interrupted run
+    leaves only a ``.tmp_*`` folder (removed when that video is done again), never one that passes for complete.
 
     ``workers`` processes (spawned) share the videos; ``workers=1`` runs in this process, except for TV-L1 from
     ``opencv_contrib`` (one spawned worker). TV-L1 uses this process's ``cv2`` when it has ``cv2.optflow``, else
@@ -415,6 +416,9 @@ def extract_flow(frames_root: str, out_root: str, *, algorithm: str = "tvl1", bo
         except (ValueError, OSError) as e:
             raise DataError(f"video {name}: {' '.join(str(e).split())}") from None
         target = os.path.join(out_root, name)
+        if os.path.lexists(target) and not os.path.isfile(os.path.join(target, _DONE)):
+            raise ValueError(f"video {name}: {target} exists but extract_flow did not write it (no {_DONE} file); "
+                             f"expected no folder there: move it away or delete it")
         if n >= 2 and _is_complete(target, n - 1):
             counts["skipped"] += 1
             counts["flow_frames"] += n - 1
