@@ -6,6 +6,8 @@
     python tools/prepare_data.py jhmdb JHMDB_RELEASE_ROOT --out JHMDB-GT.pkl
     python tools/prepare_data.py yowo-labels groundtruths_jhmdb.zip --dataset jhmdb [--testlist F] --out GT.pkl
     python tools/prepare_data.py frames VIDEOS_ROOT --out FRAMES_ROOT
+    python tools/prepare_data.py flow FRAMES_ROOT --out FLOW_ROOT [--algorithm tvl1|dis] [--bound 20] [--workers N]
+                                 [--opencv-contrib DIR]
 
 ``check`` prints every problem ``validate_gt`` finds (with ``--frames``, also frames missing under
 ``ROOT/Frames/<video>/``, empty or truncated frame files there) and a summary per split; it exits with 1 when
@@ -13,7 +15,10 @@ there are problems. The other tools refuse such a ground truth when they load it
 naming the first bad box. The converters (see ``s3d_det.data.converters``) check the boxes they made the same
 way, then write the pickle atomically and print one line: videos, tubes, boxes.
 ``frames`` decodes ``VIDEOS_ROOT/<class>/<video>.avi|.mp4`` into ``FRAMES_ROOT/Frames/<class>/<video>/``,
-skipping videos already complete. Bad input exits with 2 and names the file, video or line.
+skipping videos already complete. ``flow`` computes the optical flow of ``FRAMES_ROOT/Frames/<class>/<video>/``
+into ``FLOW_ROOT/<class>/<video>/x/`` and ``y/`` (see docs/flow.md; TV-L1 needs opencv-contrib, which
+``--opencv-contrib DIR`` can name), skipping videos already complete. Bad input exits with 2 and names the file,
+video or line.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import numpy as np
 from s3d_det.checkpoint.io import UnsafePickleError
 from s3d_det.data.annotations import check_gt, load_gt, save_gt, validate_gt
 from s3d_det.data.converters import extract_frames, from_yowo_labels, jhmdb_from_release, ucf24_from_annotations
+from s3d_det.data.flow import ALGORITHMS, CONTRIB_ENV, CONTRIB_PIP, extract_flow
 from s3d_det.utils.errors import run_tool
 from s3d_det.utils.table import format_table
 
@@ -56,6 +62,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     frames = commands.add_parser("frames", help="extract JPEG frames from videos with OpenCV")
     frames.add_argument("videos_root", help="folder of <class>/<video>.avi|.mp4")
     frames.add_argument("--out", required=True, help="frames root: frames go to OUT/Frames/<class>/<video>/")
+
+    flow = commands.add_parser("flow", help="optical flow of extracted frames as grayscale JPEGs (x/, y/)")
+    flow.add_argument("frames_root", help="frames root: frames are read from FRAMES_ROOT/Frames/<class>/<video>/")
+    flow.add_argument("--out", required=True, help="flow root: flow goes to OUT/<class>/<video>/x/ and y/")
+    flow.add_argument("--algorithm", choices=ALGORITHMS, default="tvl1",
+                      help="tvl1 (I3D's and S3D-G's flow; needs opencv-contrib) or dis (core OpenCV, fast)")
+    flow.add_argument("--bound", type=float, default=20.0, help="flow clipped to +-BOUND px before the JPEG mapping")
+    flow.add_argument("--workers", type=int, default=1, help="processes computing flow (default: 1)")
+    flow.add_argument("--opencv-contrib", metavar="DIR", default=None,
+                      help=f"folder holding opencv-contrib for TV-L1 ({CONTRIB_PIP}); default: ${CONTRIB_ENV}")
     return parser.parse_args(argv)
 
 
@@ -102,6 +118,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             counts = extract_frames(args.videos_root, args.out)
             print(f"{counts['videos']} videos ({counts['extracted']} extracted, {counts['skipped']} already "
                   f"complete), {counts['frames']} frames in {args.out}/Frames")
+            return 0
+        if args.command == "flow":
+            counts = extract_flow(args.frames_root, args.out, algorithm=args.algorithm, bound=args.bound,
+                                  workers=args.workers, opencv_contrib=args.opencv_contrib)
+            print(f"{counts['videos']} videos ({counts['computed']} computed, {counts['skipped']} already complete), "
+                  f"{counts['flow_frames']} flow frames ({args.algorithm}, bound {args.bound:g} px) in {args.out}")
             return 0
         if args.command == "ucf24":
             gt, source = ucf24_from_annotations(args.annotations, args.testlist), args.annotations
