@@ -176,7 +176,8 @@ _C.DATASETS.SYNTHETIC_TEST_VIDEOS = 30
 _C.DATASETS.SYNTHETIC_SEED = 0
 # With a flow INPUT.MODALITY: the folder of the flow, <video>/x/, <video>/y/ ("flow") or <video>/{k:05d}.jpg
 # ("brox"); a relative path is taken under ROOT (e.g. "Flow" as tools/prepare_data.py flow ROOT --out ROOT/Flow
-# makes it, "FlowBrox04" as ACT ships it). Classification: the same, under the dataset's root.
+# makes it, "FlowBrox04" as ACT ships it). Classification: the same, under the dataset's root. The synthetic sets'
+# flow is made there on first use, with DIS (docs/flow.md).
 _C.DATASETS.FLOW_DIR = "Flow"
 
 _C.INPUT = CfgNode()

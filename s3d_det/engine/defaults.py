@@ -125,8 +125,12 @@ def load_dataset_gt(cfg, *, make_synthetic: bool = True) -> Tuple[dict, str]:
     return load_gt(path), root
 
 
+SYNTHETIC_NAMES = ("synthetic", "synthetic_clips")
+
+
 def build_modality(cfg, root: str) -> Modality:
-    """``INPUT.MODALITY`` with its flow folder (``DATASETS.FLOW_DIR``, relative paths under ``root``)."""
+    """``INPUT.MODALITY`` with its flow folder (``DATASETS.FLOW_DIR``, relative paths under ``root``); the flow of
+    a synthetic set is made there on first use (DIS)."""
     name = cfg.INPUT.MODALITY
     if name not in MODALITIES:
         raise ConfigError(f"INPUT.MODALITY must be one of {', '.join(MODALITIES)}, got {name!r}")
@@ -135,6 +139,14 @@ def build_modality(cfg, root: str) -> Modality:
     if not cfg.DATASETS.FLOW_DIR:
         raise ConfigError(f"INPUT.MODALITY {name!r} needs DATASETS.FLOW_DIR, the folder of the flow")
     flow_root = os.path.join(root, os.path.expanduser(cfg.DATASETS.FLOW_DIR))
+    if cfg.DATASETS.NAME in SYNTHETIC_NAMES and name == "flow" and is_main_process():
+        # a synthetic set's flow is made on first use, as the set itself: DIS, the fast algorithm (TV-L1 would take
+        # most of an hour on 2 cores; tools/prepare_data.py flow makes it for other data)
+        from s3d_det.data.flow import extract_flow
+
+        counts = extract_flow(root, flow_root, algorithm="dis", workers=1, progress=True)
+        if counts["computed"]:
+            logger.info("optical flow (DIS) of %d videos written to %s", counts["computed"], flow_root)
     if not os.path.isdir(flow_root):
         raise FileNotFoundError(f"flow folder {flow_root} does not exist (INPUT.MODALITY {name!r}, DATASETS.FLOW_DIR "
                                 f"{cfg.DATASETS.FLOW_DIR!r}); make it with tools/prepare_data.py flow")
