@@ -367,12 +367,13 @@ def _tf_gating(rand: _Rand, unit: str, c: int) -> Dict[str, np.ndarray]:
     return {f"{unit}/self_gating/transformer_W/weights": w.numpy()}
 
 
-def make_tfslim_state_dict(num_classes=13, seed=20, head=True, junk=True) -> Dict[str, np.ndarray]:
-    """Variables of TF-slim's S3D-G (``InceptionV1/...``) as numpy arrays, random values."""
+def make_tfslim_state_dict(num_classes=13, seed=20, head=True, junk=True, in_channels=3) -> Dict[str, np.ndarray]:
+    """Variables of TF-slim's S3D-G (``InceptionV1/...``) as numpy arrays, random values; ``in_channels`` 2: a
+    flow network (its first kernel (3, 7, 7, 2, 64))."""
     rand = _Rand(seed)
     s = "InceptionV1"
     sd: Dict[str, np.ndarray] = {}
-    sd.update(_tf_unit(rand, f"{s}/Conv2d_1a_7x7", 3, 64, (3, 7, 7)))
+    sd.update(_tf_unit(rand, f"{s}/Conv2d_1a_7x7", in_channels, 64, (3, 7, 7)))
     sd.update(_tf_unit(rand, f"{s}/Conv2d_2b_1x1", 64, 64))
     sd.update(_tf_separable(rand, f"{s}/Conv2d_2c_3x3", 64, 192))
     sd.update(_tf_gating(rand, f"{s}/Conv2d_2c_3x3", 192))
@@ -514,6 +515,24 @@ def test_tfslim_logits_match_reference_odd_sizes(tfslim):
     assert got.shape == expected.shape == (2, 13)
     assert scale > 1e-2
     assert _max_abs_diff(got, expected) <= DOUBLE_TOL * max(scale, 1.0)
+
+
+def test_tfslim_flow_checkpoint_converts_to_a_two_channel_network():
+    """A flow S3D-G in TF-slim's layout (first kernel (3, 7, 7, 2, 64)) converts to a 2-channel network whose
+    logits on flow in [-1, 1] (I3D's convention: +-20 px) match the reference."""
+    sd = make_tfslim_state_dict(num_classes=5, seed=23, junk=False, in_channels=2)
+    converted = convert_checkpoint(sd, "tfslim_s3dg")
+    assert converted.missing_keys == [] and converted.unused_keys == []
+    assert converted.state_dict["backbone.conv_1a.conv.weight"].shape == (64, 2, 3, 7, 7)
+    model = build_video_classifier("s3dg", 5, preset="tfslim", in_channels=2)
+    model.load_state_dict(converted.state_dict, strict=True)
+    model.eval()
+    assert model.backbone.input_norm.convention()["mean"] == [127.5, 127.5]
+    x = torch.rand(1, 2, 8, 64, 64, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    with torch.no_grad():
+        _, expected = tfslim_reference(sd, x)
+        got = model(raw_tfslim(x.double()).float())
+    assert _max_abs_diff(got.double(), expected) < 1e-3
 
 
 def test_tfslim_headless():

@@ -266,14 +266,27 @@ def _source_keys(layout: _Layout, key: str) -> Tuple[List[str], str, Optional[st
     return keys, "conv" if module.startswith("conv") else "bn", fld
 
 
+def _input_channels(layout: _Layout, source_dict: Mapping[str, Tensor], preset) -> int:
+    """C of the clips the source was trained on, read from its first convolution's kernel: 3 for RGB, 2 for the
+    optical flow of I3D's convention (the flow checkpoints of the TF-slim S3D-G family); 3 when it has none."""
+    names, _, _ = _source_keys(layout, "backbone.conv_1a.conv.weight")
+    kernel = source_dict.get(names[0])
+    if kernel is None or kernel.dim() != 5:
+        return 3
+    channels = int(layout.transform("conv", kernel).shape[1])  # ours: (out, in, t, h, w)
+    return channels // 8 if preset.s3dg_kwargs().get("stem_style") == "space_to_depth" else channels
+
+
 def _target_model(layout: _Layout, source_dict: Mapping[str, Tensor]) -> Tuple[nn.Module, bool]:
-    """The preset classifier the source fits, with K taken from the source head (if any)."""
+    """The preset classifier the source fits, with K taken from the source head (if any) and the input channels
+    from its first convolution (a flow checkpoint's 2)."""
     preset = PRESETS[_PRESET_OF_SOURCE[layout.name]]
+    channels = _input_channels(layout, source_dict, preset)
     head = source_dict.get(layout.head("weight"))
     if head is None:
-        return build_video_classifier(preset.variant, 1, preset=preset.name), False
+        return build_video_classifier(preset.variant, 1, preset=preset.name, in_channels=channels), False
     k = head.shape[-1] if isinstance(layout, _TfSlimLayout) else head.shape[0]
-    return build_video_classifier(preset.variant, int(k), preset=preset.name), True
+    return build_video_classifier(preset.variant, int(k), preset=preset.name, in_channels=channels), True
 
 
 def convert_checkpoint(
