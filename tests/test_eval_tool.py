@@ -199,3 +199,25 @@ def test_inference_loader_is_a_deprecated_alias_of_per_keyframe(tmp_path, capsys
     proc = run_eval(*model, "--inference", "loader")  # as a user runs it: the note, then the one-line error
     assert proc.returncode == 2 and "deprecated" in proc.stderr and "w.pth" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_fuse_scores_two_streams_files(gt_file, tmp_path):
+    """--fuse pairs the two files' detections (the flow file lists the videos in another order): the paired GT
+    boxes keep 0.9, the flow file's false run box, unpaired, drops from 1.0 to 0.5 below them, so run is perfect
+    again; scored alone the flow file puts that false box first."""
+    rgb = write_dets(tmp_path / "rgb.npz", perfect_rows())
+    flow_rows = perfect_rows()
+    flow_rows[:, 0] = 1 - flow_rows[:, 0]  # the videos listed as ["run/v1", "jump/v1"]
+    flow_rows = np.vstack([flow_rows, [[0, 5, 0, 1.0, 200, 150, 260, 230]]])  # run/v1 frame 5, far from its box
+    flow = write_dets(tmp_path / "flow.npz", flow_rows, videos=("run/v1", "jump/v1"))
+    alone = run_eval("--gt", gt_file, "--detections", flow, "--json", tmp_path / "alone.json")
+    fused = run_eval("--gt", gt_file, "--detections", rgb, "--fuse", flow, "--json", tmp_path / "fused.json")
+    assert alone.returncode == 0 and fused.returncode == 0, alone.stderr + fused.stderr
+    assert json.loads((tmp_path / "alone.json").read_text())["per_class_AP"]["run"] < 99.0
+    assert json.loads((tmp_path / "fused.json").read_text())["per_class_AP"] == pytest.approx(
+        {"run": 100.0, "jump": 100.0, "wave": 0.0})
+    assert "fused with" in fused.stdout
+    missing = run_eval("--gt", gt_file, "--detections", rgb, "--fuse", tmp_path / "none.npz")
+    assert missing.returncode == 2 and "none.npz" in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
+    zero = run_eval("--gt", gt_file, "--detections", rgb, "--fuse", flow, "--fuse-weights", "0", "0")
+    assert zero.returncode == 2 and "--fuse-weights" in zero.stderr

@@ -418,3 +418,30 @@ def test_pretraining_does_not_resume_a_run_of_another_config(pretrain_configs, m
     calls = []
     monkeypatch.setattr(classification, "train_classifier", lambda cfg, resume: calls.append(resume) or weights)
     assert classification.pretrained_weights_3d(load_config(det_file), det_file) == weights and calls == [True]
+
+
+@pytest.mark.slow
+def test_flow_classifier_trains_and_two_stream_evaluation_fuses_it(trained, tmp_path):
+    """A flow classifier trains on the clips' flow (made on first use); a two-stream config evaluates both streams
+    and their fusion: weights [1, 0] of the logits give the RGB classifier's result, [0, 1] of the
+    probabilities the flow classifier's."""
+    datasets, out, _ = trained
+    flow_cfg = write_yaml(tmp_path / "flow.yaml", os.path.join(ROOT, "configs/cls/synthetic/s3dg_tiny_flow.yaml"),
+                          {**TINY_CLS, "OUTPUT_DIR": str(tmp_path / "flow")})
+    proc = run_tool("train_cls.py", "--config-file", flow_cfg, datasets=datasets)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert os.path.isdir(datasets / "synthetic_clips" / "Flow_dis")
+    flow_result = json.load(open(tmp_path / "flow" / "cls_results.json"))
+    rgb_result = json.load(open(out / "cls_results.json"))
+    for method, weights, expected in (("logits", "[1.0, 0.0]", rgb_result), ("softmax", "[0.0, 1.0]", flow_result)):
+        two = write_yaml(tmp_path / "two.yaml", CLS_CONFIG,
+                         {**TINY_CLS, "MODEL.WEIGHTS": str(out / "model_final.pth"),
+                          "OUTPUT_DIR": str(tmp_path / method), "MODEL.TWO_STREAM.FLOW_CONFIG": "flow.yaml",
+                          "MODEL.TWO_STREAM.WEIGHTS": weights, "MODEL.TWO_STREAM.CLS_FUSION": method})
+        proc = run_tool("train_cls.py", "--config-file", two, "--eval-only", datasets=datasets)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        result = json.load(open(tmp_path / method / "cls_results.json"))
+        assert result["fusion"] == method and result["top1"] == pytest.approx(expected["top1"])
+        assert result["streams"]["rgb"]["top1"] == pytest.approx(rgb_result["top1"])
+        assert result["streams"]["flow"]["top1"] == pytest.approx(flow_result["top1"])
+        assert "fused: top-1" in proc.stdout

@@ -259,3 +259,58 @@ def test_eval_tool_model_mode_all_splits(trained, tmp_path):
     assert result["frame_mAP"] == pytest.approx(json.load(open(out / "frame_map.json"))["frame_mAP"], abs=1e-9)
     assert (tmp_path / "detections_split1.npz").is_file()
     assert (tmp_path / "plots" / "split1" / "per_class_ap.png").is_file()
+
+
+def _small_yaml(base: str, out, **extra) -> str:
+    """A config file of ``SMALL``'s keys over ``base`` (a shipped config), for a stream a two-stream config names."""
+    keys = dict(zip(SMALL[::2], SMALL[1::2]))
+    keys.update({"OUTPUT_DIR": str(out), **extra})
+    lines = [f"_BASE_: {os.path.join(ROOT, base)}"]
+    tree = {}
+    for key, value in keys.items():
+        node = tree
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    def dump(node, indent):
+        for k, v in node.items():
+            if isinstance(v, dict):
+                lines.append(" " * indent + f"{k}:")
+                dump(v, indent + 2)
+            else:
+                lines.append(" " * indent + f"{k}: {v}")
+    dump(tree, 0)
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.slow
+def test_flow_stream_trains_and_two_stream_evaluation_fuses_it(trained, tmp_path):
+    """The flow config trains (its flow made on first use), and a two-stream config evaluates ACT's fusion: with
+    weights [1, 0] exactly the RGB detector's detections, with [1, 1] other valid ones."""
+    datasets, out, _ = trained
+    flow_out = tmp_path / "flow"
+    (tmp_path / "flow.yaml").write_text(_small_yaml("configs/synthetic/s3dg_tiny_flow.yaml", flow_out))
+    proc = run_tool("train_det.py", "--config-file", tmp_path / "flow.yaml", datasets=datasets)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert os.path.isdir(datasets / "synthetic" / "Flow_dis") and (flow_out / "model_final.pth").is_file()
+    reference = load_detections(str(out / "detections.npz"))
+    gt = load_gt(str(datasets / "synthetic" / "synthetic-GT.pkl"))
+    results = {}
+    for weights in ("[1.0, 0.0]", "[1.0, 1.0]"):
+        two = tmp_path / "two.yaml"
+        two.write_text(_small_yaml("configs/synthetic/s3dg_tiny.yaml", tmp_path / "two_out",
+                                   **{"MODEL.TWO_STREAM.FLOW_CONFIG": "flow.yaml",
+                                      "MODEL.TWO_STREAM.WEIGHTS": weights}))
+        proc = run_tool("eval_jhmdb.py", "--config-file", two, "--weights", out / "model_final.pth",
+                        "--out", tmp_path / weights, datasets=datasets)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results[weights] = load_detections(str(tmp_path / weights / "detections_split1.npz"))
+        check_detections(results[weights], gt=gt)
+    np.testing.assert_allclose(results["[1.0, 0.0]"].frame_dets, reference.frame_dets, rtol=0, atol=1e-4)
+    assert not np.allclose(results["[1.0, 1.0]"].frame_dets[:, 3], reference.frame_dets[:, 3], atol=1e-3)
+    # a flow stream that sees other clips is refused, naming the key
+    (tmp_path / "flow.yaml").write_text(_small_yaml("configs/synthetic/s3dg_tiny_flow.yaml", flow_out,
+                                                    **{"INPUT.CLIP_LENGTH": "8"}))
+    proc = run_tool("eval_jhmdb.py", "--config-file", two, "--weights", out / "model_final.pth", datasets=datasets)
+    assert proc.returncode == 2 and "INPUT.CLIP_LENGTH" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
