@@ -3,7 +3,7 @@
 
     python tools/visualize_video.py --config-file CFG --weights W --input VIDEO_OR_FRAMES --output OUT.mp4
         [--gif OUT.gif] [--sheet OUT.png] [--json OUT.json] [--score-thresh 0.5] [--gt GT.pkl --video NAME]
-        [--mode shared|per_keyframe] [--fps FPS] [KEY VALUE ...]
+        [--mode shared|per_keyframe] [--fps FPS] [--flow FLOW_DIR] [KEY VALUE ...]
     python tools/visualize_video.py --detections DETS.npz [--video NAME] --input VIDEO_OR_FRAMES --output OUT.mp4 ...
 
 The input is a video file OpenCV reads (.mp4, .avi, ...) or a folder of frames ``00001.jpg|png``. With a model
@@ -11,7 +11,8 @@ The input is a video file OpenCV reads (.mp4, .avi, ...) or a folder of frames `
 frame is a keyframe (``s3d_det.engine.inference``: ``--mode shared``, the default, shares the 3D network's windows
 between keyframes, ``TEST.WINDOW``; ``per_keyframe`` runs one clip per keyframe). ``--detections`` draws the rows of
 a detections ``.npz`` instead (e.g. ``OUTPUT_DIR/detections.npz`` of a training run), no model needed; ``--video``
-picks the video when the file holds several.
+picks the video when the file holds several. A model that reads optical flow (``INPUT.MODALITY`` flow or brox, or
+a two-stream config, ``MODEL.TWO_STREAM``; docs/flow.md) takes the video's flow folder with ``--flow``.
 
 Every detection scoring at least ``--score-thresh`` is drawn with its action and score, one colour per tube
 (detections linked over frames per action, ``s3d_det.evaluation.linking``), with the frame number. ``--gt GT.pkl
@@ -48,6 +49,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--weights", metavar="W", help="model weights")
     parser.add_argument("--detections", metavar="DETS.npz", help="draw these detections instead of running a model")
     parser.add_argument("--input", required=True, metavar="VIDEO_OR_FRAMES", help="a video file or a frame folder")
+    parser.add_argument("--flow", metavar="FLOW_DIR", help="the video's optical flow (x/ and y/ JPEGs, or Brox JPEGs), "
+                                                          "for a model that reads flow (INPUT.MODALITY, two-stream)")
     parser.add_argument("--output", required=True, metavar="OUT.mp4", help="the video to write (.mp4 or .avi)")
     parser.add_argument("--gif", metavar="OUT.gif", help="also write a GIF")
     parser.add_argument("--sheet", metavar="OUT.png", help="also write a contact sheet of evenly spaced frames")
@@ -78,7 +81,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def detect(args, source, gt: Optional[dict]) -> tuple:
     """Runs the model on every frame: (``FrameDetections``, action names)."""
     from s3d_det.config import load_config
-    from s3d_det.engine.defaults import build_model, load_dataset_gt
+    from s3d_det.data.flow import BroxFlowSource, FlowFolderSource
+    from s3d_det.engine.defaults import (
+        build_model,
+        build_two_stream_detector,
+        flow_stream,
+        load_dataset_gt,
+        with_modality_of,
+    )
     from s3d_det.engine.inference import VideoDetector
 
     if not os.path.isfile(args.weights):
@@ -99,9 +109,24 @@ def detect(args, source, gt: Optional[dict]) -> tuple:
         if logits is None:
             raise ValueError(f"{args.weights} holds no roi_head.box_predictor.cls_score.weight: not a detector")
         names = [f"action {k}" for k in range(logits.shape[0] - 1)]
-    detector = VideoDetector.from_config(build_model(cfg, num_classes=len(names)), cfg, mode=args.mode)
+    flow_cfg = flow_stream(cfg, args.config_file)  # a two-stream config: ACT's fusion with its flow stream
+    data_cfg = with_modality_of(cfg, flow_cfg) if flow_cfg else cfg
+    modality = data_cfg.INPUT.MODALITY
+    flow = None
+    if modality != "rgb":
+        if not args.flow:
+            raise ValueError(f"{args.config_file}: the model reads optical flow (INPUT.MODALITY {modality!r}): give "
+                             "--flow, the video's flow folder (tools/prepare_data.py flow)")
+        if not os.path.isdir(args.flow):
+            raise FileNotFoundError(f"--flow: no such folder: {args.flow}")
+        flow = (FlowFolderSource if modality == "flow" else BroxFlowSource)(args.flow, nframes=source.num_frames)
+    elif args.flow:
+        raise ValueError(f"--flow given, but {args.config_file} reads RGB only (INPUT.MODALITY 'rgb')")
+    model = build_two_stream_detector(cfg, flow_cfg, len(names)) if flow_cfg \
+        else build_model(cfg, num_classes=len(names))
+    detector = VideoDetector.from_config(model, data_cfg, mode=args.mode)
     detector.model.to(detector.device)
-    return detector(source, progress=not args.quiet), names
+    return detector(source, progress=not args.quiet, clip_source=flow), names
 
 
 def saved_detections(args, gt: Optional[dict]) -> tuple:
