@@ -114,10 +114,11 @@ _C.MODEL.TWO_STREAM.FLOW_CONFIG = ""
 _C.MODEL.TWO_STREAM.FLOW_WEIGHTS = ""
 # (RGB, flow) weights. Detection (ACT's fusion: the two heads' class probabilities on the RGB detector's proposals,
 # averaged with these weights normalised to sum 1, boxes from the RGB head): ACT's is [1, 1]. Classification: see
-# CLS_FUSION; I3D's and MMAction2's default is [1, 1].
+# CLS_FUSION (not normalised for "logits": their scale is a softmax temperature); I3D's and MMAction2's: [1, 1].
 _C.MODEL.TWO_STREAM.WEIGHTS = [1.0, 1.0]
 # Classification: "logits" (I3D: each view's logits summed with WEIGHTS, then the softmax averaged over views) or
-# "softmax" (MMAction2's report_accuracy.py --apply-softmax: each stream's view-averaged probabilities, weighted).
+# "softmax" (MMAction2's report_accuracy.py on clips averaged as probabilities: each stream's view-averaged
+# probabilities, weighted, divided by the weights' sum).
 _C.MODEL.TWO_STREAM.CLS_FUSION = "logits"
 
 # The clip classifier's head (tools/train_cls.py): global average pool of mixed_5c, dropout, a 1x1x1 projection.

@@ -1,6 +1,7 @@
 """Optical flow: computing it on a texture of known motion, the I3D JPEG mapping, extract_flow's files, resume and
 errors, the flow sources, and tools/prepare_data.py flow. TV-L1 tests skip unless this OpenCV has cv2.optflow or
 S3D_DET_OPENCV_CONTRIB names a folder holding opencv-contrib (see docs/flow.md)."""
+import json
 import os
 import pickle
 import shutil
@@ -151,19 +152,29 @@ def test_extract_flow_files_resume_and_incomplete(tmp_path):
     (out / "walk/.tmp_v2/x").mkdir(parents=True)
     counts = extract_flow(str(frames), str(out), algorithm="dis", progress=False)
     assert counts["computed"] == 1 and counts["skipped"] == 1
-    assert listing(out / "walk") == ["v2"] and (out / "walk/v2/.done").read_text() == "2\n"
+    done = json.loads((out / "walk/v2/.done").read_text())
+    assert listing(out / "walk") == ["v2"] and done["flows"] == 2 and done["algorithm"] == "dis"
 
     # a folder without .done was not made by extract_flow (the user's, another tool's): refused, left as it is
     os.remove(out / "walk/v2/.done")
     with pytest.raises(ValueError, match=r"video walk/v2: .*walk/v2 exists but extract_flow did not write it"):
         extract_flow(str(frames), str(out), algorithm="dis", progress=False)
     assert listing(out / "walk/v2") == ["x", "y"]
-    (out / "walk/v2/.done").write_text("2\n")
+    (out / "walk/v2/.done").write_text(json.dumps(done))
 
     # frames extracted again with another count: the flow is stale, redone
     assert cv2.imwrite(str(frames / "Frames/walk/v2/00004.jpg"), moving_frames(4, seed=1)[3])
     counts = extract_flow(str(frames), str(out), algorithm="dis", progress=False)
     assert counts == {"videos": 2, "computed": 1, "skipped": 1, "flow_frames": 6}
+
+    # frames extracted again with the same count (the first frame rewritten), or another bound: redone
+    first = frames / "Frames/run/v1/00001.jpg"
+    assert cv2.imwrite(str(first), moving_frames(4, seed=5)[0])
+    os.utime(first, ns=(first.stat().st_atime_ns, first.stat().st_mtime_ns + 10 ** 9))
+    counts = extract_flow(str(frames), str(out), algorithm="dis", progress=False)
+    assert counts == {"videos": 2, "computed": 1, "skipped": 1, "flow_frames": 6}
+    counts = extract_flow(str(frames), str(out), algorithm="dis", bound=10.0, progress=False)
+    assert counts["computed"] == 2 and json.loads((out / "run/v1/.done").read_text())["bound"] == 10.0
 
 
 def truncate(path):
@@ -305,3 +316,11 @@ def test_bench_flow_runs_quick(capsys, monkeypatch):
     assert bench.main(["--quick", "--algorithms", "dis", "--size", "64x48"]) == 0
     table = capsys.readouterr().out
     assert "64x48" in table and "\ndis " in table
+
+
+def test_opencv_failures_are_one_line_naming_the_video(tmp_path):
+    """DIS refuses frames smaller than its patches with a cv2.error: a DataError naming the video, no traceback."""
+    write_video(tmp_path / "frames", "tiny/v1", moving_frames(3, size=(7, 7)))
+    with pytest.raises(DataError, match="video tiny/v1: .*"):
+        extract_flow(str(tmp_path / "frames"), str(tmp_path / "flow"), algorithm="dis", progress=False)
+    assert not (tmp_path / "flow" / "tiny" / "v1").exists()

@@ -274,7 +274,7 @@ def evaluate_split(config_file: str, weights: str, split: Optional[int], args) -
         torch.set_num_threads(max(1, available_cores() - (cfg.DATALOADER.NUM_WORKERS > 0)))
     gt, root = load_dataset_gt(cfg, make_synthetic=False)
     split = cfg.DATASETS.SPLIT
-    flow_cfg = flow_stream(cfg, config_file)  # MODEL.TWO_STREAM: ACT's fusion with a flow stream
+    flow_cfg = flow_stream(cfg, config_file, opts)  # MODEL.TWO_STREAM: ACT's fusion with a flow stream
     data_cfg = with_modality_of(cfg, flow_cfg) if flow_cfg else cfg
     _, test_set = build_datasets(data_cfg, gt, root)
     num_classes = len(gt["labels"])
@@ -304,6 +304,10 @@ def model_mode(args) -> int:
             from s3d_det.engine.defaults import load_dataset_gt
 
             cfg = load_config(args.config_file.replace("{split}", "1"), list(args.opts))
+            two = cfg.MODEL.TWO_STREAM
+            if two.FLOW_CONFIG and "{split}" not in two.FLOW_CONFIG + two.FLOW_WEIGHTS:
+                raise InputError("--split all needs one flow model per split: put {split} in "
+                                 "MODEL.TWO_STREAM.FLOW_WEIGHTS (or FLOW_CONFIG)")
             gt, _ = load_dataset_gt(cfg, make_synthetic=False)
             splits: List[Optional[int]] = list(range(1, len(gt["test_videos"]) + 1))
         elif args.split is None and "{split}" in args.config_file + args.weights:

@@ -19,7 +19,8 @@ from s3d_det.engine.defaults import default_argument_parser, launch_tool
 
 def main(args) -> None:
     cfg = load_config(args.config_file, args.opts)
-    train_classifier(cfg, resume=args.resume, eval_only=args.eval_only, config_file=args.config_file)
+    train_classifier(cfg, resume=args.resume, eval_only=args.eval_only, config_file=args.config_file,
+                     opts=args.opts)
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ def main(args) -> None:
     gt, root = load_dataset_gt(cfg, make_synthetic=is_main_process())
     # --eval-only of a two-stream config (MODEL.TWO_STREAM) evaluates ACT's fusion of this config's detector and the
     # flow stream's, on the RGB frames and the flow stream's flow
-    flow_cfg = flow_stream(cfg, args.config_file) if args.eval_only else None
+    flow_cfg = flow_stream(cfg, args.config_file, args.opts) if args.eval_only else None
     data_cfg = with_modality_of(cfg, flow_cfg) if flow_cfg else cfg
     train_set, test_set = build_datasets(data_cfg, gt, root)
     num_classes = len(gt["labels"])

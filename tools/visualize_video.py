@@ -67,8 +67,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.detections is None and (args.config_file is None or args.weights is None):
         parser.error("give --config-file and --weights (run a model) or --detections (draw saved detections)")
-    if args.detections is not None and (args.config_file or args.weights or args.opts):
-        parser.error("--detections draws saved detections: --config-file, --weights and overrides go without it")
+    if args.detections is not None and (args.config_file or args.weights or args.opts or args.flow):
+        parser.error("--detections draws saved detections: --config-file, --weights, --flow and overrides go "
+                     "without it")
     if args.gt is not None and args.video is None:
         parser.error("--gt needs --video: the name of the input's video in the ground truth")
     if len(args.opts) % 2:
@@ -109,7 +110,7 @@ def detect(args, source, gt: Optional[dict]) -> tuple:
         if logits is None:
             raise ValueError(f"{args.weights} holds no roi_head.box_predictor.cls_score.weight: not a detector")
         names = [f"action {k}" for k in range(logits.shape[0] - 1)]
-    flow_cfg = flow_stream(cfg, args.config_file)  # a two-stream config: ACT's fusion with its flow stream
+    flow_cfg = flow_stream(cfg, args.config_file, list(args.opts))  # a two-stream config: ACT's fusion
     data_cfg = with_modality_of(cfg, flow_cfg) if flow_cfg else cfg
     modality = data_cfg.INPUT.MODALITY
     flow = None

@@ -3,8 +3,9 @@
 Stored layout (``extract_flow``): ``<out_root>/<class>/<video>/x/00001.jpg ...`` and ``.../y/00001.jpg ...``,
 one grayscale JPEG per axis for each k = 1..N-1 of a video of N frames, holding the flow from frame k to k+1
 (x = columns, rightward; y = rows, downward; pixels of the frames) mapped to 0..255 with ``flow_to_uint8``
-(the I3D convention: clipped to +-``bound`` px, then linear). A ``.done`` file beside ``x/`` and ``y/`` holds
-N-1; it is written last, into a temporary folder that is renamed into place (see ``extract_flow``).
+(the I3D convention: clipped to +-``bound`` px, then linear). A ``.done`` file beside ``x/`` and ``y/`` records
+what the flow was made from (``extract_flow``); it is written last, into a temporary folder that is renamed into place
+(see ``extract_flow``).
 
 Alignment with RGB: RGB frame k gets flow k (k -> k+1); the last frame N has no flow of its own and gets flow
 N-1. A flow source's ``num_frames`` is therefore the video's frame count N, and clip sampling is the RGB one.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import json
 import multiprocessing
 import os
 import shutil
@@ -290,15 +292,27 @@ def _find_frame_folders(frames_root: str) -> List[Tuple[str, str]]:
     return found
 
 
-def _is_complete(target: str, flows: int) -> bool:
-    """Whether ``target`` holds a finished extraction of ``flows`` flow frames: its ``.done`` says ``flows`` and
-    x/ and y/ hold exactly 00001.jpg..{flows}.jpg (a file deleted since, or frames extracted again with another
-    count, make it incomplete)."""
+def _stamp(source: ImageFolderSource, algorithm: str, bound: float) -> dict:
+    """What a video's flow was made from, written to its ``.done``: the flow count, the algorithm, the bound and
+    the first and last frame files' sizes and modification times (frames extracted again, even with the same
+    count, change them)."""
+    n = source.num_frames
+    frames = []
+    for frame in (1, n):
+        st = os.stat(source.frame_path(frame))
+        frames.append([os.path.basename(source.frame_path(frame)), st.st_size, st.st_mtime_ns])
+    return {"flows": n - 1, "algorithm": algorithm, "bound": float(bound), "frames": frames}
+
+
+def _is_complete(target: str, stamp: dict) -> bool:
+    """Whether ``target`` holds a finished extraction matching ``stamp`` (``_stamp``): its ``.done`` records the
+    same, and x/ and y/ hold exactly 00001.jpg..{flows}.jpg (a file deleted since, frames extracted again, another
+    algorithm or bound make it incomplete)."""
     try:
         with open(os.path.join(target, _DONE)) as f:
-            done = int(f.read().strip())
-        expected = {f"{i:05d}.jpg" for i in range(1, flows + 1)}
-        return done == flows and all(
+            done = json.load(f)
+        expected = {f"{i:05d}.jpg" for i in range(1, stamp["flows"] + 1)}
+        return done == stamp and all(
             {n for n in os.listdir(os.path.join(target, axis)) if n.endswith(".jpg")} == expected
             for axis in ("x", "y"))
     except (OSError, ValueError):
@@ -339,13 +353,13 @@ def _flow_video(name: str, folder: str, target: str, algorithm: str, bound: floa
                     raise OSError(f"could not write flow frame {k} to {out}")
             prev = nxt
         with open(os.path.join(tmp, _DONE), "w") as f:
-            f.write(f"{n - 1}\n")
+            json.dump(_stamp(source, algorithm, bound), f)
         shutil.rmtree(target, ignore_errors=True)  # an incomplete earlier attempt
         os.replace(tmp, target)
         return n - 1
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, (ValueError, OSError, ImportError)):
+        if isinstance(e, (ValueError, OSError, ImportError, cv2.error)):
             message = " ".join(str(e).split()) or type(e).__name__
             raise DataError(f"video {name}: {message}") from None
         raise
@@ -377,11 +391,12 @@ def extract_flow(frames_root: str, out_root: str, *, algorithm: str = "tvl1", bo
     k = 1..N-1 (flow k -> k+1, ``compute_flow`` on the grayscale frames, ``flow_to_uint8`` with ``bound``,
     grayscale JPEGs of quality ``jpeg_quality``).
 
-    Resumable: a video is written into ``<out_root>/<class>/.tmp_<video>/``, ``.done`` (holding N-1) last, and
-    renamed into place when complete. A video folder whose ``.done`` matches its x/ and y/ files and the frames'
-    count is skipped; one with a ``.done`` that does not match (files deleted since, frames extracted again) is
-    redone; a folder without ``.done`` was not written here and is refused, never replaced. An interrupted run
-    leaves only a ``.tmp_*`` folder (removed when that video is done again), never one that passes for complete.
+    Resumable: a video is written into ``<out_root>/<class>/.tmp_<video>/``, ``.done`` last (JSON: N-1, the
+    algorithm, the bound, the first and last frames' sizes and modification times), and renamed into place when
+    complete. A video folder whose ``.done`` matches all that and its x/ and y/ files is skipped; one whose ``.done``
+    does not (files deleted since, frames extracted again, another algorithm or bound) is redone; a folder without
+    ``.done`` was not written here and is refused, never replaced. An interrupted run leaves only a ``.tmp_*``
+    folder (removed when that video is done again), never one that passes for complete.
 
     ``workers`` processes (spawned) share the videos; ``workers=1`` runs in this process, except for TV-L1 from
     ``opencv_contrib`` (one spawned worker). TV-L1 uses this process's ``cv2`` when it has ``cv2.optflow``, else
@@ -412,14 +427,16 @@ def extract_flow(frames_root: str, out_root: str, *, algorithm: str = "tvl1", bo
     todo = []
     for name, folder in videos:
         try:
-            n = ImageFolderSource(folder).num_frames
+            source = ImageFolderSource(folder)
+            n = source.num_frames
+            stamp = _stamp(source, algorithm, bound) if n >= 2 else None
         except (ValueError, OSError) as e:
             raise DataError(f"video {name}: {' '.join(str(e).split())}") from None
         target = os.path.join(out_root, name)
         if os.path.lexists(target) and not os.path.isfile(os.path.join(target, _DONE)):
             raise ValueError(f"video {name}: {target} exists but extract_flow did not write it (no {_DONE} file); "
                              f"expected no folder there: move it away or delete it")
-        if n >= 2 and _is_complete(target, n - 1):
+        if n >= 2 and _is_complete(target, stamp):
             counts["skipped"] += 1
             counts["flow_frames"] += n - 1
         else:

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -171,6 +171,18 @@ def evaluate_classifier(model: VideoClassifier, dataset: TestVideoDataset, *, ba
     return {"top1": result.top1, "top5": result.top5, "mean_class_accuracy": result.mean_class_accuracy}
 
 
+def _frame_counts(dataset: TestVideoDataset) -> List[int]:
+    """Each video's frame count as ``dataset`` samples its clips (for flow: its flow frames + 1)."""
+    counts = []
+    for index in range(len(dataset.videos.records)):
+        source = dataset._source(index)
+        try:
+            counts.append(int(source.num_frames))
+        finally:
+            source.close()
+    return counts
+
+
 def evaluate_two_stream(models: Tuple[VideoClassifier, VideoClassifier],
                         datasets: Tuple[TestVideoDataset, TestVideoDataset], *, method: str,
                         weights: Tuple[float, float], batch_size: int, device: torch.device, num_workers: int = 0,
@@ -184,6 +196,13 @@ def evaluate_two_stream(models: Tuple[VideoClassifier, VideoClassifier],
     if [r.video for r in rgb_set.videos.records] != [r.video for r in flow_set.videos.records] or \
             rgb_set.num_views != flow_set.num_views:
         raise ValueError("the two streams' test sets differ in videos or views")
+    # each test set places its clips by its own frame count: the views pair up only when the counts agree
+    for index, (n_rgb, n_flow) in enumerate(zip(_frame_counts(rgb_set), _frame_counts(flow_set))):
+        if n_rgb != n_flow:
+            video = rgb_set.videos.records[index].video
+            raise ValueError(f"video {video!r}: {n_rgb} frames, but its flow is for {n_flow}: the two streams' clips "
+                             "would not be the same frames (compute the flow from the frames the RGB stream reads, "
+                             "e.g. extract the frames with tools/prepare_data.py frames first)")
     views = [classify_views(m, d, batch_size=batch_size, device=device, num_workers=num_workers)
              for m, d in zip(models, datasets)]
     (logits_rgb, videos), (logits_flow, videos_flow) = views
@@ -232,13 +251,14 @@ def export_weights_3d(model: VideoClassifier, path: str, *, cfg, classes: List[s
             torch.save({"state_dict": state, "meta": meta}, f)
 
 
-def train_classifier(cfg, *, resume: bool = False, eval_only: bool = False, config_file: str = "") -> str:
+def train_classifier(cfg, *, resume: bool = False, eval_only: bool = False, config_file: str = "",
+                     opts: Sequence[str] = ()) -> str:
     """Trains (or with ``eval_only`` evaluates ``MODEL.WEIGHTS``) the classifier ``cfg`` describes; returns the
     path of ``OUTPUT_DIR/weights_3d.pth`` (written after training). Every process of a DDP job calls it. With
-    ``eval_only`` and ``MODEL.TWO_STREAM.FLOW_CONFIG`` (relative to the folder of ``config_file``) it evaluates
-    the two streams and their fusion (``evaluate_two_stream``)."""
+    ``eval_only`` and ``MODEL.TWO_STREAM.FLOW_CONFIG`` (relative to the folder of ``config_file``; ``opts``, the
+    run's overrides, see ``flow_stream``) it evaluates the two streams and their fusion (``evaluate_two_stream``)."""
     if eval_only and cfg.MODEL.TWO_STREAM.FLOW_CONFIG:
-        return _evaluate_two_stream_config(cfg, config_file)
+        return _evaluate_two_stream_config(cfg, config_file, opts)
     write_config(cfg)
     seed_all(cfg.SEED)
     device = resolve_device(cfg.MODEL.DEVICE)
@@ -281,9 +301,9 @@ def train_classifier(cfg, *, resume: bool = False, eval_only: bool = False, conf
     return path
 
 
-def _evaluate_two_stream_config(cfg, config_file: str) -> str:
+def _evaluate_two_stream_config(cfg, config_file: str, opts: Sequence[str]) -> str:
     write_config(cfg)
-    flow_cfg = flow_stream(cfg, config_file)
+    flow_cfg = flow_stream(cfg, config_file, opts, tool="tools/train_cls.py")
     if not cfg.MODEL.WEIGHTS:
         raise ConfigError("MODEL.TWO_STREAM: MODEL.WEIGHTS must name the RGB stream's trained weights")
     device = resolve_device(cfg.MODEL.DEVICE)

@@ -28,7 +28,7 @@ from s3d_det.modeling.two_stream import TwoStreamDetector
 from ..checkpoint.training import check_shapes, load_checkpoint
 from ..utils.errors import INPUT_ERRORS, report_error, run_tool
 from ..utils.io import atomic_write, available_cores
-from .distributed import get_world_size, is_main_process, launch
+from .distributed import get_world_size, is_main_process, launch, synchronize
 from .schedule import build_lr_scheduler, build_optimizer
 from .threads import ThreadGovernor
 from .trainer import Trainer
@@ -144,9 +144,11 @@ def build_modality(cfg, root: str) -> Modality:
         # most of an hour on 2 cores; tools/prepare_data.py flow makes it for other data)
         from s3d_det.data.flow import extract_flow
 
-        counts = extract_flow(root, flow_root, algorithm="dis", workers=1, progress=True)
+        counts = extract_flow(root, flow_root, algorithm="dis", workers=available_cores(), progress=True)
         if counts["computed"]:
             logger.info("optical flow (DIS) of %d videos written to %s", counts["computed"], flow_root)
+    if cfg.DATASETS.NAME in SYNTHETIC_NAMES and name == "flow":
+        synchronize()  # the other processes wait for the main one's flow
     if not os.path.isdir(flow_root):
         raise FileNotFoundError(f"flow folder {flow_root} does not exist (INPUT.MODALITY {name!r}, DATASETS.FLOW_DIR "
                                 f"{cfg.DATASETS.FLOW_DIR!r}); make it with tools/prepare_data.py flow")
@@ -156,30 +158,41 @@ def build_modality(cfg, root: str) -> Modality:
 # Settings the two streams of a two-stream evaluation must share: the data, and the clips and views they see.
 _SHARED_BY_STREAMS = ("DATASETS.NAME", "DATASETS.ROOT", "DATASETS.GT", "DATASETS.SPLIT", "INPUT.CLIP_LENGTH",
                       "INPUT.CLIP_STRIDE", "INPUT.BOUNDARY", "INPUT.SHORT_SIDE_TEST", "INPUT.MAX_SIZE",
-                      "INPUT.CROP_SIZE", "TEST.NUM_CLIPS", "TEST.NUM_CROPS")
+                      "INPUT.CROP_SIZE", "TEST.NUM_CLIPS", "TEST.NUM_CROPS", "MODEL.ROI_HEAD.SCORING")
 
 
-def flow_stream(cfg, config_file: str):
-    """The flow stream of a two-stream evaluation (``MODEL.TWO_STREAM``): (its config, its weights file), or None
-    when ``FLOW_CONFIG`` is "". ConfigError when that config is missing, is not a flow config, or differs from
-    ``cfg`` in the data or the clips (``_SHARED_BY_STREAMS``), or when ``cfg`` itself is not RGB; FileNotFoundError
-    when the weights are missing."""
+def flow_stream(cfg, config_file: str, opts: Sequence[str] = (), *, tool: str = "tools/train_det.py"):
+    """The flow stream of a two-stream evaluation (``MODEL.TWO_STREAM``): its config, with ``MODEL.WEIGHTS`` set to
+    its weights file, or None when ``FLOW_CONFIG`` is "".
+
+    ``opts``: the run's ``KEY VALUE`` overrides; those of the data and the clips (``DATASETS.*`` and
+    ``_SHARED_BY_STREAMS``) apply to the flow stream's config too, and its ``DATASETS.SPLIT`` is ``cfg``'s.
+    ``{split}`` in ``FLOW_CONFIG`` and ``FLOW_WEIGHTS`` is replaced by that split (one flow model a split, as
+    ``--weights`` of tools/eval_jhmdb.py). ConfigError when that config is missing, is not a flow config, or
+    differs from ``cfg`` in the data or the clips, or when ``cfg`` itself is not RGB; FileNotFoundError when the
+    weights are missing (``tool`` is named in the hint to train them)."""
     from s3d_det.config import load_config
 
     node = cfg.MODEL.TWO_STREAM
     if not node.FLOW_CONFIG:
         return None
+    split = str(cfg.DATASETS.SPLIT)
     weights = [float(v) for v in node.WEIGHTS]
     if len(weights) != 2 or min(weights) < 0 or sum(weights) <= 0:
         raise ConfigError(f"MODEL.TWO_STREAM.WEIGHTS must be [rgb, flow], both >= 0 and not both 0, got {weights}")
     if cfg.INPUT.MODALITY != "rgb":
         raise ConfigError(f"MODEL.TWO_STREAM: this config is the RGB stream, but its INPUT.MODALITY is "
                           f"{cfg.INPUT.MODALITY!r}")
-    path = node.FLOW_CONFIG if os.path.isabs(node.FLOW_CONFIG) else \
-        os.path.join(os.path.dirname(os.path.abspath(config_file)), node.FLOW_CONFIG)
+    flow_config = node.FLOW_CONFIG.replace("{split}", split)
+    path = flow_config if os.path.isabs(flow_config) else \
+        os.path.join(os.path.dirname(os.path.abspath(config_file)), flow_config)
     if not os.path.isfile(path):
         raise ConfigError(f"MODEL.TWO_STREAM.FLOW_CONFIG: no config {path}")
-    flow_cfg = load_config(path)
+    shared = []
+    for key, value in zip(opts[::2], opts[1::2]):
+        if key.startswith("DATASETS.") or key in _SHARED_BY_STREAMS:
+            shared += [str(key), str(value)]
+    flow_cfg = load_config(path, shared + ["DATASETS.SPLIT", split])
     if flow_cfg.INPUT.MODALITY == "rgb":
         raise ConfigError(f"MODEL.TWO_STREAM.FLOW_CONFIG {path}: its INPUT.MODALITY is 'rgb'; the flow stream's is "
                           "'flow' or 'brox'")
@@ -190,11 +203,12 @@ def flow_stream(cfg, config_file: str):
         if node_a != node_b:
             raise ConfigError(f"MODEL.TWO_STREAM: {name} is {node_a!r} here and {node_b!r} in the flow stream's "
                               f"{path}; the two streams must see the same data and clips")
-    flow_weights = node.FLOW_WEIGHTS or os.path.join(flow_cfg.OUTPUT_DIR, "model_final.pth")
+    flow_weights = (node.FLOW_WEIGHTS or os.path.join(flow_cfg.OUTPUT_DIR, "model_final.pth")).replace("{split}",
+                                                                                                       split)
     if not os.path.isfile(flow_weights):
         raise FileNotFoundError(f"the flow stream's weights {flow_weights} do not exist (MODEL.TWO_STREAM.FLOW_WEIGHTS"
                                 f"{'' if node.FLOW_WEIGHTS else ' is empty: its OUTPUT_DIR model_final.pth'}); train "
-                                f"it first: tools/train_det.py --config-file {path}")
+                                f"it first: {tool} --config-file {path}")
     flow_cfg = flow_cfg.clone()
     flow_cfg.defrost()
     flow_cfg.MODEL.WEIGHTS = flow_weights

@@ -633,6 +633,10 @@ class S3DG(nn.Module):
             kwargs["in_channels"] = MODALITY_CHANNELS[modality]
             if not node.PRESET:
                 kwargs.update(FLOW_CONVENTION)
+            elif len(set(kwargs.get("pixel_mean", (0.0,)))) > 1 or len(set(kwargs.get("pixel_std", (1.0,)))) > 1:
+                raise ValueError(f"MODEL.BACKBONE_3D.PRESET {node.PRESET!r} normalises RGB with per-channel "
+                                 f"statistics; INPUT.MODALITY {modality!r} needs one for flow (no preset: I3D's "
+                                 f"[-1, 1], or a preset with one mean and std, e.g. 'tfslim')")
         kwargs.update(node_kwargs(node, cls.CONFIG_KEYS))
         kwargs.update(overrides)
         return cls(node.VARIANT, **kwargs)

@@ -9,8 +9,8 @@ keyframe, so "the same anchors" holds by construction.
 
 Classification: I3D's fusion (``evaluate_sample.py`` of deepmind/kinetics-i3d) adds the two streams' logits with
 equal weight and applies the softmax after; MMAction2's ``report_accuracy.py`` sums each stream's scores times a
-coefficient, optionally after a softmax (with ``average_clips='prob'`` the scores are already view-averaged
-probabilities). ``fuse_class_scores`` does both (``CLS_FUSION_METHODS``).
+coefficient, optionally after a softmax (with ``average_clips='prob'``, its flow configs' choice, the scores are
+already view-averaged probabilities and need none). ``fuse_class_scores`` does both (``CLS_FUSION_METHODS``).
 """
 from __future__ import annotations
 
@@ -51,6 +51,11 @@ class TwoStreamDetector(nn.Module):
         if rgb.roi_head.num_classes != flow.roi_head.num_classes:
             raise ValueError(f"the RGB detector has {rgb.roi_head.num_classes} classes, the flow detector "
                              f"{flow.roi_head.num_classes}")
+        scorings = (rgb.roi_head.scorer.name, flow.roi_head.scorer.name)
+        if scorings[0] != scorings[1]:  # column 0 is background in one, "a person doing none" in the other
+            raise ValueError(f"the RGB detector scores with {scorings[0]!r}, the flow detector with {scorings[1]!r} "
+                             "(MODEL.ROI_HEAD.SCORING): their probabilities do not mean the same, so they cannot be "
+                             "averaged")
         self.rgb, self.flow, self.rgb_weight = rgb, flow, float(rgb_weight)
         self.proposals = rgb.proposals
 
@@ -116,7 +121,8 @@ def fuse_class_scores(rgb: np.ndarray, flow: np.ndarray, *, method: str = "logit
             logits (I3D takes the softmax of the sum; over several views, ``aggregate_views`` then averages the
             fused views' softmax as for one stream). ``method="softmax"``: each stream's probabilities (e.g.
             averaged over a video's views); returns their weighted sum divided by the weights' sum, probabilities
-            (MMAction2's ``report_accuracy.py --apply-softmax`` up to that division, which changes no ranking).
+            (MMAction2's ``report_accuracy.py`` on results of ``average_clips='prob'``, up to that division, which
+            changes no ranking).
         weights: (w_rgb, w_flow), both >= 0, not both 0; I3D's and MMAction2's default: (1, 1).
     """
     rgb, flow = np.asarray(rgb, np.float64), np.asarray(flow, np.float64)
