@@ -211,11 +211,32 @@ def test_cvat_errors(data, xml, kwargs, message):
 
 # ------------------------------------------------------------------------------------------ the worked example
 
-def prepare(*args):
+def prepare(*args, tool="prepare_data.py", datasets=None):
     # PYTHONPATH: the tools import this tree's s3d_det, not another checkout's editable install
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "tools/prepare_data.py", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, env=env)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    if datasets is not None:
+        env["S3D_DET_DATASETS"] = str(datasets)
+    return subprocess.run([sys.executable, f"tools/{tool}", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+# docs/own-data.md's config, over the quick start's (its PRETRAIN off: a path relative to the leaf's folder)
+LEAF = """_BASE_: {root}/configs/synthetic/s3dg_tiny.yaml
+MODEL:
+  BACKBONE_3D:
+    PRETRAIN: ""
+DATASETS:
+  NAME: mine
+  ROOT: mine
+  GT: mine-GT.pkl
+INPUT:
+  HFLIP_SWAP: []
+"""
+# tests/test_train_tool.py's SMALL: 64-pixel frames, 4-frame clips, 4 iterations (about 15 s on 2 cores)
+SMALL = ["INPUT.SHORT_SIDE_TRAIN", "[64]", "INPUT.SHORT_SIDE_TEST", "64", "INPUT.CLIP_LENGTH", "4",
+         "SOLVER.BATCH_SIZE", "2", "SOLVER.MAX_ITER", "4", "SOLVER.WARMUP_ITERS", "2", "SOLVER.CHECKPOINT_PERIOD", "2",
+         "SOLVER.FREEZE_2D_AT", "2", "TEST.BATCH_SIZE", "16"]
 
 
 def write_mp4(path, n):
@@ -262,3 +283,15 @@ def test_worked_example_videos_to_frames_to_gt(tmp_path):
     assert proc.stderr.strip().count("\n") == 0
     assert "bad.csv line 1: frame 7 beyond the 6 frames of video 'clips/a'" in proc.stderr
     assert not (tmp_path / "bad.pkl").exists()
+    # training and a visualization, shortened
+    (tmp_path / "mine.yaml").write_text(LEAF.format(root=ROOT))
+    out = tmp_path / "out"
+    proc = prepare("--config-file", tmp_path / "mine.yaml", *SMALL, "OUTPUT_DIR", out, tool="train_det.py",
+                   datasets=tmp_path / "datasets")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert {"model_final.pth", "frame_map.json"} <= set(os.listdir(out))
+    proc = prepare("--config-file", out / "config.yaml", "--weights", out / "model_final.pth", "--input",
+                   data / "Frames" / "clips" / "b", "--output", tmp_path / "b.mp4", "--gt", gt_path, "--video",
+                   "clips/b", "--quiet", tool="visualize_video.py", datasets=tmp_path / "datasets")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert cv2.VideoCapture(str(tmp_path / "b.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == 4
