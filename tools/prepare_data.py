@@ -37,8 +37,8 @@ import numpy as np
 from s3d_det.checkpoint.io import UnsafePickleError
 from s3d_det.data.annotations import check_gt, load_gt, save_gt, validate_gt
 from s3d_det.data.converters import extract_frames, from_yowo_labels, jhmdb_from_release, ucf24_from_annotations
-from s3d_det.data.own_annotations import gt_from_csv, gt_from_cvat
 from s3d_det.data.flow import ALGORITHMS, CONTRIB_ENV, CONTRIB_PIP, extract_flow
+from s3d_det.data.own_annotations import gt_from_csv, gt_from_cvat
 from s3d_det.utils.errors import run_tool
 from s3d_det.utils.table import format_table
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from .annotations import BOX_TOLERANCE, make_gt
 from .errors import DataError
-from .frames import ImageFolderSource, VIDEO_EXTENSIONS
+from .frames import VIDEO_EXTENSIONS, ImageFolderSource
 
 __all__ = ["CSV_COLUMNS", "Row", "read_labels", "read_split", "frames_info", "videos_info", "read_csv_rows",
            "read_cvat_rows", "link_tubes", "gt_from_rows", "gt_from_csv", "gt_from_cvat"]
