@@ -283,6 +283,15 @@ def test_worked_example_videos_to_frames_to_gt(tmp_path):
     assert proc.stderr.strip().count("\n") == 0
     assert "bad.csv line 1: frame 7 beyond the 6 frames of video 'clips/a'" in proc.stderr
     assert not (tmp_path / "bad.pkl").exists()
+    # the same boxes from a CVAT export of clips/a (0-based frames), and a bad option: exit 2
+    xml = cvat_xml('<track id="1" label="walk">' + box(0, 4) + box(1, 5) + "</track>\n", name="clips/a")
+    (tmp_path / "a.xml").write_text(xml)
+    proc = prepare("cvat", tmp_path / "a.xml", *args[2:], "--frames", data, "--out", tmp_path / "cvat.pkl")
+    assert proc.returncode == 0, proc.stderr
+    assert [np.asarray(t)[:, 0].tolist() for t in load_gt(str(tmp_path / "cvat.pkl"))["gttubes"]["clips/a"][0]] \
+        == [[1, 2]]
+    proc = prepare(*args, "--frames", data, "--max-gap", "0", "--out", tmp_path / "gap.pkl")
+    assert proc.returncode == 2 and "max_gap must be at least 1" in proc.stderr, proc.stderr
     # training and a visualization, shortened
     (tmp_path / "mine.yaml").write_text(LEAF.format(root=ROOT))
     out = tmp_path / "out"

@@ -185,12 +185,12 @@ def _frame_number(text: str, where: str, base: int = 1) -> int:
     return frame
 
 
-def _check_box(row: Row, nframes: int, size: Tuple[int, int], frame_text: str = "") -> None:
+def _check_box(row: Row, nframes: int, size: Tuple[int, int]) -> None:
     x1, y1, x2, y2 = row.box
     h, w = size
     box = ", ".join(f"{v:g}" for v in row.box)
     if row.frame > nframes:
-        raise DataError(f"{row.where}: frame {frame_text or row.frame} beyond the {nframes} frames of video "
+        raise DataError(f"{row.where}: frame {row.frame} beyond the {nframes} frames of video "
                         f"{row.video!r}; expected frames 1..{nframes}")
     if x2 <= x1 or y2 <= y1:
         raise DataError(f"{row.where}: box [{box}] has x2 <= x1 or y2 <= y1; expected x1 < x2 and y1 < y2")
