@@ -5,6 +5,11 @@
     python tools/prepare_data.py ucf24 finalAnnots.mat --testlist testlist01.txt --out UCF101v2-GT.pkl
     python tools/prepare_data.py jhmdb JHMDB_RELEASE_ROOT --out JHMDB-GT.pkl
     python tools/prepare_data.py yowo-labels groundtruths_jhmdb.zip --dataset jhmdb [--testlist F] --out GT.pkl
+    python tools/prepare_data.py csv ANNOTATIONS.csv --labels LABELS.txt --split SPLIT.csv [--split SPLIT2.csv]
+                                 (--frames ROOT | --videos VIDEOS_ROOT) [--max-gap G] --out GT.pkl
+    python tools/prepare_data.py cvat ANNOTATIONS.xml [MORE.xml ...] --labels LABELS.txt --split SPLIT.csv
+                                 (--frames ROOT | --videos VIDEOS_ROOT) [--video NAME] [--action-attribute NAME]
+                                 [--max-gap G] --out GT.pkl
     python tools/prepare_data.py frames VIDEOS_ROOT --out FRAMES_ROOT
     python tools/prepare_data.py flow FRAMES_ROOT --out FLOW_ROOT [--algorithm tvl1|dis] [--bound 20] [--workers N]
                                  [--opencv-contrib DIR]
@@ -14,6 +19,7 @@
 there are problems. The other tools refuse such a ground truth when they load it (``load_gt``), with one line
 naming the first bad box. The converters (see ``s3d_det.data.converters``) check the boxes they made the same
 way, then write the pickle atomically and print one line: videos, tubes, boxes.
+``csv`` and ``cvat`` convert your own annotations (docs/own-data.md; ``s3d_det.data.own_annotations``).
 ``frames`` decodes ``VIDEOS_ROOT/<class>/<video>.avi|.mp4`` into ``FRAMES_ROOT/Frames/<class>/<video>/``,
 skipping videos already complete. ``flow`` computes the optical flow of ``FRAMES_ROOT/Frames/<class>/<video>/``
 into ``FLOW_ROOT/<class>/<video>/x/`` and ``y/`` (see docs/flow.md; TV-L1 needs opencv-contrib, which
@@ -32,6 +38,7 @@ from s3d_det.checkpoint.io import UnsafePickleError
 from s3d_det.data.annotations import check_gt, load_gt, save_gt, validate_gt
 from s3d_det.data.converters import extract_frames, from_yowo_labels, jhmdb_from_release, ucf24_from_annotations
 from s3d_det.data.flow import ALGORITHMS, CONTRIB_ENV, CONTRIB_PIP, extract_flow
+from s3d_det.data.own_annotations import gt_from_csv, gt_from_cvat
 from s3d_det.utils.errors import run_tool
 from s3d_det.utils.table import format_table
 
@@ -58,6 +65,26 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     yowo.add_argument("--dataset", required=True, choices=("jhmdb", "ucf24"), help="class names to match")
     yowo.add_argument("--testlist", default=None, help="test videos (class/video a line); default: all are test")
     yowo.add_argument("--out", required=True, help="GT pickle to write")
+
+    own = commands.add_parser("csv", help="your own data: video,frame,x1,y1,x2,y2,action[,person_id] rows")
+    own.add_argument("annotations", help="CSV of boxes (docs/own-data.md)")
+    cvat = commands.add_parser("cvat", help="your own data: CVAT for video 1.1 XML exports, one video each")
+    cvat.add_argument("annotations", nargs="+", help="annotations.xml of CVAT's 'CVAT for video 1.1' export")
+    cvat.add_argument("--video", default=None, help="the video's name under Frames/ (default: the task's <name>)")
+    cvat.add_argument("--action-attribute", metavar="NAME", default=None,
+                      help="the action is this attribute of each box, not the track's label")
+    for sub in (own, cvat):
+        sub.add_argument("--labels", required=True, help="action names, one a line (the order gives the label)")
+        sub.add_argument("--split", required=True, action="append", metavar="SPLIT.csv",
+                         help="video,subset rows (train or test); once per split")
+        source = sub.add_mutually_exclusive_group(required=True)
+        source.add_argument("--frames", metavar="ROOT", help="frame counts and sizes from ROOT/Frames/<video>/")
+        source.add_argument("--videos", metavar="VIDEOS_ROOT",
+                            help="frame counts and sizes by decoding VIDEOS_ROOT/<video>.avi|.mp4")
+        sub.add_argument("--max-gap", type=int, default=1,
+                         help="a tube ends where its next annotated frame is more than this many frames on "
+                              "(default 1: runs of consecutive frames)")
+        sub.add_argument("--out", required=True, help="GT pickle to write")
 
     frames = commands.add_parser("frames", help="extract JPEG frames from videos with OpenCV")
     frames.add_argument("videos_root", help="folder of <class>/<video>.avi|.mp4")
@@ -129,6 +156,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             gt, source = ucf24_from_annotations(args.annotations, args.testlist), args.annotations
         elif args.command == "jhmdb":
             gt, source = jhmdb_from_release(args.root), args.root
+        elif args.command == "csv":
+            gt, source = gt_from_csv(args.annotations, labels=args.labels, split_files=args.split,
+                                     frames_root=args.frames, videos_root=args.videos,
+                                     max_gap=args.max_gap), args.annotations
+        elif args.command == "cvat":
+            gt, source = gt_from_cvat(args.annotations, labels=args.labels, split_files=args.split,
+                                      frames_root=args.frames, videos_root=args.videos, max_gap=args.max_gap,
+                                      video=args.video, action_attribute=args.action_attribute), args.annotations[0]
         else:
             gt, source = from_yowo_labels(args.labels, dataset=args.dataset, testlist=args.testlist), args.labels
         check_gt(gt, source)
