@@ -263,3 +263,23 @@ def test_classification_clips_of_flow_are_mirrored_by_a_flip_and_never_jittered(
     assert clips.shape == (3, 2, 4, 32, 32) and torch.all(clips[:, 0] == 159)
     with pytest.raises(FileNotFoundError, match="no flow for 1 of 1 videos.*act/v1"):
         TrainVideoDataset(videos, modality=Modality("flow", str(tmp_path / "Nowhere")))
+
+
+def test_two_stream_config_takes_the_runs_split_and_data_overrides(tmp_path):
+    """The flow stream follows the run: its DATASETS.SPLIT is the RGB config's, the run's DATASETS.* overrides apply
+    to it too, and {split} names one flow model a split."""
+    from s3d_det.engine.defaults import flow_stream
+
+    (tmp_path / "flow.yaml").write_text("INPUT:\n  MODALITY: flow\nOUTPUT_DIR: out\n")
+    for split in (1, 2):
+        (tmp_path / f"flow_split{split}.pth").write_bytes(b"")
+    cfg = get_cfg()
+    cfg.MODEL.TWO_STREAM.FLOW_CONFIG = "flow.yaml"
+    cfg.MODEL.TWO_STREAM.FLOW_WEIGHTS = str(tmp_path / "flow_split{split}.pth")
+    cfg.DATASETS.SPLIT, cfg.DATASETS.ROOT = 2, "/data"
+    flow_cfg = flow_stream(cfg, str(tmp_path / "rgb.yaml"), ["DATASETS.ROOT", "/data", "SOLVER.BASE_LR", "0.5"])
+    assert flow_cfg.DATASETS.SPLIT == 2 and flow_cfg.DATASETS.ROOT == "/data"
+    assert flow_cfg.MODEL.WEIGHTS == str(tmp_path / "flow_split2.pth")
+    assert flow_cfg.SOLVER.BASE_LR != 0.5  # not a data or clip key: the flow stream keeps its own
+    with pytest.raises(ConfigError, match="DATASETS.ROOT is '/data' here"):
+        flow_stream(cfg, str(tmp_path / "rgb.yaml"))  # the override not given to the flow stream: refused
