@@ -168,6 +168,27 @@ def test_second_detection_of_a_box_is_false_positive_and_missed_gt_lowers_recall
     assert ava_frame_ap(gt, dets([]), MAP).ap["a"] == 0.0  # GT, no detections: AP 0
 
 
+G1, G2 = (0.0, 0.0, 0.5, 1.0), (0.125, 0.0, 0.625, 1.0)  # dyadic: the IoUs below are exact
+
+
+def test_no_second_choice_when_the_best_box_is_taken():
+    # D2's best box is G1 (IoU 0.875), taken by D1; G2 (IoU 2/3) is not tried: FP (ACT would take G2)
+    gt = gt_rows([("v", 902, *G1, 1), ("v", 902, *G2, 1)])
+    r = ava_frame_ap(gt, dets([("v", 902, *G1, 1, 0.9), ("v", 902, 0.0625, 0.0, 0.5, 1.0, 1, 0.8)]), MAP)
+    assert r.ap["a"] == pytest.approx(50.0)
+
+
+def test_equal_iou_takes_the_first_gt_box_in_the_official_order():
+    # D1 overlaps G1 and G2 equally (7/9); D2 = G2. D1 takes the first box of the keyframe's ground truth, in the
+    # official reader's order: by person_id (its "score" slot), highest first, else by the heap of
+    # (score, action, y1, x1, y2, x2) tuples. D1 on G1: D2 is a TP (AP 100); D1 on G2: D2 is a FP (AP 50).
+    d = dets([("v", 902, 0.0625, 0.0, 0.5625, 1.0, 1, 0.9), ("v", 902, *G2, 1, 0.8)])
+    assert ava_frame_ap(gt_rows([("v", 902, *G1, 1, 0), ("v", 902, *G2, 1, 1)]), d, MAP).ap["a"] == 50.0
+    assert ava_frame_ap(gt_rows([("v", 902, *G1, 1, 1), ("v", 902, *G2, 1, 0)]), d, MAP).ap["a"] == 100.0
+    # 7 columns (score 1.0 for both): the heap puts the smaller tuple (G1: x1 0 < 0.125) first, whatever the file
+    assert ava_frame_ap(gt_rows([("v", 902, *G2, 1), ("v", 902, *G1, 1)]), d, MAP).ap["a"] == 100.0
+
+
 def test_iou_exactly_half_counts_and_no_plus_one():
     gt = gt_rows([("v", 902, 0.0, 0.0, 0.5, 1.0, 1)])
     # [0, 0.25] x [0, 1] inside the GT: IoU = 0.25 / 0.5 = 0.5 exactly (>= 0.5: TP); +1 pixel would change it
