@@ -473,3 +473,80 @@ def test_matches_official_code(official, tmp_path, seed):
     for name in result.classes:
         assert result.ap[name] / 100 == pytest.approx(expected[name], abs=1e-12), name
     assert result.mean / 100 == pytest.approx(metrics["PascalBoxes_Precision/mAP@0.5IOU"], abs=1e-12)
+
+
+# ---------------------------------------------------------------- tools/eval_jhmdb.py --protocol ava
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_eval(*args):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "tools/eval_jhmdb.py", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env=env)
+
+
+@pytest.fixture
+def ava_files(tmp_path):
+    a, b = ",".join(map(str, A)), ",".join(map(str, B))
+    files = {
+        "gt": write(tmp_path / "gt.csv", f"v1,0902,{a},1,0\nv1,0902,{b},3,1\nv1,0903,{a},1,0\nv1,0904,{a},80,0\n"),
+        # class 1: FP (0.9), TP (0.8) -> 50; class 3: TP -> 100; class 80 is not in the map; v1,0904 is excluded
+        "dets": write(tmp_path / "d.csv", f"v1,0902,{b},1,0.9\nv1,0902,{a},1,0.8\nv1,0902,{b},3,0.7\n"
+                                          f"v1,0902,{a},80,0.99\nv1,0904,{a},1,0.95\n"),
+        "map": write(tmp_path / "m.pbtxt", LABELMAP_TEXT),
+        "excl": write(tmp_path / "x.csv", "v1,904\n"),
+    }
+    return files
+
+
+def test_tool_ava_scores_and_writes_json(ava_files, tmp_path):
+    out = tmp_path / "r.json"
+    proc = run_eval("--protocol", "ava", "--gt", ava_files["gt"], "--detections", ava_files["dets"], "--labelmap",
+                    ava_files["map"], "--exclusions", ava_files["excl"], "--json", out)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    result = json.loads(out.read_text())
+    assert set(result) == {"protocol", "iou", "frame_mAP", "per_class_AP", "video_mAP"}
+    assert result["protocol"] == "ava" and result["iou"] == 0.5 and result["video_mAP"] is None
+    # class 1 has 2 GT boxes (0902, 0903): FP then TP -> precision 1/2 at recall 1/2 -> AP 25
+    assert result["per_class_AP"] == pytest.approx({"bend/bow (at the waist)": 25.0, "crouch/kneel": 100.0})
+    assert result["frame_mAP"] == pytest.approx(62.5)
+    assert "frame-mAP@0.5: 62.50" in proc.stdout and "1 detection rows of actions outside" in proc.stdout
+    # without the exclusions the 0904 detection of class 1 is a FP ranked first (its GT there is class 80)
+    proc = run_eval("--protocol", "ava", "--gt", ava_files["gt"], "--detections", ava_files["dets"], "--labelmap",
+                    ava_files["map"], "--json", out)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["per_class_AP"]["bend/bow (at the waist)"] == pytest.approx(100 / 6)
+    assert "count as false positives" in proc.stdout
+
+
+def test_tool_ava_bad_row_is_one_line_naming_file_and_line(ava_files, tmp_path):
+    bad = write(tmp_path / "bad.csv", "v1,0902,0.1,0.1,0.5,0.5,1,0.9\nv1,0902,0.1,0.1,0.5,0.5,1\n")
+    proc = run_eval("--protocol", "ava", "--gt", ava_files["gt"], "--detections", bad, "--labelmap", ava_files["map"])
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert f"{bad}: line 2: 7 columns" in proc.stderr
+    proc = run_eval("--protocol", "ava", "--gt", ava_files["gt"], "--detections", ava_files["dets"],
+                    "--labelmap", tmp_path / "none.pbtxt")
+    assert proc.returncode == 2 and "none.pbtxt: no such file" in proc.stderr and proc.stderr.count("\n") == 1
+    only80 = write(tmp_path / "gt80.csv", "v1,0902,0.1,0.1,0.5,0.5,80,0\n")
+    proc = run_eval("--protocol", "ava", "--gt", only80, "--detections", ava_files["dets"], "--labelmap",
+                    ava_files["map"])
+    assert proc.returncode == 2 and "no class of" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("extra,needle", [
+    ([], "needs --labelmap"),
+    (["--labelmap", "m", "--split", "1"], "--split does not go with --protocol ava"),
+    (["--labelmap", "m", "--video-map"], "--video-map does not go with --protocol ava"),
+])
+def test_tool_ava_argument_errors(ava_files, extra, needle):
+    proc = run_eval("--protocol", "ava", "--gt", ava_files["gt"], "--detections", ava_files["dets"], *extra)
+    assert proc.returncode == 2 and needle in proc.stderr
+
+
+@pytest.mark.parametrize("flag", ["--labelmap", "--exclusions"])
+def test_tool_refuses_ava_files_with_other_protocols(ava_files, flag):
+    proc = run_eval("--protocol", "voc", "--gt", "gt.pkl", "--detections", "d.npz", flag, "x")
+    assert proc.returncode == 2 and f"{flag} goes with --protocol ava, not with --protocol voc" in proc.stderr
