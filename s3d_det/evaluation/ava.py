@@ -42,7 +42,9 @@ Not replicated: the official code's failures (duplicate label ids, boxes with x2
 only where detections fall on keyframes missing from the ground-truth file (it ignores them; rule 5 counts them as
 FPs); on AVA's val set every keyframe is either annotated or excluded, so both give the same numbers.
 SlowFast's own ``ava_eval_helper`` (its training loop's evaluation) keeps every detection (no rule 4 cap) and
-matches a keyframe's detections in file order; its CSVs are written sorted, so files it writes score the same.
+matches a keyframe's detections in file order (its CSVs are box by box, class by class), so its printed mAP can
+differ from the official one and from this module's. The cap counts all classes together: a score for each of 60
+classes per person box leaves only a keyframe's 50 highest rows.
 """
 from __future__ import annotations
 
