@@ -395,14 +395,15 @@ def official(tmp_path_factory):
     for name in OFFICIAL_FILES:
         show(f"HEAD:Evaluation/ava/{name}.py", root / "ava" / f"{name}.py")
     show("c070fdb^:Evaluation/get_ava_performance.py", root / "get_ava_performance.py")
-    # the code predates numpy 1.24/2.0 and Python 3.13: restore the aliases it uses
-    for alias, value in (("float", float), ("bool", bool), ("NAN", np.nan)):
-        if not hasattr(np, alias):
-            setattr(np, alias, value)
+    # the code predates numpy 1.24/2.0 and Python 3.13: give back the aliases it uses while it runs
     import logging
 
-    if not hasattr(logging, "warn"):
-        logging.warn = logging.warning
+    added = []
+    for mod, name, value in ((np, "float", float), (np, "bool", np.bool_), (np, "NAN", np.nan),
+                             (logging, "warn", logging.warning)):
+        if not hasattr(mod, name):
+            setattr(mod, name, value)
+            added.append((mod, name))
     saved = dict(sys.modules)
     sys.path[:0] = [str(root), str(root / "ava")]
     try:
@@ -413,6 +414,8 @@ def official(tmp_path_factory):
         sys.path.remove(str(root / "ava"))
         for name in set(sys.modules) - set(saved):
             del sys.modules[name]
+        for mod, name in added:
+            delattr(mod, name)
 
 
 def run_official(gap, gt_csv, det_csv, map_txt, excl_csv):
