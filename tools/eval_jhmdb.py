@@ -28,6 +28,17 @@ Exit codes: 0 done; 2 bad input (an unreadable or malformed ground truth or dete
 test list, a label out of range, NaN/inf, x2 < x1, ...), reported on one line naming the file and the row or
 key.
 
+AVA (v2.1/v2.2 CSV files; ``s3d_det.evaluation.ava``, the official ActivityNet evaluation's numbers)::
+
+    python tools/eval_jhmdb.py --protocol ava --gt GT.csv --detections DETS.csv --labelmap MAP.pbtxt
+                               [--exclusions EXCL.csv] [--iou 0.5] [--json OUT.json] [--plots DIR]
+
+scores every keyframe of ``GT.csv`` (rows ``video_id,timestamp,x1,y1,x2,y2,action_id,person_id``) on the classes
+of ``MAP.pbtxt``; detections are ``video_id,timestamp,x1,y1,x2,y2,action_id,score`` rows. Prints the per-class
+table and the frame-mAP; the JSON has the keys above (``protocol`` "ava", ``video_mAP`` null) with the classes
+that have ground truth. ``--labelmap`` and ``--exclusions`` go with ``--protocol ava`` only; ``--split``,
+``--video-map`` and ``--fuse`` do not go with it. A bad row is reported on one line naming the file and line.
+
 Model mode (run a trained detector over every frame of the test videos, then score)::
 
     python tools/eval_jhmdb.py --config-file CFG --weights W [--split 1|2|3|all] [--out DIR]
@@ -61,7 +72,7 @@ import numpy as np
 
 from s3d_det.data.annotations import load_gt, split_videos
 from s3d_det.evaluation.detections import TUBE_VIDEO, Detections, check_detections, load_detections
-from s3d_det.evaluation.frame_map import PROTOCOLS, frame_ap
+from s3d_det.evaluation.frame_map import PROTOCOLS, FrameAPResult, frame_ap
 from s3d_det.evaluation.fusion import fuse_detections
 from s3d_det.evaluation.video_map import video_map
 from s3d_det.utils.errors import run_tool
@@ -91,7 +102,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                              "DATASETS.SPLIT); model mode also takes 'all'")
     parser.add_argument("--out", metavar="DIR", help="model mode: where detections_split{K}.npz go "
                                                       "(default: OUTPUT_DIR/inference)")
-    parser.add_argument("--protocol", choices=PROTOCOLS, default="act", help="frame-AP protocol (default: act)")
+    parser.add_argument("--protocol", choices=PROTOCOLS + ("ava",), default="act",
+                        help="frame-AP protocol (default: act); 'ava': AVA CSV files, needs --labelmap")
+    parser.add_argument("--labelmap", metavar="MAP.pbtxt", help="--protocol ava: the action list (.pbtxt)")
+    parser.add_argument("--exclusions", metavar="EXCL.csv",
+                        help="--protocol ava: excluded keyframes (video_id,timestamp rows)")
     parser.add_argument("--iou", type=float, default=0.5, help="frame-AP IoU threshold (default: 0.5)")
     parser.add_argument("--video-map", action="store_true", help="also compute video-mAP")
     parser.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
@@ -103,6 +118,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                         help="model mode: config overrides, e.g. TEST.BATCH_SIZE 4")
     args = parser.parse_args(argv)
+    if args.protocol == "ava":
+        if args.gt is None:
+            parser.error("--protocol ava scores files: give --gt GT.csv --detections DETS.csv --labelmap MAP.pbtxt")
+        if args.labelmap is None:
+            parser.error("--protocol ava needs --labelmap MAP.pbtxt (the AVA action list)")
+        for flag, value in (("--split", args.split is not None), ("--video-map", args.video_map),
+                            ("--fuse", args.fuse is not None)):
+            if value:
+                parser.error(f"{flag} does not go with --protocol ava")
+    else:
+        for flag, value in (("--labelmap", args.labelmap), ("--exclusions", args.exclusions)):
+            if value is not None:
+                parser.error(f"{flag} goes with --protocol ava, not with --protocol {args.protocol}")
     if args.gt is not None:
         if args.detections is None:
             parser.error("--gt needs --detections")
@@ -197,7 +225,47 @@ def report(result, vmap: Optional[dict], args, header: str, video_map_source: st
         print(f"wrote {plots}/per_class_ap.png, pr_curves.png")
 
 
+def ava_mode(args) -> int:
+    """Scoring mode for ``--protocol ava`` (AVA CSV files)."""
+    from s3d_det.data.ava import read_ava_detections, read_ava_exclusions, read_ava_gt, read_ava_labelmap
+    from s3d_det.evaluation.ava import ava_frame_ap, detections_off_gt
+
+    try:
+        labelmap = read_ava_labelmap(args.labelmap)
+        excluded = read_ava_exclusions(args.exclusions) if args.exclusions else set()
+        gt = read_ava_gt(args.gt)
+        dets = read_ava_detections(args.detections)
+        result: FrameAPResult = ava_frame_ap(gt, dets, labelmap, excluded=excluded, iou=args.iou)
+        if not result.classes:
+            raise InputError(f"{args.gt}: no class of {args.labelmap} has a ground-truth box"
+                             + (f" off the keyframes excluded by {args.exclusions}" if excluded else ""))
+    except (OSError, ValueError) as e:
+        print("error: " + " ".join(str(e).split()), file=sys.stderr)
+        return 2
+    ids = list(labelmap)
+    outside = int((~np.isin(dets.action, ids)).sum())
+    if outside:
+        print(f"note: {outside} detection rows of actions outside {args.labelmap} are left out (as the official "
+              "evaluation does)")
+    off = detections_off_gt(gt, dets, labelmap, excluded)
+    if off:
+        print(f"note: {off} detection rows fall on keyframes without a ground-truth box of the label map; they count "
+              "as false positives (as the official evaluation does)")
+    left_out = [name for i, name in labelmap.items() if name not in result.ap]
+    report(result, None, args, f"{args.detections}: {len(gt.keyframes)} keyframes in {args.gt}"
+                               f"{f', {len(excluded)} excluded' if excluded else ''}, AVA frame-AP (official "
+                               f"ActivityNet rules), IoU {args.iou:g}", "", plots=args.plots)
+    if left_out:
+        print(f"left out of the mean (no ground truth): {', '.join(left_out)}")
+    if args.json:
+        write_json(args.json, {**result.to_dict(), "video_mAP": None})
+        print(f"wrote {args.json}")
+    return 0
+
+
 def score_mode(args) -> int:
+    if args.protocol == "ava":
+        return ava_mode(args)
     try:
         try:
             gt = load_gt(args.gt)
