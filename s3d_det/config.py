@@ -156,6 +156,13 @@ _C.MODEL.ROI_HEAD.BOX_REG_LOSS_WEIGHT = 1.0
 _C.MODEL.ROI_HEAD.SCORE_THRESH = 0.05
 _C.MODEL.ROI_HEAD.NMS_THRESH = 0.5
 _C.MODEL.ROI_HEAD.DETECTIONS_PER_IMG = 100
+# Per action (in the dataset's class order), the score a detection must exceed, in place of SCORE_THRESH; []:
+# SCORE_THRESH for every action.
+_C.MODEL.ROI_HEAD.CLASS_SCORE_THRESH = []
+# "softmax": one action a person (cross-entropy over background / "no action" and the actions); "sigmoid": several
+# actions a person at once (one sigmoid and binary cross-entropy per action, the field's choice on AVA; the ground
+# truth gives a person several actions by the same box in several labels' tubes; docs/training.md).
+_C.MODEL.ROI_HEAD.LOSS = "softmax"
 
 _C.DATASETS = CfgNode()
 # Detection (tools/train_det.py): "synthetic" (made on first use when missing) or any name; the data then lives in

@@ -115,9 +115,9 @@ def tube_ids(frame_dets) -> np.ndarray:
     return np.array([owner[tuple(key)].pop() for key in mine.tolist()], dtype=np.int64)
 
 
-def _text(image: np.ndarray, text: str, x: int, y: int, color, *, below: bool = False) -> None:
+def _text(image: np.ndarray, text: str, x: int, y: int, color, *, below: bool = False) -> int:
     """``text`` on a filled box of ``color`` whose bottom-left (top-left if ``below``) is (x, y), kept inside the
-    image."""
+    image; returns the box's height in pixels."""
     scale = max(0.35, image.shape[0] / 700)
     (tw, th), base = cv2.getTextSize(text, _FONT, scale, 1)
     h = th + base + 2
@@ -127,6 +127,7 @@ def _text(image: np.ndarray, text: str, x: int, y: int, color, *, below: bool = 
     cv2.rectangle(image, (x, top), (x + tw + 2, top + h), color, -1)
     ink = (0, 0, 0) if sum(color) > 380 else (255, 255, 255)
     cv2.putText(image, text, (x + 1, top + th + 1), _FONT, scale, ink, 1, cv2.LINE_AA)
+    return h
 
 
 def _dashed_rectangle(image: np.ndarray, x1: int, y1: int, x2: int, y2: int, color, dash: int = 5) -> None:
@@ -144,20 +145,26 @@ def draw_frame(image: np.ndarray, frame: int, dets, tubes: Sequence[int], names:
     """A copy of ``image`` (H, W, 3) uint8 RGB with the frame number (top left), the ground truth ``gt`` (boxes
     (G, 4), labels (G,), original pixels) as white dashed boxes labelled "GT <action>" under them, and the
     detections ``dets`` of this frame (``FrameDetections`` or rows (K, 8)), each box in its tube's colour
-    (``tubes`` (K,)) labelled "<action> <score>" above it."""
+    (``tubes`` (K,)) labelled "<action> <score>" above it. A box with several actions (a multi-label head's
+    detections, or the same ground-truth box in several labels' tubes) gets its labels stacked, one a line."""
     dets = FrameDetections.of(dets)
     out = np.ascontiguousarray(image).copy()
     thick = max(2, round(min(out.shape[:2]) / 160))
+    lines: dict = {}  # (box, side) -> height of the labels drawn there so far
     for box, label, score, tube in zip(dets.boxes.tolist(), dets.label.tolist(), dets.score.tolist(), tubes):
         color = TUBE_COLORS[int(tube) % len(TUBE_COLORS)]
         x1, y1, x2, y2 = (int(round(v)) for v in box)
         cv2.rectangle(out, (x1, y1), (x2, y2), color, thick)
-        _text(out, f"{names[label]} {score:.2f}", x1 - thick // 2, y1 - thick // 2, color)
+        key = (x1, y1, x2, y2, "above")
+        lines[key] = lines.get(key, 0) + _text(out, f"{names[label]} {score:.2f}", x1 - thick // 2,
+                                               y1 - thick // 2 - lines.get(key, 0), color)
     if gt is not None:  # on top: the dashes stay visible on a detection's edge
         for box, label in zip(*gt):
             x1, y1, x2, y2 = (int(round(v)) for v in box)
             _dashed_rectangle(out, x1, y1, x2, y2, _GT_COLOR)
-            _text(out, f"GT {names[int(label)]}", x1, y2 + thick, _GT_COLOR, below=True)
+            key = (x1, y1, x2, y2, "below")
+            lines[key] = lines.get(key, 0) + _text(out, f"GT {names[int(label)]}", x1, y2 + thick + lines.get(key, 0),
+                                                   _GT_COLOR, below=True)
     _text(out, f"frame {frame}", 0, 0, (0, 0, 0), below=True)
     return out
 

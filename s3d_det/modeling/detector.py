@@ -365,6 +365,8 @@ def build_action_detector(
     box_score_thresh: float = 0.05,
     box_nms_thresh: float = 0.5,
     box_detections_per_img: int = 100,
+    box_class_score_thresh: Sequence[float] = (),
+    loss: str = "softmax",
 ) -> ActionDetector:
     """An ``ActionDetector`` from keyword arguments, randomly initialised (load checkpoints afterwards).
 
@@ -394,6 +396,8 @@ def build_action_detector(
         bbox_reg_weights, box_reg_loss_weight, box_score_thresh, box_nms_thresh, box_detections_per_img: the
             head's training and inference settings (see ``TubeRoIHead``; 128 RoIs per keyframe by default, not
             torchvision's 512, since each runs stage 5 in 3D).
+        box_class_score_thresh (sequence of C floats): per-action score thresholds (``TubeRoIHead``).
+        loss (str): "softmax" (one action a person) or "sigmoid" (several; ``TubeRoIHead``).
     """
     source = proposal_source(proposals)
     check_feature_3d(feature_3d)
@@ -410,6 +414,7 @@ def build_action_detector(
         batch_size_per_image=box_batch_size_per_image, positive_fraction=box_positive_fraction,
         bbox_reg_weights=bbox_reg_weights, box_reg_loss_weight=box_reg_loss_weight, score_thresh=box_score_thresh,
         nms_thresh=box_nms_thresh, detections_per_img=box_detections_per_img,
+        class_score_thresh=box_class_score_thresh, loss=loss,
     )
     if not source.uses_keyframe:
         return ActionDetector(backbone_3d=s3dg, roi_head=roi_head, proposals=source)

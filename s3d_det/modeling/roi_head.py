@@ -165,6 +165,11 @@ class TubeRoIHead(RoIHeads):
         box_reg_loss_weight (float): factor on the box-regression loss (detectron2's ``BBOX_REG_LOSS_WEIGHT``); 0
             trains no box refinement (the deltas stay at their near-zero initialisation: boxes are the proposals).
         score_thresh (float): inference keeps (box, action) pairs with a score above this.
+        class_score_thresh (sequence of C floats, optional): per action, in place of ``score_thresh``.
+        loss (str): ``"softmax"`` (one action per person: cross-entropy over background / "no action" + C
+            actions) or ``"sigmoid"`` (several actions per person, the field's choice on AVA: C independent
+            sigmoids, binary cross-entropy against each person's set of actions, the same box in several labels'
+            tubes of the ground truth; column 0 of the logits is then unused). Class-agnostic boxes only.
         nms_thresh (float): IoU of the per-action NMS.
         detections_per_img (int): at most this many detections per keyframe.
 
@@ -204,9 +209,20 @@ class TubeRoIHead(RoIHeads):
         score_thresh: float = 0.05,
         nms_thresh: float = 0.5,
         detections_per_img: int = 100,
+        class_score_thresh: Sequence[float] = (),
+        loss: str = "softmax",
     ):
         if num_classes < 1:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
+        if loss == "sigmoid" and class_specific_boxes:
+            raise ValueError("loss 'sigmoid' (several actions a box) needs class-agnostic boxes "
+                             "(class_specific_boxes False)")
+        class_score_thresh = tuple(float(v) for v in class_score_thresh)
+        if class_score_thresh and len(class_score_thresh) != num_classes:
+            raise ValueError(f"class_score_thresh needs one threshold per action ({num_classes}), got "
+                             f"{len(class_score_thresh)}")
         scorer = scoring_rule(scoring)
         if bg_iou_thresh > fg_iou_thresh:
             raise ValueError(f"bg_iou_thresh ({bg_iou_thresh}) must not exceed fg_iou_thresh ({fg_iou_thresh})")
@@ -230,12 +246,15 @@ class TubeRoIHead(RoIHeads):
         self.fg_iou_thresh = float(fg_iou_thresh)
         self.batch_size_per_image = int(batch_size_per_image)
         self.box_reg_loss_weight = float(box_reg_loss_weight)
+        self.loss = loss
+        self.class_score_thresh = class_score_thresh
 
     # Config keys of ``MODEL.ROI_HEAD`` that are keyword arguments (``cfg_args.node_kwargs``: FOO is ``foo``);
     # NUM_CLASSES is read by ``from_config`` itself.
     CONFIG_KEYS = ("OUTPUT_SIZE", "SAMPLING_RATIO", "CONTEXT", "DROPOUT", "CLASS_SPECIFIC_BOXES", "SCORING",
                    "FG_IOU_THRESH", "BG_IOU_THRESH", "BATCH_SIZE_PER_IMAGE", "POSITIVE_FRACTION",
-                   "BOX_REG_LOSS_WEIGHT", "SCORE_THRESH", "NMS_THRESH", "DETECTIONS_PER_IMG")
+                   "BOX_REG_LOSS_WEIGHT", "SCORE_THRESH", "NMS_THRESH", "DETECTIONS_PER_IMG", "CLASS_SCORE_THRESH",
+                   "LOSS")
 
     @classmethod
     def from_config(cls, cfg, *, num_classes: int, stage5: Mapping[str, nn.Module], feature_channels: int,
@@ -261,8 +280,10 @@ class TubeRoIHead(RoIHeads):
                              f"and image_sizes for {len(image_sizes)}")
         proposals = list(proposals)
         if self.training:
-            proposals, labels, regression_targets = self.scorer.training_samples(self, proposals,
-                                                                                 self._shifted_targets(targets))
+            shifted = self._shifted_targets(targets)
+            if self.loss == "sigmoid":  # one RoI target per person; labels index their sets of actions
+                shifted, action_sets = _people(shifted, self.num_classes)
+            proposals, labels, regression_targets = self.scorer.training_samples(self, proposals, shifted)
         else:
             proposals, proposal_scores = self.scorer.kept_proposals(self, proposals, proposal_scores)
             if sum(len(p) for p in proposals) == 0:
@@ -273,11 +294,20 @@ class TubeRoIHead(RoIHeads):
             if len(logits) == 0:  # "person" on keyframes without people: nothing to learn, but keep the graph
                 zero = logits.sum() + deltas.sum()
                 return {"loss_cls": zero, "loss_box_reg": zero}
-            loss_cls, loss_box_reg = fastrcnn_loss(logits, deltas, labels, regression_targets)
+            if self.loss == "sigmoid":
+                loss_cls, loss_box_reg = _sigmoid_loss(logits, deltas, labels, regression_targets, action_sets)
+            else:
+                loss_cls, loss_box_reg = fastrcnn_loss(logits, deltas, labels, regression_targets)
             return {"loss_cls": loss_cls, "loss_box_reg": self.box_reg_loss_weight * loss_box_reg}
-        probs = self.scorer.scores(F.softmax(logits, dim=-1), proposal_scores)
+        probs = self.scorer.scores(self.probabilities(logits), proposal_scores)
         boxes, scores, labels = self._detections(probs, deltas, proposals, image_sizes)
         return [{"boxes": b, "scores": s, "labels": lab - 1} for b, s, lab in zip(boxes, scores, labels)]
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits (R, C + 1) -> class probabilities (R, C + 1): a softmax over the row, or (``loss="sigmoid"``) each
+        action's sigmoid (column 0 then means nothing and is dropped with the background column)."""
+        logits = logits.float()
+        return torch.sigmoid(logits) if self.loss == "sigmoid" else F.softmax(logits, dim=-1)
 
     def predict(self, features: torch.Tensor, proposals: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
         """The head on ``proposals`` (per clip (R_b, 4), pixels of the resized keyframe) over ``features``
@@ -309,7 +339,11 @@ class TubeRoIHead(RoIHeads):
             boxes = clip_boxes_to_image(boxes, size)[:, 1:].reshape(-1, 4)
             labels = torch.arange(1, scores.shape[1], device=scores.device).repeat(len(scores))
             scores = scores[:, 1:].reshape(-1)
-            keep = torch.where(scores > self.score_thresh)[0]
+            if self.class_score_thresh:
+                thresholds = torch.tensor(self.class_score_thresh, dtype=scores.dtype, device=scores.device)
+                keep = torch.where(scores > thresholds[labels - 1])[0]
+            else:
+                keep = torch.where(scores > self.score_thresh)[0]
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
             keep = remove_small_boxes(boxes, min_size=1e-2)
             boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
@@ -337,3 +371,56 @@ class TubeRoIHead(RoIHeads):
                                  f"{labels.tolist()} ({labels.dtype})")
             shifted.append({"boxes": boxes, "labels": labels + 1})
         return shifted
+
+
+LOSSES = ("softmax", "sigmoid")
+
+
+def _people(shifted: List[Dict[str, torch.Tensor]], num_classes: int):
+    """Multi-label targets: per image, the GT boxes merged into people (equal boxes, within 1e-3 px, are one person
+    whose actions are all their labels), with labels 1..P (person index + 1; a person doing none of the actions
+    too) or -1 (a person to ignore: every box of it ignored and none with an action); and per image (P, C) float
+    sets of actions (a person's row: 1 for each of its actions). ``shifted`` labels: action + 1, 0 none, -1 ignore.
+    """
+    merged, sets = [], []
+    for target in shifted:
+        boxes, labels = target["boxes"], target["labels"]
+        if len(boxes) == 0:
+            merged.append(target)
+            sets.append(boxes.new_zeros((0, num_classes)))
+            continue
+        rounded = torch.round(boxes.detach().double() * 1000)
+        unique, person = torch.unique(rounded, dim=0, return_inverse=True)
+        count = len(unique)
+        actions = boxes.new_zeros((count, num_classes))
+        acting = labels >= 1
+        actions[person[acting], labels[acting] - 1] = 1.0
+        known = torch.zeros(count, dtype=torch.bool, device=boxes.device)
+        known[person[labels >= 0]] = True
+        first = torch.full((count,), len(boxes), dtype=torch.int64, device=boxes.device)
+        first = first.scatter_reduce(0, person, torch.arange(len(boxes), device=boxes.device), reduce="amin")
+        new_labels = torch.where(known, torch.arange(1, count + 1, device=boxes.device), torch.full_like(first, -1))
+        merged.append({"boxes": boxes[first], "labels": new_labels})
+        sets.append(actions)
+    return merged, sets
+
+
+def _sigmoid_loss(logits: torch.Tensor, deltas: torch.Tensor, labels: Sequence[torch.Tensor],
+                  regression_targets: Sequence[torch.Tensor], action_sets: Sequence[torch.Tensor]):
+    """Binary cross-entropy of each action's sigmoid (logits columns 1..C) against the sampled RoIs' people's sets
+    of actions (0 for background RoIs), averaged over RoIs and actions (SlowFast's AVA loss); and the box loss of
+    ``fastrcnn_loss`` (smooth-L1, beta 1/9, over the RoIs of a person, divided by the sampled RoIs), on the
+    class-agnostic deltas."""
+    targets = []
+    for image_labels, sets in zip(labels, action_sets):
+        rows = sets.new_zeros((len(image_labels), sets.shape[1]))
+        person = image_labels > 0
+        rows[person] = sets[image_labels[person] - 1]
+        targets.append(rows)
+    targets = torch.cat(targets)
+    loss_cls = F.binary_cross_entropy_with_logits(logits[:, 1:], targets.to(logits.dtype))
+    labels = torch.cat(list(labels))
+    regression_targets = torch.cat(list(regression_targets))
+    positive = torch.where(labels > 0)[0]
+    loss_box = F.smooth_l1_loss(deltas[positive, :4], regression_targets[positive], beta=1 / 9, reduction="sum")
+    return loss_cls, loss_box / max(labels.numel(), 1)

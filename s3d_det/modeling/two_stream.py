@@ -18,7 +18,6 @@ from typing import Any, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .detector import ActionDetector, boxes_to_original
@@ -51,6 +50,9 @@ class TwoStreamDetector(nn.Module):
         if rgb.roi_head.num_classes != flow.roi_head.num_classes:
             raise ValueError(f"the RGB detector has {rgb.roi_head.num_classes} classes, the flow detector "
                              f"{flow.roi_head.num_classes}")
+        if rgb.roi_head.loss != flow.roi_head.loss:
+            raise ValueError(f"the RGB detector's head has a {rgb.roi_head.loss} loss, the flow detector's a "
+                             f"{flow.roi_head.loss} one (MODEL.ROI_HEAD.LOSS): their probabilities cannot be averaged")
         scorings = (rgb.roi_head.scorer.name, flow.roi_head.scorer.name)
         if scorings[0] != scorings[1]:  # column 0 is background in one, "a person doing none" in the other
             raise ValueError(f"the RGB detector scores with {scorings[0]!r}, the flow detector with {scorings[1]!r} "
@@ -100,8 +102,8 @@ class TwoStreamDetector(nn.Module):
             return [{"boxes": empty, "scores": empty[:, 0], "labels": empty[:, 0].long()} for _ in proposals]
         logits_rgb, deltas = head.predict(maps[0], proposals)
         logits_flow, _ = flow.roi_head.predict(maps[1], proposals)
-        w = self.rgb_weight
-        probs = w * F.softmax(logits_rgb.float(), dim=-1) + (1 - w) * F.softmax(logits_flow.float(), dim=-1)
+        w = self.rgb_weight  # softmax probabilities (ACT's), or each action's sigmoid for multi-label heads
+        probs = w * head.probabilities(logits_rgb) + (1 - w) * flow.roi_head.probabilities(logits_flow)
         boxes, det_scores, labels = head._detections(head.scorer.scores(probs, scores), deltas.float(), proposals,
                                                      image_sizes)
         results = []
