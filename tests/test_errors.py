@@ -262,16 +262,16 @@ def test_mabo_leaves_out_classes_without_gt_and_bad_rows_are_one_line(gt):
 
 def test_gt_box_accuracy_sums_scores_of_boxes_at_iou_07(gt):
     """a/v 1: boxes at IoU 1 [.6 .4] and IoU 0.7 [.1 .8] sum [.7 1.2] -> b: wrong; the box at IoU 0.6 [1, 0]
-    does not count. a/v 2: [.9 .1] -> a: right. b/v 3: [.2 .3] -> b right; m/v 3 [.5 .4] -> a: wrong; m/v 4: no
-    box, wrong (ACT's argmax of zeros, class 0, would not count for b either)."""
+    does not count. a/v 2: no box: wrong (ACT's argmax of zeros, class 0 = a, would call it right). b/v 3:
+    [.2 .3] -> b: right; m/v 3: [.5 .4] -> a: wrong; m/v 4: no box: wrong."""
     scored = ScoredBoxes(
-        video=np.array([0, 0, 0, 0, 1, 2]), frame=np.array([1, 1, 1, 2, 3, 3]),
+        video=np.array([0, 0, 0, 0, 1, 2]), frame=np.array([1, 1, 1, 3, 3, 3]),
         boxes=np.array([BOX, [0, 0, 6, 9], [0, 0, 5, 9], BOX, BOX, BOX], dtype=float),
         scores=np.array([[.6, .4], [.1, .8], [1, 0], [.9, .1], [.2, .3], [.5, .4]]))
     r = gt_box_accuracy(gt, VIDEOS, scored)
-    assert r.accuracy == pytest.approx({"a": 50.0, "b": 100 / 3})
-    assert r.mean == pytest.approx((50 + 100 / 3) / 2)
-    assert r.num_correct == {"a": 1, "b": 1} and r.num_no_box == {"a": 0, "b": 1}
+    assert r.accuracy == pytest.approx({"a": 0.0, "b": 100 / 3})
+    assert r.mean == pytest.approx(50 / 3)
+    assert r.num_correct == {"a": 0, "b": 1} and r.num_no_box == {"a": 1, "b": 1}
 
 
 def test_gt_box_accuracy_checks_the_score_columns(gt):
