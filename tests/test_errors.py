@@ -1,9 +1,15 @@
 """ACT's error analysis (s3d_det.evaluation.errors): hand-built cases, one per error type, with hand-computed
 values, and a loop-by-loop restatement of ACT's ``frameAP_error`` on seeded random inputs."""
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
-from s3d_det.data.annotations import make_gt
+from s3d_det.data.annotations import make_gt, save_gt
+from s3d_det.evaluation.detections import Detections, save_detections
 from s3d_det.evaluation.errors import (
     CLASSIFICATION,
     LOCALISATION,
@@ -279,3 +285,63 @@ def test_gt_box_accuracy_checks_the_score_columns(gt):
                          scores=np.array([[0.1, 0.2, 0.3]]))
     with pytest.raises(ValueError, match=r"scores must be \(N, C\) = \(1, 2\)"):
         gt_box_accuracy(gt, VIDEOS, scored)
+
+
+# --- tools/eval_jhmdb.py --errors, run as a user runs it ---
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_eval(*args):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "tools/eval_jhmdb.py", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+MIXED = [det("a/v", 1, 0, 0.9), det("a/v", 1, 0, 0.8, [0, 0, 3, 9]), det("m/v", 3, 0, 0.7),
+         det("a/v", 2, 0, 0.6), det("a/v", 5, 0, 0.5), det("m/v", 1, 0, 0.4)]
+
+
+def test_tool_prints_the_table_writes_json_and_plot(gt, tmp_path):
+    save_gt(gt, str(tmp_path / "gt.pkl"))
+    save_detections(str(tmp_path / "d.npz"), Detections(videos=VIDEOS, frame_dets=np.array(MIXED)))
+    common = ["--gt", tmp_path / "gt.pkl", "--detections", tmp_path / "d.npz"]
+    proc = run_eval(*common, "--errors", "--errors-plot", tmp_path / "plots", "--json", tmp_path / "e.json")
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads((tmp_path / "e.json").read_text())
+    assert set(out) == {"protocol", "iou", "frame_mAP", "per_class_AP", "video_mAP", "errors"}
+    errors = out["errors"]
+    assert set(errors) == {"iou", "mean", "per_class", "frame_MABO"}
+    assert errors["per_class"]["a"]["AP"] == pytest.approx(100 * 17 / 24, abs=1e-4)
+    assert errors["per_class"]["a"]["classification"] == pytest.approx(700 / 48, abs=1e-4)
+    assert errors["per_class"]["a"]["counts"]["time"] == 1
+    assert errors["per_class"]["b"]["missed"] == pytest.approx(100)
+    # MABO on the detections' boxes: a's boxes both hit exactly (ABO 100); b: m/v 3 exact, b/v 3 and m/v 4 none
+    assert errors["frame_MABO"]["per_class_ABO"] == pytest.approx({"a": 100.0, "b": 100 / 3})
+    assert (tmp_path / "plots" / "frame_ap_errors.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    mean_row = [line for line in proc.stdout.splitlines() if line.split("|")[0].strip() == "mean"]
+    assert [c.strip() for c in mean_row[0].split("|")][3:] == ["35.42", "7.29", "7.29", "0.00", "0.00", "50.00",
+                                                              "66.67"]
+    assert "frame-MABO (detections' boxes): 66.67" in proc.stdout
+
+    # without --errors: the output of before
+    plain = run_eval(*common, "--json", tmp_path / "p.json")
+    assert plain.returncode == 0 and "error analysis" not in plain.stdout
+    assert "errors" not in json.loads((tmp_path / "p.json").read_text())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--errors", "--protocol", "voc"], "--errors is ACT-detector's error analysis and needs --protocol act"),
+    (["--errors", "--protocol", "yowo"], "needs --protocol act"),
+    (["--errors-plot", "plots"], "--errors-plot needs --errors"),
+    (["--errors", "--config-file", "c.yaml", "--weights", "w.pth"], "--errors goes with --gt and --detections"),
+])
+def test_tool_refusals_are_one_line_exit_2(gt, tmp_path, args, message):
+    save_gt(gt, str(tmp_path / "gt.pkl"))
+    save_detections(str(tmp_path / "d.npz"), Detections(videos=VIDEOS, frame_dets=np.array(MIXED)))
+    source = [] if "--config-file" in args else ["--gt", tmp_path / "gt.pkl", "--detections", tmp_path / "d.npz"]
+    proc = run_eval(*source, *args, "--json", tmp_path / "e.json")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert proc.stdout == "" and not (tmp_path / "e.json").exists()
