@@ -26,8 +26,8 @@ from s3d_det.evaluation.detections import TUBE_BOX_BOX, TUBE_BOX_FRAME, TUBE_BOX
 from s3d_det.evaluation.linking import LinkingConfig, link_tubes
 from s3d_det.utils.io import atomic_write
 
-__all__ = ["plot_per_class_ap", "plot_pr_curves", "TUBE_COLORS", "tube_ids", "draw_frame", "contact_sheet",
-           "render_video"]
+__all__ = ["plot_per_class_ap", "plot_pr_curves", "plot_frame_ap_errors", "TUBE_COLORS", "tube_ids", "draw_frame",
+           "contact_sheet", "render_video"]
 
 # RGB colours of tubes 0, 1, 2, ... (matplotlib's tab10, repeated).
 TUBE_COLORS: Tuple[Tuple[int, int, int], ...] = tuple(
@@ -93,6 +93,32 @@ def plot_pr_curves(
             ax.set_xlabel("recall", fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_frame_ap_errors(errors, path: str, title: str = "frame-AP error analysis") -> None:
+    """ACT's error table as stacked horizontal bars, one a class and one for the mean: AP, then the AP lost to
+    localisation, classification, time, other and missed detections (percent; a bar sums to 100).
+    ``errors``: a :class:`s3d_det.evaluation.errors.FrameAPErrors`. Written to ``path`` as PNG, atomically."""
+    parts = ("AP", "localisation", "classification", "time", "other", "missed")
+    colors = ("tab:green", "tab:orange", "tab:red", "tab:purple", "tab:gray", "tab:blue")
+    names = list(errors.classes) + ["mean"]
+    values = np.array([[errors.ap[n]] + [errors.lost[n][p] for p in parts[1:]] for n in errors.classes]
+                      + [[errors.mean[p] for p in parts]], dtype=np.float64).reshape(len(names), len(parts))
+    fig = Figure(figsize=(8, 1.8 + 0.3 * len(names)))
+    ax = fig.add_subplot()
+    y = np.arange(len(names))
+    left = np.zeros(len(names))
+    for j, (part, color) in enumerate(zip(parts, colors)):
+        ax.barh(y, values[:, j], left=left, color=color, label=part)
+        left += values[:, j]
+    ax.set_yticks(y, labels=names)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("percent (AP + AP lost to each error type + missed = 100)")
+    ax.set_title(title)
+    fig.legend(loc="lower center", ncol=len(parts), fontsize=7)
+    fig.tight_layout(rect=(0, 0.3 / (1.8 + 0.3 * len(names)), 1, 1))
     _save(fig, path)
 
 

@@ -6,6 +6,7 @@ Scoring mode (any ground truth in the ACT schema: JHMDB-21, UCF101-24, synthetic
     python tools/eval_jhmdb.py --gt GT.pkl --detections DETS.npz [--split K] [--protocol act|voc|yowo]
                                [--iou 0.5] [--video-map] [--json OUT.json] [--plots DIR]
                                [--fuse FLOW.npz [--fuse-weights 1 1] [--fuse-iou 0.5]]
+                               [--errors [--errors-plot DIR]]
 
 The videos evaluated are split K's test list (``split_videos(gt, K, "test")``). The detections' ``videos`` are
 matched to it by name: a detection (a ``frame_dets`` or ``tubes`` row) naming a video outside that list is an
@@ -23,6 +24,11 @@ Output: a per-class table (ground-truth boxes, detections, frame-AP) and the mea
 in percent, atomically (``video_mAP`` is null without ``--video-map``); ``--plots DIR`` writes
 ``per_class_ap.png`` and ``pr_curves.png`` (frame-AP; with ``--split all`` in ``DIR/split{K}``). Only the
 classes the protocol scores are listed (``voc`` and ``yowo`` leave out classes without ground truth).
+
+``--errors`` (scoring mode, protocol ``act`` only) adds ACT-detector's error analysis
+(``s3d_det.evaluation.errors``): per class the frame-AP and the AP lost to localisation, classification, time and
+other errors and to missed GT boxes (they sum to 100), and frame-MABO on the detections' boxes; ``--json`` gets it
+under ``"errors"``; ``--errors-plot DIR`` writes it as stacked bars to ``DIR/frame_ap_errors.png``.
 
 Exit codes: 0 done; 2 bad input (an unreadable or malformed ground truth or detections file, a video outside the
 test list, a label out of range, NaN/inf, x2 < x1, ...), reported on one line naming the file and the row or
@@ -111,6 +117,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--video-map", action="store_true", help="also compute video-mAP")
     parser.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
     parser.add_argument("--plots", metavar="DIR", help="write per_class_ap.png and pr_curves.png to DIR")
+    parser.add_argument("--errors", action="store_true",
+                        help="scoring mode, protocol act: ACT's error analysis (AP lost to localisation, "
+                             "classification, time, other, missed) and frame-MABO")
+    parser.add_argument("--errors-plot", metavar="DIR", help="with --errors: write DIR/frame_ap_errors.png")
     parser.add_argument("--inference", choices=("per_keyframe", "shared", "loader"), default=None,
                         help="model mode: how the 3D features are computed (s3d_det.engine.inference): "
                              "'per_keyframe' (default) one clip per keyframe, as training evaluates; 'shared' windows "
@@ -263,6 +273,44 @@ def ava_mode(args) -> int:
     return 0
 
 
+def errors_problem(args) -> Optional[str]:
+    """Why ``--errors``/``--errors-plot`` cannot run with these arguments, or None."""
+    if args.errors_plot and not args.errors:
+        return "--errors-plot needs --errors"
+    if args.errors and args.config_file is not None:
+        return "--errors goes with --gt and --detections (scoring mode), not with --config-file"
+    if args.errors and args.protocol != "act":
+        return (f"--errors is ACT-detector's error analysis and needs --protocol act, got --protocol "
+                f"{args.protocol} (its matching and AP differ; the error areas would not add up)")
+    return None
+
+
+def report_errors(gt: dict, test: List[str], dets: Detections, args) -> dict:
+    """Prints ACT's error table and frame-MABO (on the detections' boxes), writes the plot if asked; returns
+    the ``"errors"`` JSON entry."""
+    from s3d_det.evaluation.errors import ERROR_TYPES, frame_ap_errors, frame_mabo
+
+    errors = frame_ap_errors(gt, test, dets.frame_dets, iou=args.iou)
+    mabo = frame_mabo(gt, test, dets.frame_dets)
+    heads = ["AP", "Loc.", "Cls.", "Time", "Other", "missed"]
+    rows = [[name, errors.counts[name]["gt"], errors.counts[name]["detections"], f"{errors.ap[name]:.2f}"]
+            + [f"{errors.lost[name][t]:.2f}" for t in ERROR_TYPES]
+            + [f"{mabo.abo[name]:.2f}" if name in mabo.abo else "-"] for name in errors.classes]
+    rows.append(["mean", "", "", f"{errors.mean['AP']:.2f}"] + [f"{errors.mean[t]:.2f}" for t in ERROR_TYPES]
+                + [f"{mabo.mean:.2f}"])
+    print(f"error analysis (ACT's frameAP_error, IoU {args.iou:g}), percent: AP, the AP lost to each error type, "
+          f"missed GT boxes;\nABO: mean best overlap of the class's GT boxes with the detections' boxes")
+    print(format_table(["class", "GT boxes", "detections"] + heads + ["ABO"], rows))
+    print(f"frame-MABO (detections' boxes): {mabo.mean:.2f}")
+    if args.errors_plot:
+        from s3d_det.vis import plot_frame_ap_errors  # matplotlib only when plotting
+
+        path = os.path.join(args.errors_plot, "frame_ap_errors.png")
+        plot_frame_ap_errors(errors, path, title=f"frame-AP error analysis (ACT, IoU {args.iou:g})")
+        print(f"wrote {path}")
+    return {**errors.to_dict(), "frame_MABO": mabo.to_dict()}
+
+
 def score_mode(args) -> int:
     if args.protocol == "ava":
         return ava_mode(args)
@@ -292,8 +340,9 @@ def score_mode(args) -> int:
     name = f"{args.detections} fused with {args.fuse}" if args.fuse else args.detections
     report(result, vmap, args, f"{name}: {len(test)} test videos of split {args.split}, frame-AP "
                                f"protocol {args.protocol}, IoU {args.iou:g}", source, plots=args.plots)
+    errors = report_errors(gt, test, dets, args) if args.errors else None
     if args.json:
-        write_json(args.json, {**result.to_dict(), "video_mAP": vmap})
+        write_json(args.json, {**result.to_dict(), "video_mAP": vmap, **({"errors": errors} if args.errors else {})})
         print(f"wrote {args.json}")
     return 0
 
@@ -410,6 +459,10 @@ def model_mode(args) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    problem = errors_problem(args)
+    if problem:
+        print("error: " + problem, file=sys.stderr)
+        return 2
     return model_mode(args) if args.config_file is not None else score_mode(args)
 
 
