@@ -21,6 +21,8 @@ reading and decoding them).
 """
 from __future__ import annotations
 
+import logging
+import math
 import os
 import re
 import time
@@ -55,6 +57,19 @@ def _image_bytes_problem(head: bytes, tail: bytes, nbytes: int) -> Optional[Tupl
     if head.startswith(_PNG_START) and not tail.endswith(_PNG_END):
         return "truncated PNG", "it does not end with the IEND chunk"
     return None
+
+
+MAX_FPS = 1000.0  # a header rate above this is taken for a broken header, not a real video
+
+
+def usable_fps(rate) -> Optional[float]:
+    """``rate`` (frames per second, e.g. a header's ``CAP_PROP_FPS``) when it is a usable one, finite and in
+    (0, ``MAX_FPS``]; else None (0, NaN, negative or absurd: a broken or missing header)."""
+    try:
+        rate = float(rate)
+    except (TypeError, ValueError):
+        return None
+    return rate if math.isfinite(rate) and 0 < rate <= MAX_FPS else None
 
 
 def image_file_problem(path: str) -> Optional[str]:
