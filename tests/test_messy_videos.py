@@ -241,19 +241,50 @@ def test_visualize_writes_every_decodable_frame_of_a_lying_video(truncated, tmp_
     assert len(decoded_levels(out)) == 13
 
 
+def odd_frames(folder, n=5):
+    """A folder of n PNG frames of 47x63 (h x w): cv2.VideoWriter cannot make an odd-sized video here (63x47 comes
+    back 62x46), a folder of frames is one."""
+    os.makedirs(folder)
+    for t in range(1, n + 1):
+        assert cv2.imwrite(os.path.join(folder, f"{t:05d}.png"), np.full((47, 63, 3), level(t), np.uint8))
+    return str(folder)
+
+
 @pytest.mark.parametrize("fourcc,ext", [("MJPG", "avi"), ("mp4v", "mp4")])
-def test_visualize_an_odd_sized_video_keeps_every_pixel(tmp_path, caplog, fourcc, ext):
-    """The writers drop the last row and column of an odd-sized frame (63x47 comes back 62x46): the tool pads."""
-    video = write_video(tmp_path / f"odd.{ext}", size=(47, 63), fourcc=fourcc)
+def test_the_writers_crop_odd_sizes(tmp_path, fourcc, ext):
+    """Why the tool pads: what cv2.VideoWriter makes of a 63x47 video here."""
+    path = write_video(tmp_path / f"odd.{ext}", n=2, size=(47, 63), fourcc=fourcc)
+    cap = cv2.VideoCapture(path)
+    ok, bgr = cap.read()
+    cap.release()
+    assert ok and bgr.shape[:2] == (46, 62)
+
+
+@pytest.mark.parametrize("ext", ["avi", "mp4"])
+def test_visualize_an_odd_sized_video_keeps_every_pixel(tmp_path, caplog, ext):
+    frames = odd_frames(tmp_path / "odd")
     out = tmp_path / f"out.{ext}"
     with caplog.at_level(logging.WARNING):
-        assert visualize_main()(["--input", video, "--detections", str(saved_dets(tmp_path, [1])),
+        assert visualize_main()(["--input", frames, "--detections", str(saved_dets(tmp_path, [1])),
                                  "--output", str(out), "--quiet"]) == 0
     cap = cv2.VideoCapture(str(out))
     ok, bgr = cap.read()
     cap.release()
     assert ok and bgr.shape[:2] == (48, 64)  # padded to even, not cropped
+    assert abs(int(bgr[47, 63].mean()) - level(1)) <= 6  # the padding repeats the edge
+    assert len(decoded_levels(out)) == 5
     assert warned(caplog, out, "63x47")
+
+
+def test_video_detector_on_odd_sized_frames(tmp_path):
+    from s3d_det.engine.inference import open_video
+
+    source = open_video(odd_frames(tmp_path / "odd"))
+    detector = VideoDetector(tiny_detector(), clip_length=4, clip_stride=2, short_side=47, batch_size=4,
+                             mode="per_keyframe")
+    dets = detector(source)
+    assert sorted(set(dets.frame.astype(int).tolist())) == list(range(1, 6))
+    assert len(dets) and dets.boxes[:, 2].max() <= 63 and dets.boxes[:, 3].max() <= 47
 
 
 # --------------------------------------------------------------------------------------------- frame rates
