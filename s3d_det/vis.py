@@ -23,6 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from s3d_det.data.frames import MAX_FPS, usable_fps
 from s3d_det.evaluation.detections import TUBE_BOX_BOX, TUBE_BOX_FRAME, TUBE_BOX_TUBE, TUBE_LABEL, FrameDetections
 from s3d_det.evaluation.linking import LinkingConfig, link_tubes
 from s3d_det.utils.io import atomic_write
@@ -227,6 +228,8 @@ def render_video(source, frame_dets, names: Sequence[str], *, output: str, fps: 
     that cannot be decoded, is a ValueError naming it.
     """
     ext = output[output.rfind("."):].lower() if "." in output else ""
+    if usable_fps(fps) is None:
+        raise ValueError(f"{output}: frame rate {fps} is not a usable one (expected 0 < fps <= {MAX_FPS:g})")
     if ext not in _VIDEO_CODECS:
         raise ValueError(f"{output}: the video must end in {' or '.join(_VIDEO_CODECS)}")
     n = source.num_frames
