@@ -20,8 +20,9 @@ Every detection scoring at least ``--score-thresh`` is drawn with its action and
 written at the source's frame rate (a frame folder has none, and a video header's rate of 0, NaN or above 1000
 is taken for none, with a warning: ``--fps``, default 25; an odd-sized video is written padded to even sizes);
 ``--gif`` adds a GIF, ``--sheet`` a contact sheet PNG of ``--sheet-frames`` evenly spaced frames, ``--json`` the
-drawn detections per frame: ``{"input", "video", "fps", "size": [h, w], "num_frames", "classes", "score_thresh", "frames": [{"frame",
-"boxes": [[x1, y1, x2, y2], ...] (original pixels), "labels": [action, ...], "label_ids", "scores", "tubes"}]}``.
+drawn detections per frame: ``{"input", "video", "fps", "size": [h, w], "num_frames", "classes", "score_thresh",
+"frames": [{"frame", "boxes": [[x1, y1, x2, y2], ...] (original pixels), "labels": [action, ...], "label_ids",
+"scores", "tubes"}]}``.
 
 Action names come from ``--gt``, else from the config's dataset ground truth, else they are "action K".
 Exit codes: 0 done; 2 bad input (a missing, unreadable or empty video, frames of different sizes, a detections
