@@ -516,6 +516,7 @@ def _decode_to_jpegs(file: str, folder: str, jpeg_quality: int) -> int:
     if n == 0:
         raise ValueError(f"{file}: OpenCV decoded no frame from this video (its header announces {header})")
     if n != header:
-        logger.warning("video file %s: its header announces %d frames, %d decode: extracted the %d that decode",
-                       file, header, n, n)
+        with tqdm.external_write_mode():  # on its own line, not after the progress bar's
+            logger.warning("video file %s: its header announces %d frames, %d decode: extracted the %d that decode",
+                           file, header, n, n)
     return n

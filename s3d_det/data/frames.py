@@ -31,6 +31,7 @@ from typing import Callable, Dict, Hashable, Iterable, Mapping, Optional, Sequen
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from .errors import DataError
 
@@ -367,8 +368,9 @@ def count_video_frames(path: str) -> Tuple[int, int]:
             raise ValueError(f"video file {path}: no frame decodes (its header announces {header}); expected at "
                              f"least 1")
         if count != header:
-            logger.warning("video file %s: its header announces %d frames, %d decode: using the %d that decode",
-                           path, header, count, count)
+            with tqdm.external_write_mode():  # on its own line, not after a progress bar's
+                logger.warning("video file %s: its header announces %d frames, %d decode: using the %d that decode",
+                               path, header, count, count)
         _COUNTS[key] = (count, header)
     return _COUNTS[key]
 
@@ -432,8 +434,9 @@ class VideoFileSource(FrameSource):
             rate = float(self._open().get(cv2.CAP_PROP_FPS))
             self._fps = (rate, usable_fps(rate))
             if self._fps[1] is None:
-                logger.warning("video file %s: its header's frame rate %s is not a usable one (expected 0 < fps <= "
-                               "%g): treated as unknown", self.path, f"{rate:g}", MAX_FPS)
+                with tqdm.external_write_mode():
+                    logger.warning("video file %s: its header's frame rate %s is not a usable one (expected 0 < fps "
+                                   "<= %g): treated as unknown", self.path, f"{rate:g}", MAX_FPS)
         return self._fps[1]
 
     def _seek(self, cap: cv2.VideoCapture, frame: int) -> cv2.VideoCapture:
