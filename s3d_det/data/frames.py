@@ -15,8 +15,11 @@ whose size differs from the video's (the ground truth's ``resolution`` where the
 ``expect_size``, else the first frame read). The truncation check looks only at the last bytes of the file
 already read for decoding: no second read, no second decode.
 
+A video file's ``num_frames`` is the number of frames that decode, not its header's count
+(``count_video_frames``, once per file and process).
+
 Counters, for tests and benchmarks: ``decode_count`` (frames the decoder produced: image files read, or
-video frames grabbed, including those stepped over) and ``decode_seconds`` (time spent inside OpenCV
+video frames grabbed, including those stepped over; not the grabs that count a video's frames) and ``decode_seconds`` (time spent inside OpenCV
 reading and decoding them).
 """
 from __future__ import annotations
@@ -342,8 +345,9 @@ _COUNTS: Dict[Tuple[str, int, int], Tuple[int, int]] = {}  # (real path, bytes, 
 def count_video_frames(path: str) -> Tuple[int, int]:
     """(frames that decode, the container header's count ``CAP_PROP_FRAME_COUNT``) of the video file ``path``.
 
-    The true count is what decodes: the file is read through once with ``grab()`` (a decode without the colour
-    conversion: about 0.05 s for 300 frames of a 320x240 MPEG-4 part 2 file, 0.2 s for MJPG, on one CPU core)
+    The true count is what decodes: the file is read through once with ``grab()`` (it decodes each frame, without the colour
+    conversion: about as long as reading the file once, 0.05-0.15 s for 300 frames of a 320x240 MPEG-4 part 2
+    file, 0.2-0.35 s for MJPG, measured on this project's 2-core CPU machine)
     and the result kept for this process, keyed by the file's real path, size and modification time, so a file is
     counted once however often it is opened (the datasets open a source per item). A header that disagrees is
     reported once, by a one-line warning naming the file and both counts. FileNotFoundError or ValueError naming
