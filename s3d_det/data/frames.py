@@ -19,8 +19,8 @@ A video file's ``num_frames`` is the number of frames that decode, not its heade
 (``count_video_frames``, once per file and process).
 
 Counters, for tests and benchmarks: ``decode_count`` (frames the decoder produced: image files read, or
-video frames grabbed, including those stepped over; not the grabs that count a video's frames) and ``decode_seconds`` (time spent inside OpenCV
-reading and decoding them).
+video frames grabbed, including those stepped over; not the grabs that count a video's frames) and
+``decode_seconds`` (time spent inside OpenCV reading and decoding them).
 """
 from __future__ import annotations
 
@@ -345,10 +345,10 @@ _COUNTS: Dict[Tuple[str, int, int], Tuple[int, int]] = {}  # (real path, bytes, 
 def count_video_frames(path: str) -> Tuple[int, int]:
     """(frames that decode, the container header's count ``CAP_PROP_FRAME_COUNT``) of the video file ``path``.
 
-    The true count is what decodes: the file is read through once with ``grab()`` (it decodes each frame, without the colour
-    conversion: about as long as reading the file once, 0.05-0.15 s for 300 frames of a 320x240 MPEG-4 part 2
-    file, 0.2-0.35 s for MJPG, measured on this project's 2-core CPU machine)
-    and the result kept for this process, keyed by the file's real path, size and modification time, so a file is
+    The true count is what decodes: the file is read through once with ``grab()`` (it decodes each frame,
+    without the colour conversion: about as long as reading the file once, 0.05-0.15 s for 300 frames of a
+    320x240 MPEG-4 part 2 file, 0.2-0.35 s for MJPG, measured on this project's 2-core CPU machine) and the
+    result kept for this process, keyed by the file's real path, size and modification time, so a file is
     counted once however often it is opened (the datasets open a source per item). A header that disagrees is
     reported once, by a one-line warning naming the file and both counts. FileNotFoundError or ValueError naming
     the file when it is missing, OpenCV cannot open it or no frame decodes.
