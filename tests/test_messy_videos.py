@@ -219,6 +219,42 @@ def test_test_video_dataset_samples_within_the_decodable_frames(overstated):
                                                                                 abs=3)
 
 
+# ------------------------------------------------------------------------------------------ detection datasets
+def detection_data(tmp_path, length):
+    """A Videos/ root holding walk/v (20 frames decode, the header says ``length``) and its ground truth."""
+    from s3d_det.data.annotations import make_gt
+
+    folder = tmp_path / "root" / "Videos" / "walk"
+    folder.mkdir(parents=True)
+    patch_stream_header(write_video(folder / "v.avi"), length=length)
+    tube = np.array([[f, 4, 4, 30, 30] for f in range(1, N + 1)], np.float32)
+    gt = make_gt(labels=["walk"], nframes={"walk/v": N}, resolution={"walk/v": (H, W)},
+                 gttubes={"walk/v": {0: [tube]}}, train_videos=[], test_videos=["walk/v"])
+    return gt, str(tmp_path / "root")
+
+
+@pytest.mark.parametrize("length", [10, 40])
+def test_detection_dataset_reads_every_annotated_frame_of_a_lying_video(tmp_path, length):
+    from s3d_det.data.dataset import TestClipDataset
+
+    gt, root = detection_data(tmp_path, length)
+    dataset = TestClipDataset(gt=gt, frames_root=root, clip_length=4, clip_stride=2)
+    assert len(dataset) == N
+    last = dataset[N - 1]  # frame 20, past a header of 10; its clip's last frames repeat frame 20
+    assert last["frame"] == N
+    assert round(float(last["keyframe"].float().mean())) == pytest.approx(level(N), abs=3)
+
+
+def test_detection_dataset_names_a_video_shorter_than_its_ground_truth(tmp_path, truncated):
+    from s3d_det.data.dataset import TestClipDataset
+
+    gt, root = detection_data(tmp_path, 40)
+    os.replace(truncated, os.path.join(root, "Videos", "walk", "v.avi"))  # 13 frames decode, the GT needs 20
+    dataset = TestClipDataset(gt=gt, frames_root=root, clip_length=4, clip_stride=2)
+    with pytest.raises(ValueError, match=r"video 'walk/v': .*v\.avi has 13 frames, the ground truth needs 20"):
+        dataset[0]
+
+
 # --------------------------------------------------------------------------------------------- visualisation
 def visualize_main():
     spec = importlib.util.spec_from_file_location("visualize_video", os.path.join(ROOT, "tools/visualize_video.py"))
