@@ -11,6 +11,7 @@ evenly spaced frames. It streams: one frame in memory at a time (plus the sheet'
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -22,6 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
+from s3d_det.data.frames import MAX_FPS, usable_fps
 from s3d_det.evaluation.detections import TUBE_BOX_BOX, TUBE_BOX_FRAME, TUBE_BOX_TUBE, TUBE_LABEL, FrameDetections
 from s3d_det.evaluation.linking import LinkingConfig, link_tubes
 from s3d_det.utils.io import atomic_write
@@ -35,6 +37,8 @@ TUBE_COLORS: Tuple[Tuple[int, int, int], ...] = tuple(
 _GT_COLOR = (255, 255, 255)
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 _VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
+
+logger = logging.getLogger(__name__)
 
 
 def _save(fig: Figure, path: str) -> None:
@@ -239,7 +243,10 @@ def render_video(source, frame_dets, names: Sequence[str], *, output: str, fps: 
                  gif_frames: int = 100, gif_width: int = 320,
                  progress: bool = True) -> Tuple[FrameDetections, np.ndarray]:
     """Draws every frame of ``source`` (a ``FrameSource``) with ``draw_frame`` and writes the video ``output``
-    (``.mp4``, MPEG-4 Part 2, or ``.avi``, MJPG) at ``fps``, atomically.
+    (``.mp4``, MPEG-4 Part 2, or ``.avi``, MJPG) at ``fps``, atomically. Both writers silently drop the last
+    row or column of an odd-sized frame (63x47 comes back 62x46): such a video is written padded to even sizes (the
+    edge pixels repeated on the right and at the bottom, a one-line warning), so no pixel is lost and box
+    coordinates keep their meaning. The GIF and the sheet keep the original size.
 
     Args:
         frame_dets: the video's detections, ``FrameDetections`` or rows (N, 8) (the video index is ignored; frames
@@ -254,6 +261,8 @@ def render_video(source, frame_dets, names: Sequence[str], *, output: str, fps: 
     that cannot be decoded, is a ValueError naming it.
     """
     ext = output[output.rfind("."):].lower() if "." in output else ""
+    if usable_fps(fps) is None:
+        raise ValueError(f"{output}: frame rate {fps} is not a usable one (expected 0 < fps <= {MAX_FPS:g})")
     if ext not in _VIDEO_CODECS:
         raise ValueError(f"{output}: the video must end in {' or '.join(_VIDEO_CODECS)}")
     n = source.num_frames
@@ -265,14 +274,20 @@ def render_video(source, frame_dets, names: Sequence[str], *, output: str, fps: 
     tubes = tube_ids(dets)
     bounds = np.searchsorted(dets.frame, np.arange(1, n + 2))
     h, w = (int(v) for v in source.size)
+    pad_h, pad_w = h % 2, w % 2  # the writers need even sizes
+    if pad_h or pad_w:
+        logger.warning("%s: %s is %dx%d (w x h), an odd size the video writers crop: writing it padded to %dx%d",
+                       output, source.path, w, h, w + pad_w, h + pad_h)
     sheet_at = set(np.unique(np.linspace(1, n, min(sheet_frames, n)).round().astype(int)).tolist()) if sheet else set()
     gif_step = -(-n // gif_frames)
     tiles: List[np.ndarray] = []
     gif_images: List[np.ndarray] = []
     with atomic_write(output, ext) as tmp:
-        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*_VIDEO_CODECS[ext]), float(fps), (w, h))
+        size = (w + pad_w, h + pad_h)
+        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*_VIDEO_CODECS[ext]), float(fps), size)
         if not writer.isOpened():
-            raise ValueError(f"OpenCV cannot write the video {output} ({_VIDEO_CODECS[ext]}, {w}x{h}, {fps} fps)")
+            raise ValueError(f"OpenCV cannot write the video {output} ({_VIDEO_CODECS[ext]}, {size[0]}x{size[1]}, "
+                             f"{fps} fps)")
         try:
             for f in tqdm(range(1, n + 1), desc="draw", unit="frame", disable=not progress, leave=False):
                 image = source.read([f])[f]
@@ -282,7 +297,10 @@ def render_video(source, frame_dets, names: Sequence[str], *, output: str, fps: 
                 a, b = bounds[f - 1], bounds[f]
                 here = dets.select(slice(a, b))
                 drawn = draw_frame(image, f, here, tubes[a:b], names, gt.get(f) if gt else None)
-                writer.write(cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR))
+                bgr = cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)
+                if pad_h or pad_w:
+                    bgr = cv2.copyMakeBorder(bgr, 0, pad_h, 0, pad_w, cv2.BORDER_REPLICATE)
+                writer.write(bgr)
                 if f in sheet_at:
                     tiles.append(_shrunk(drawn, 480))
                 if gif and (f - 1) % gif_step == 0:

@@ -17,10 +17,12 @@ a two-stream config, ``MODEL.TWO_STREAM``; docs/flow.md) takes the video's flow 
 Every detection scoring at least ``--score-thresh`` is drawn with its action and score, one colour per tube
 (detections linked over frames per action, ``s3d_det.evaluation.linking``), with the frame number. ``--gt GT.pkl
 --video NAME`` also draws that video's ground-truth boxes, white and dashed, for error analysis. The video is
-written at the source's frame rate (a frame folder has none: ``--fps``, default 25); ``--gif`` adds a GIF,
-``--sheet`` a contact sheet PNG of ``--sheet-frames`` evenly spaced frames, ``--json`` the drawn detections per
-frame: ``{"input", "video", "fps", "size": [h, w], "num_frames", "classes", "score_thresh", "frames": [{"frame",
-"boxes": [[x1, y1, x2, y2], ...] (original pixels), "labels": [action, ...], "label_ids", "scores", "tubes"}]}``.
+written at the source's frame rate (a frame folder has none, and a video header's rate of 0, NaN or above 1000
+is taken for none, with a warning: ``--fps``, default 25; an odd-sized video is written padded to even sizes);
+``--gif`` adds a GIF, ``--sheet`` a contact sheet PNG of ``--sheet-frames`` evenly spaced frames, ``--json`` the
+drawn detections per frame: ``{"input", "video", "fps", "size": [h, w], "num_frames", "classes", "score_thresh",
+"frames": [{"frame", "boxes": [[x1, y1, x2, y2], ...] (original pixels), "labels": [action, ...], "label_ids",
+"scores", "tubes"}]}``.
 
 Action names come from ``--gt``, else from the config's dataset ground truth, else they are "action K".
 Exit codes: 0 done; 2 bad input (a missing, unreadable or empty video, frames of different sizes, a detections
@@ -74,8 +76,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error("--gt needs --video: the name of the input's video in the ground truth")
     if len(args.opts) % 2:
         parser.error(f"config overrides come in KEY VALUE pairs, got {args.opts}")
-    if args.sheet_frames < 1 or (args.fps is not None and args.fps <= 0):
-        parser.error("--sheet-frames and --fps must be positive")
+    if args.sheet_frames < 1 or (args.fps is not None and not 0 < args.fps <= 1000):
+        parser.error("--sheet-frames must be positive and --fps in (0, 1000]")
     return args
 
 

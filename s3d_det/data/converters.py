@@ -13,6 +13,7 @@ Bad input raises ValueError or FileNotFoundError naming the file, video, tube, f
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -53,6 +54,8 @@ UCF24_CLASSES = (
 UCF24_RESOLUTION = (240, 320)  # (h, w) of every UCF101-24 video; also of JHMDB's frames in YOWO's labels
 JHMDB_SPLITS = 3
 VIDEO_EXTENSIONS = (".avi", ".mp4")
+
+logger = logging.getLogger(__name__)
 
 
 def read_video_list(path: str) -> List[str]:
@@ -426,6 +429,10 @@ def extract_frames(videos_root: str, out_root: str, *, jpeg_quality: int = 95, p
     marker holding the frame count, and renamed into place when complete. A folder whose marker is present and
     matches its JPEG count is skipped; anything else there (a partial or damaged folder) is redone.
 
+    Every frame that decodes is written, whatever the container header announces (``CAP_PROP_FRAME_COUNT``
+    counts more frames than decode in files cut short, or fewer): a header that disagrees is reported by a
+    one-line warning naming the file and both counts.
+
     Returns ``{"videos": n, "extracted": n, "skipped": n, "frames": total frames of all videos}``.
     Raises FileNotFoundError when no video is found, ValueError naming a file OpenCV cannot decode (or that
     yields no frame), or two files for one video (``x.avi`` and ``x.mp4``).
@@ -494,6 +501,7 @@ def _decode_to_jpegs(file: str, folder: str, jpeg_quality: int) -> int:
     try:
         if not capture.isOpened():
             raise ValueError(f"{file}: OpenCV cannot open this video")
+        header = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         n = 0
         while True:
             ok, frame = capture.read()
@@ -506,5 +514,9 @@ def _decode_to_jpegs(file: str, folder: str, jpeg_quality: int) -> int:
     finally:
         capture.release()
     if n == 0:
-        raise ValueError(f"{file}: OpenCV decoded no frame from this video")
+        raise ValueError(f"{file}: OpenCV decoded no frame from this video (its header announces {header})")
+    if n != header:
+        with tqdm.external_write_mode():  # on its own line, not after the progress bar's
+            logger.warning("video file %s: its header announces %d frames, %d decode: extracted the %d that decode",
+                           file, header, n, n)
     return n
