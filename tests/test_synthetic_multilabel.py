@@ -231,3 +231,36 @@ def test_the_config_key_reaches_the_generator(tmp_path, monkeypatch):
     cfg.DATASETS.SYNTHETIC_MULTI_LABEL = 2.0
     with pytest.raises(ConfigError, match="DATASETS.SYNTHETIC_MULTI_LABEL"):
         defaults.load_dataset_gt(cfg)
+
+
+def test_a_combined_jump_stays_in_the_frame_and_high():
+    """As a single jump: at its peak the feet are no higher than the highest row a standing figure's feet may take
+    (1.2 h + 0.6 head + line + 2 px: the whole figure stays in the frame), and it is 0.3-0.4 h high unless the frame
+    has less room (its ground placed lower to make room, the tallest jump less)."""
+    jumps = 0
+    for i in range(60):
+        plan = plan_video(index=i, multi_label=1.0, **PLAN)
+        for actor in plan.actors:
+            if actor.second is None or CLASSES[actor.second.label] != "jump":
+                continue
+            a, s = actor.appearance, actor.second
+            highest = 1.2 * a.height + 0.6 * a.head + a.thickness + 2
+            room = plan.size[0] - a.thickness - 2 - highest
+            jumps += 1
+            assert 0.3 * a.height - 1e-9 <= s.amplitude <= 0.4 * a.height + 1e-9 or s.amplitude >= room - 1e-9
+            for t in range(s.start, s.end + 1):
+                limbs = synthetic._skeleton(actor, t)[0]
+                feet = max(p[1] for segment in limbs[:4] for p in segment)
+                assert feet >= highest - 0.75 * plan.size[0] / 240 - 1e-9, (plan.name, t)
+    assert jumps >= 5
+
+
+def test_command_line_option(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert synthetic.main(["--out", str(out), "--num-videos", "2", "--seed", "3", "--size", "160x120",
+                           "--min-frames", "8", "--max-frames", "9", "--multi-label", "1/2", "--quiet"]) == 0
+    assert capsys.readouterr().out.strip() == str(out / "synthetic-GT.pkl")
+    assert json.loads((out / "meta.json").read_text())["params"]["multi_label"] == 0.5
+    with pytest.raises(SystemExit) as e:
+        synthetic.main(["--out", str(tmp_path / "bad"), "--multi-label", "3/2", "--quiet"])
+    assert e.value.code == 2 and "multi_label" in capsys.readouterr().err and not (tmp_path / "bad").exists()
