@@ -330,16 +330,16 @@ def plan_video(*, seed: int, index: int, size: Tuple[int, int] = (240, 320), min
     actors, taken = [], []
     for k, actor_label in enumerate(labels):
         app = sample_appearance(_rng(seed, index, 1, k), size=size)
-        second, room = None, 0.0
+        second_label, second, room = None, None, 0.0
         if multi_label and CLASSES[actor_label] in _MOVERS:
-            extra = _rng(seed, index, 6, k)
+            extra = _rng(seed, index, 6, k)  # the second action's own stream: no other draw changes
             if extra.uniform() < multi_label:
-                second = CLASSES.index(COMBINED[int(extra.integers(len(COMBINED)))])
-                room = 0.4 * app.height if CLASSES[second] == "jump" else 0.0
+                second_label = CLASSES.index(COMBINED[int(extra.integers(len(COMBINED)))])
+                room = 0.4 * app.height if CLASSES[second_label] == "jump" else 0.0
         motion = _sample_motion(_rng(seed, index, 2, k), actor_label, app, size=size, nframes=nframes, taken=taken,
                                 room=room)
-        if second is not None:
-            second = _sample_second(extra, second, app, size=size, within=motion)
+        if second_label is not None:
+            second = _sample_second(extra, second_label, app, size=size, within=motion)
         jitter = _rng(seed, index, 3, k).uniform(-1, 1, (nframes, 4)) * _jitter_scale(scale)
         actors.append(Actor(appearance=app, motion=motion, jitter=jitter, second=second))
     background, offsets = _background(_rng(seed, index, 4), size=size, nframes=nframes)
