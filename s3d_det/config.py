@@ -182,6 +182,10 @@ _C.DATASETS.SPLIT = 1
 _C.DATASETS.SYNTHETIC_NUM_VIDEOS = 90
 _C.DATASETS.SYNTHETIC_TEST_VIDEOS = 30
 _C.DATASETS.SYNTHETIC_SEED = 0
+# Multi-label synthetic set: the share (0..1) of the movers (move_left, move_right) that also wave, jump or spin
+# while walking; those frames' box is in both labels' tubes. 0: the single-label set. Give a multi-label set its
+# own DATASETS.ROOT (configs/synthetic/s3dg_tiny_multilabel.yaml): a set made with another value is kept, not redone.
+_C.DATASETS.SYNTHETIC_MULTI_LABEL = 0.0
 # With a flow INPUT.MODALITY: the folder of the flow, <video>/x/, <video>/y/ ("flow") or <video>/{k:05d}.jpg
 # ("brox"); a relative path is taken under ROOT (e.g. "Flow" as tools/prepare_data.py flow ROOT --out ROOT/Flow
 # makes it, "FlowBrox04" as ACT ships it). Classification: the same, under the dataset's root. The synthetic sets'

@@ -19,10 +19,14 @@ its own ``np.random.SeedSequence(seed, spawn_key=(video_index, stream, ...))``, 
 generation nor anything else changes a byte. The dataset is built in a hidden folder beside ``DIR`` and
 renamed onto it at the end, so a killed run never leaves a folder that looks complete.
 
+Multi-label variant (``multi_label`` > 0, off by default): that fraction of the movers (move_left, move_right)
+also does a second action (``COMBINED``: wave, jump or spin) over a stretch of its walk; on those frames the
+actor's one box is in both labels' tubes, as the ACT schema stores a person doing two actions at once.
+
 Command line::
 
     python -m s3d_det.data.synthetic --out DIR --num-videos 90 --seed 0 [--size 320x240]
-        [--min-frames 32 --max-frames 64] [--test-fraction 1/3] [--quiet]
+        [--min-frames 32 --max-frames 64] [--test-fraction 1/3] [--multi-label 0.5] [--quiet]
 """
 from __future__ import annotations
 
@@ -54,6 +58,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CLASSES",
+    "COMBINED",
     "MOTIONS",
     "VERSION",
     "Appearance",
@@ -81,6 +86,10 @@ MOTIONS = {
     "crouch": "squats down and up (hip lowers, knees bend outward), 12-20 frames a squat",
     "idle": "before and after the action (not annotated): +-0.75 px and +-2 degree jitter about its rest pose",
 }
+# The actions a mover can do while it walks (multi_label > 0): each drives a part of the pose the walk leaves alone
+# (walk: x and the legs' swing; wave: one arm; jump: the height above the ground; spin: the turn about the vertical
+# axis), so both motions show whole. Crouch is left out: it bends the legs the walk swings.
+COMBINED = ("wave", "jump", "spin")
 GT_NAME = "synthetic-GT.pkl"
 META_NAME = "meta.json"
 JPEG_QUALITY = 85
@@ -129,11 +138,14 @@ class Motion:
 
 @dataclasses.dataclass(frozen=True)
 class Actor:
-    """One stick figure. ``jitter`` (nframes, 4): per-frame dx, dy (px) and left/right arm angle (rad)."""
+    """One stick figure. ``jitter`` (nframes, 4): per-frame dx, dy (px) and left/right arm angle (rad).
+    ``second``: None, or (multi-label variant) an action of ``COMBINED`` done at the same time as the mover
+    ``motion``, over frames within its own."""
 
     appearance: Appearance
     motion: Motion
     jitter: np.ndarray
+    second: Optional[Motion] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,9 +201,17 @@ def _half_width(app: Appearance) -> float:
     return 0.4 * app.height + 0.6 * app.head + app.thickness + 2
 
 
-def _sample_motion(rng, label: int, app: Appearance, *, size, nframes: int, taken: list):
+def _feet_range(app: Appearance, size) -> Tuple[float, float]:
+    """(highest, lowest) row of the feet of the standing ``app`` that keeps the whole figure in the frame, px."""
+    lowest = size[0] - app.thickness - 2
+    top = 1.2 * app.height + 0.6 * app.head + app.thickness + 2
+    return top, lowest
+
+
+def _sample_motion(rng, label: int, app: Appearance, *, size, nframes: int, taken: list, room: float = 0.0):
     """The action of one actor. ``taken`` holds (x per frame, half width) of the actors placed before: of 16
-    random places, the one overlapping them least (summed over frames) is taken, and appended."""
+    random places, the one overlapping them least (summed over frames) is taken, and appended. ``room``: px
+    to keep free above the figure (as far as the frame allows) for a second action's jump."""
     h, w = size
     scale = h / 240
     name = CLASSES[label]
@@ -221,13 +241,36 @@ def _sample_motion(rng, label: int, app: Appearance, *, size, nframes: int, take
     overlap = sum(np.maximum(0.0, half + other_half - np.abs(paths - other)).sum(1) for other, other_half in taken)
     best = int(np.argmin(overlap)) if taken else 0
     taken.append((paths[best], half))
-    lowest = h - app.thickness - 2  # the feet's lowest row
-    top = 1.2 * app.height + 0.6 * app.head + app.thickness + 2  # the feet's highest row, standing
+    top, lowest = _feet_range(app, size)  # the feet's highest row standing, and lowest row
+    if room:
+        top += min(room, lowest - top)
     if name == "jump":  # the tallest actors jump a little lower, so that the whole jump stays in the frame
         kw["amplitude"] = min(kw["amplitude"], lowest - top)
         top += kw["amplitude"]
     ground = rng.uniform(top, lowest)
     return Motion(label=label, start=start, end=start + length - 1, x=float(xs[best]), ground=ground, **kw)
+
+
+def _sample_second(rng, label: int, app: Appearance, *, size, within: Motion) -> Motion:
+    """A second action (``COMBINED``) of the mover ``within``: 50-100% of its frames, inside them; parameters
+    drawn as for a single action (wave and jump: a whole number of cycles, ending in the rest pose). A jump
+    is at most as high as the room above ``within.ground`` (``_sample_motion``'s ``room``)."""
+    name = CLASSES[label]
+    span = within.end - within.start + 1
+    length = int(np.clip(round(span * rng.uniform(0.5, 1.0)), min(3, span), span))
+    start = within.start + int(rng.integers(0, span - length + 1))
+    if name == "wave":
+        kw = dict(amplitude=math.radians(rng.uniform(60, 85)), period=rng.uniform(8, 12), arm=int(rng.integers(2)))
+    elif name == "jump":
+        top, _ = _feet_range(app, size)
+        kw = dict(amplitude=min(rng.uniform(0.3, 0.4) * app.height, within.ground - top), period=rng.uniform(8, 12))
+    elif name == "spin":
+        kw = dict(speed=math.radians(rng.uniform(12, 20)), direction=int(rng.choice([-1, 1])))
+    else:
+        raise ValueError(f"{name!r} is not an action a mover can do while walking; expected one of {COMBINED}")
+    if name != "spin":
+        kw["period"] = length / max(1, round(length / kw["period"]))
+    return Motion(label=label, start=start, end=start + length - 1, x=within.x, ground=within.ground, **kw)
 
 
 def _background(rng, *, size, nframes: int):
@@ -268,11 +311,14 @@ def _occluder(rng, *, size, nframes: int):
 
 
 def plan_video(*, seed: int, index: int, size: Tuple[int, int] = (240, 320), min_frames: int = 32,
-               max_frames: int = 64, label: Optional[int] = None) -> VideoPlan:
+               max_frames: int = 64, label: Optional[int] = None, multi_label: float = 0.0) -> VideoPlan:
     """Draws the random content of video ``index``: length, 1-2 actors, background, occluder.
 
     ``label`` (default ``index % len(CLASSES)``) is the class of the first actor, which names the video.
     Appearances come from their own random streams, so ``label`` changes no actor's appearance.
+    ``multi_label``: the chance of each mover to also do one of ``COMBINED`` (drawn from a stream of its own:
+    at 0 the plan is that of the single-label set, and every actor looks and moves as there except for the
+    second action it is given).
     """
     label = index % len(CLASSES) if label is None else label
     layout = _rng(seed, index, 0)
@@ -284,9 +330,18 @@ def plan_video(*, seed: int, index: int, size: Tuple[int, int] = (240, 320), min
     actors, taken = [], []
     for k, actor_label in enumerate(labels):
         app = sample_appearance(_rng(seed, index, 1, k), size=size)
-        motion = _sample_motion(_rng(seed, index, 2, k), actor_label, app, size=size, nframes=nframes, taken=taken)
+        second_label, second, room = None, None, 0.0
+        if multi_label and CLASSES[actor_label] in _MOVERS:
+            extra = _rng(seed, index, 6, k)  # the second action's own stream: no other draw changes
+            if extra.uniform() < multi_label:
+                second_label = CLASSES.index(COMBINED[int(extra.integers(len(COMBINED)))])
+                room = 0.4 * app.height if CLASSES[second_label] == "jump" else 0.0
+        motion = _sample_motion(_rng(seed, index, 2, k), actor_label, app, size=size, nframes=nframes, taken=taken,
+                                room=room)
+        if second_label is not None:
+            second = _sample_second(extra, second_label, app, size=size, within=motion)
         jitter = _rng(seed, index, 3, k).uniform(-1, 1, (nframes, 4)) * _jitter_scale(scale)
-        actors.append(Actor(appearance=app, motion=motion, jitter=jitter))
+        actors.append(Actor(appearance=app, motion=motion, jitter=jitter, second=second))
     background, offsets = _background(_rng(seed, index, 4), size=size, nframes=nframes)
     occluder = _occluder(_rng(seed, index, 5), size=size, nframes=nframes) if occluded else None
     name = CLASSES[label]
@@ -296,26 +351,28 @@ def plan_video(*, seed: int, index: int, size: Tuple[int, int] = (240, 320), min
 
 def _skeleton(actor: Actor, t: int):
     """Pose of ``actor`` at frame ``t`` (1-based) in frame pixels: (limb segments, torso segment, head
-    centre, head radius). Motion runs over frames start..end: tau counts its frames, held before and after."""
+    centre, head radius). Motion runs over frames start..end: tau counts its frames, held before and after. A
+    ``second`` action (its own frames and tau) changes the part of the pose the mover leaves alone."""
     a, m = actor.appearance, actor.motion
-    length = m.end - m.start + 1
-    tau = min(max(t - m.start + 1, 0), length)
     jx, jy, ja0, ja1 = actor.jitter[t - 1]
     x, lift = m.x, 0.0
     arms = [a.arms[0] + ja0, a.arms[1] + ja1]
     swing, crouch, yaw = a.swing, a.crouch, a.yaw
-    name = CLASSES[m.label]
-    if name in _MOVERS:
-        x += m.direction * m.speed * tau
-        swing = _SWING * math.sin(2 * math.pi * tau / m.period + math.asin(a.swing / _SWING))
-    elif name == "jump":
-        lift = m.amplitude * abs(math.sin(math.pi * tau / m.period))
-    elif name == "wave":
-        arms[m.arm] += m.amplitude * math.sin(2 * math.pi * tau / m.period)
-    elif name == "spin":
-        yaw += m.direction * m.speed * tau
-    else:  # crouch: towards the farther end of [0, 1] and back
-        crouch += ((1.0 if crouch < 0.5 else 0.0) - crouch) * math.sin(math.pi * tau / m.period) ** 2
+    for step in (m,) if actor.second is None else (m, actor.second):
+        length = step.end - step.start + 1
+        tau = min(max(t - step.start + 1, 0), length)
+        name = CLASSES[step.label]
+        if name in _MOVERS:
+            x += step.direction * step.speed * tau
+            swing = _SWING * math.sin(2 * math.pi * tau / step.period + math.asin(a.swing / _SWING))
+        elif name == "jump":
+            lift = step.amplitude * abs(math.sin(math.pi * tau / step.period))
+        elif name == "wave":
+            arms[step.arm] += step.amplitude * math.sin(2 * math.pi * tau / step.period)
+        elif name == "spin":
+            yaw += step.direction * step.speed * tau
+        else:  # crouch: towards the farther end of [0, 1] and back
+            crouch += ((1.0 if crouch < 0.5 else 0.0) - crouch) * math.sin(math.pi * tau / step.period) ** 2
 
     h = a.height
     leg, arm, neck = 0.46 * h, 0.40 * h, 0.05 * h
@@ -394,7 +451,9 @@ def render_frame(plan: VideoPlan, t: int, *, actors: Optional[Sequence[int]] = N
     return image, boxes
 
 
-def _check_params(num_videos, seed, size, min_frames, max_frames, test_fraction) -> dict:
+def _check_params(num_videos, seed, size, min_frames, max_frames, test_fraction, multi_label=0.0) -> dict:
+    """The arguments, checked, as meta.json records them; ``multi_label`` only where it is not 0, so the params of
+    a single-label set are those recorded before the multi-label variant existed."""
     def integer(value):
         return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
@@ -412,8 +471,16 @@ def _check_params(num_videos, seed, size, min_frames, max_frames, test_fraction)
                          f"min_frames={min_frames!r}, max_frames={max_frames!r}")
     if not (isinstance(test_fraction, (int, float, Fraction)) and 0 < test_fraction < 1):
         raise ValueError(f"test_fraction must be a number in (0, 1), got {test_fraction!r}")
-    return {"num_videos": int(num_videos), "seed": int(seed), "size": [int(size[0]), int(size[1])],
-            "min_frames": int(min_frames), "max_frames": int(max_frames), "test_fraction": float(test_fraction)}
+    number = isinstance(multi_label, (int, float, Fraction, np.integer, np.floating))
+    number = number and not isinstance(multi_label, bool)
+    if not (number and 0 <= multi_label <= 1):
+        raise ValueError(f"multi_label (the share of movers that also do a second action) must be a number in "
+                         f"[0, 1], got {multi_label!r}")
+    params = {"num_videos": int(num_videos), "seed": int(seed), "size": [int(size[0]), int(size[1])],
+              "min_frames": int(min_frames), "max_frames": int(max_frames), "test_fraction": float(test_fraction)}
+    if multi_label:
+        params["multi_label"] = float(multi_label)
+    return params
 
 
 def _write_dataset(root: str, params: dict, progress: bool) -> None:
@@ -422,8 +489,8 @@ def _write_dataset(root: str, params: dict, progress: bool) -> None:
     names, nframes, gttubes = [], {}, {}
     frames_total = 0
     for index in tqdm(range(params["num_videos"]), desc="synthetic videos", disable=not progress):
-        plan = plan_video(seed=params["seed"], index=index, size=size,
-                          min_frames=params["min_frames"], max_frames=params["max_frames"])
+        plan = plan_video(seed=params["seed"], index=index, size=size, min_frames=params["min_frames"],
+                          max_frames=params["max_frames"], multi_label=params.get("multi_label", 0.0))
         folder = os.path.join(root, "Frames", plan.name)
         os.makedirs(folder)
         rows: List[list] = [[] for _ in plan.actors]
@@ -439,9 +506,15 @@ def _write_dataset(root: str, params: dict, progress: bool) -> None:
                     if boxes[k] is None:
                         raise RuntimeError(f"{plan.name}: actor {k} is outside the frame at annotated frame {t}")
                     rows[k].append([t, *boxes[k]])
+        labelled = [(actor.motion.label, np.array(tube, np.float32)) for actor, tube in zip(plan.actors, rows)]
+        for actor, tube in zip(plan.actors, labelled):  # the same boxes, on the second action's frames
+            if actor.second is not None:
+                frames = tube[1][:, 0]
+                labelled.append((actor.second.label, tube[1][(frames >= actor.second.start)
+                                                             & (frames <= actor.second.end)]))
         tubes = {}
-        for actor, tube in sorted(zip(plan.actors, rows), key=lambda pair: pair[0].motion.label):
-            tubes.setdefault(actor.motion.label, []).append(np.array(tube, np.float32))
+        for label, tube in sorted(labelled, key=lambda pair: pair[0]):
+            tubes.setdefault(label, []).append(tube)
         names.append(plan.name)
         nframes[plan.name] = plan.nframes
         gttubes[plan.name] = tubes
@@ -459,6 +532,9 @@ def _write_dataset(root: str, params: dict, progress: bool) -> None:
         "built_with": {"numpy": np.__version__, "opencv": cv2.__version__},
         "classes": {name: MOTIONS[name] for name in CLASSES},
         "idle": MOTIONS["idle"],
+        **({"combined": f"{params['multi_label']:g} of the movers also do one of {', '.join(COMBINED)} over "
+                        "50-100% of their walk; those frames' box is in both labels' tubes"}
+           if "multi_label" in params else {}),
         "videos": {"train": len(train), "test": len(test)},
         "frames": frames_total,
         "tubes": sum(len(t) for per_label in gttubes.values() for t in per_label.values()),
@@ -516,16 +592,18 @@ def _check_replaceable(out_dir: str) -> None:
 
 def generate_synthetic(out_dir: str, *, num_videos: int = 90, seed: int = 0, size: Tuple[int, int] = (240, 320),
                        min_frames: int = 32, max_frames: int = 64, test_fraction: float = 1 / 3,
-                       progress: bool = True) -> str:
+                       multi_label: float = 0.0, progress: bool = True) -> str:
     """Writes the synthetic dataset to ``out_dir`` (replacing a previous synthetic dataset there) and returns
     the path of its GT pickle.
 
     num_videos: videos in all; video i has ``CLASSES[i % 6]`` as its first actor's class. The last
     ``round(num_videos * test_fraction)`` videos (at least one, at most num_videos - 1) are the test split.
     size: (height, width) of the frames, pixels. min_frames, max_frames: range of video lengths.
+    multi_label: the share (in [0, 1]) of the movers that also do one of ``COMBINED`` while walking (default 0:
+    the single-label set, byte for byte as before the option existed).
     Raises ValueError for bad arguments, or when ``out_dir`` holds files the generator did not write.
     """
-    params = _check_params(num_videos, seed, size, min_frames, max_frames, test_fraction)
+    params = _check_params(num_videos, seed, size, min_frames, max_frames, test_fraction, multi_label)
     out_dir = os.path.abspath(out_dir)
     build_and_replace(out_dir, lambda build: _write_dataset(build, params, progress),
                       check=lambda: _check_replaceable(out_dir), complete=lambda: is_complete(out_dir, params=params))
@@ -572,7 +650,8 @@ def ensure_synthetic(out_dir: str, **kwargs) -> str:
     saying how it differs; an incomplete one is a ValueError saying what is there and how to proceed.
     """
     progress = kwargs.pop("progress", True)
-    defaults = dict(num_videos=90, seed=0, size=(240, 320), min_frames=32, max_frames=64, test_fraction=1 / 3)
+    defaults = dict(num_videos=90, seed=0, size=(240, 320), min_frames=32, max_frames=64, test_fraction=1 / 3,
+                    multi_label=0.0)
     unknown = sorted(set(kwargs) - set(defaults))
     if unknown:
         raise TypeError(f"ensure_synthetic() got unexpected arguments {unknown}")
@@ -594,9 +673,14 @@ def ensure_synthetic(out_dir: str, **kwargs) -> str:
             made = "a dataset without the generator's meta.json (not made by it, or edited)"
         else:
             theirs = meta["params"] if isinstance(meta["params"], dict) else {}
-            differ = sorted(k for k in params if theirs.get(k) != params[k])
-            there = ", ".join(f"{k} {theirs.get(k)!r}" for k in differ)
-            asked = ", ".join(f"{k} {params[k]!r}" for k in differ)
+            implicit = {"multi_label": 0.0}  # recorded only where it is not the default
+
+            def value(recorded, key):
+                return recorded.get(key, implicit.get(key))
+
+            differ = sorted(k for k in set(params) | set(theirs) if value(theirs, k) != value(params, k))
+            there = ", ".join(f"{k} {value(theirs, k)!r}" for k in differ)
+            asked = ", ".join(f"{k} {value(params, k)!r}" for k in differ)
             made = (f"a synthetic set made with other arguments ({there}; the config asks for {asked})" if differ
                     else f"a synthetic set of generator version {meta.get('version')!r} (this is {VERSION})")
         logger.warning("%s holds %s: using it as it is, not replacing it; to use the configured set, %s",
@@ -659,12 +743,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--max-frames", type=int, default=64, help="longest video, frames (default 64)")
     parser.add_argument("--test-fraction", type=_parse_fraction, default=1 / 3,
                         help="share of the videos in the test split (default 1/3)")
+    parser.add_argument("--multi-label", type=_parse_fraction, default=0.0,
+                        help="share of the movers that also wave, jump or spin while walking (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
         path = generate_synthetic(args.out, num_videos=args.num_videos, seed=args.seed, size=args.size,
                                   min_frames=args.min_frames, max_frames=args.max_frames,
-                                  test_fraction=args.test_fraction, progress=not args.quiet)
+                                  test_fraction=args.test_fraction, multi_label=args.multi_label,
+                                  progress=not args.quiet)
     except ValueError as e:
         parser.error(str(e))
     print(path)

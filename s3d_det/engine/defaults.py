@@ -116,7 +116,12 @@ def load_dataset_gt(cfg, *, make_synthetic: bool = True) -> Tuple[dict, str]:
         if not 0 < test < num:
             raise ConfigError(f"DATASETS.SYNTHETIC_TEST_VIDEOS must be in 1..SYNTHETIC_NUM_VIDEOS - 1 "
                               f"({num - 1}), got {test}")
-        ensure_synthetic(root, num_videos=num, test_fraction=Fraction(test, num), seed=cfg.DATASETS.SYNTHETIC_SEED)
+        multi = cfg.DATASETS.SYNTHETIC_MULTI_LABEL
+        if isinstance(multi, bool) or not isinstance(multi, (int, float)) or not 0 <= multi <= 1:
+            raise ConfigError(f"DATASETS.SYNTHETIC_MULTI_LABEL must be a number in [0, 1] (the share of movers that "
+                              f"also do a second action), got {multi!r}")
+        ensure_synthetic(root, num_videos=num, test_fraction=Fraction(test, num), seed=cfg.DATASETS.SYNTHETIC_SEED,
+                         multi_label=multi)
     path = os.path.join(root, cfg.DATASETS.GT)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"ground truth not found: {path} (DATASETS.ROOT={cfg.DATASETS.ROOT!r} under "
