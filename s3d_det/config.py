@@ -285,7 +285,8 @@ _C.SOLVER.AMP_DTYPE = ""
 _C.TEST = CfgNode()
 # Evaluate every this many iterations during training (0: only at the end).
 _C.TEST.EVAL_PERIOD = 0
-# Frame-AP protocol ("act", "voc", "yowo") and IoU threshold.
+# Frame-AP protocol ("act", "voc", "yowo"; "ava": AVA's frame-AP on the keyframes, s3d_det.data.ava_gt) and IoU
+# threshold.
 _C.TEST.PROTOCOL = "act"
 _C.TEST.IOU = 0.5
 # Keyframes per forward at test time.
@@ -320,7 +321,7 @@ CHOICES = {
     "SOLVER.OPTIMIZER": ("sgd", "adamw"),
     "SOLVER.SCHEDULE": ("step", "cosine"),
     "SOLVER.AMP_DTYPE": ("", "bfloat16", "float16"),
-    "TEST.PROTOCOL": ("act", "voc", "yowo"),
+    "TEST.PROTOCOL": ("act", "voc", "yowo", "ava"),
 }
 
 

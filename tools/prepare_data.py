@@ -10,6 +10,10 @@
     python tools/prepare_data.py cvat ANNOTATIONS.xml [MORE.xml ...] --labels LABELS.txt --split SPLIT.csv
                                  (--frames ROOT | --videos VIDEOS_ROOT) [--video NAME] [--action-attribute NAME]
                                  [--max-gap G] --out GT.pkl
+    python tools/prepare_data.py ava ava_train_v2.2.csv --labelmap MAP.pbtxt [--val ava_val_v2.2.csv] --frames ROOT
+                                 [--fps 30] [--start 900] [--max-gap 30] --out GT.pkl
+    python tools/prepare_data.py ava-export GT.pkl --out DIR [--split 1] [--fps 30] [--start 900]
+                                 [--detections DETS.npz]
     python tools/prepare_data.py frames VIDEOS_ROOT --out FRAMES_ROOT
     python tools/prepare_data.py flow FRAMES_ROOT --out FLOW_ROOT [--algorithm tvl1|dis] [--bound 20] [--workers N]
                                  [--opencv-contrib DIR]
@@ -20,6 +24,12 @@ there are problems. The other tools refuse such a ground truth when they load it
 naming the first bad box. The converters (see ``s3d_det.data.converters``) check the boxes they made the same
 way, then write the pickle atomically and print one line: videos, tubes, boxes.
 ``csv`` and ``cvat`` convert your own annotations (docs/own-data.md; ``s3d_det.data.own_annotations``).
+``ava`` converts AVA's ground-truth CSVs (train: split 1's train videos; ``--val``: its test videos) on the classes
+of the label map, frames at ``--fps`` from second ``--start`` in ``ROOT/Frames/<video_id>/`` (docs/datasets.md, AVA;
+``s3d_det.data.ava_gt``). ``ava-export`` writes a GT pickle (AVA's or any other: keyframes every ``--fps`` frames)
+as AVA files into ``DIR``: ``train.csv`` and ``val.csv`` (split ``--split``'s train and test videos),
+``labelmap.pbtxt`` and, with ``--detections``, ``detections.csv`` (the rows on keyframes), for
+``tools/eval_jhmdb.py --protocol ava``; it refuses to overwrite files there.
 ``frames`` decodes ``VIDEOS_ROOT/<class>/<video>.avi|.mp4`` into ``FRAMES_ROOT/Frames/<class>/<video>/``,
 skipping videos already complete. ``flow`` computes the optical flow of ``FRAMES_ROOT/Frames/<class>/<video>/``
 into ``FLOW_ROOT/<class>/<video>/x/`` and ``y/`` (see docs/flow.md; TV-L1 needs opencv-contrib, which
@@ -36,6 +46,7 @@ import numpy as np
 
 from s3d_det.checkpoint.io import UnsafePickleError
 from s3d_det.data.annotations import check_gt, load_gt, save_gt, validate_gt
+from s3d_det.data.ava_gt import gt_from_ava
 from s3d_det.data.converters import extract_frames, from_yowo_labels, jhmdb_from_release, ucf24_from_annotations
 from s3d_det.data.flow import ALGORITHMS, CONTRIB_ENV, CONTRIB_PIP, extract_flow
 from s3d_det.data.own_annotations import gt_from_csv, gt_from_cvat
@@ -86,6 +97,26 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                               "(default 1: runs of consecutive frames)")
         sub.add_argument("--out", required=True, help="GT pickle to write")
 
+    ava = commands.add_parser("ava", help="AVA's ground-truth CSVs (v2.1, v2.2)")
+    ava.add_argument("annotations", help="ava_train_v2.x.csv: video_id,timestamp,x1,y1,x2,y2,action_id,person_id")
+    ava.add_argument("--labelmap", required=True, help="the action list (.pbtxt); its classes are the labels")
+    ava.add_argument("--val", default=None, help="ava_val_v2.x.csv: the test videos of split 1")
+    ava.add_argument("--frames", metavar="ROOT", required=True, help="frame counts and sizes from ROOT/Frames/<id>/")
+    ava.add_argument("--max-gap", type=int, default=30,
+                     help="a person's keyframes of one action more than this many frames apart start a new tube "
+                          "(default 30: one keyframe a second)")
+    export = commands.add_parser("ava-export", help="a GT pickle (and detections) as AVA CSV files")
+    export.add_argument("gt", help="ground-truth pickle in the ACT schema")
+    export.add_argument("--out", required=True, help="folder for train.csv, val.csv, labelmap.pbtxt, detections.csv")
+    export.add_argument("--split", type=int, default=1, help="which split's train and test videos (default 1)")
+    export.add_argument("--detections", metavar="DETS.npz", default=None, help="also write these as detections.csv")
+    for sub in (ava, export):
+        sub.add_argument("--fps", type=int, default=30,
+                         help="frames a second: a keyframe every FPS frames, frame 1 at second START (default 30; "
+                              "a GT made by 'ava' keeps its own)")
+        sub.add_argument("--start", type=int, default=900, help="the second of frame 1 (default 900, AVA's)")
+    ava.add_argument("--out", required=True, help="GT pickle to write")
+
     frames = commands.add_parser("frames", help="extract JPEG frames from videos with OpenCV")
     frames.add_argument("videos_root", help="folder of <class>/<video>.avi|.mp4")
     frames.add_argument("--out", required=True, help="frames root: frames go to OUT/Frames/<class>/<video>/")
@@ -130,6 +161,38 @@ def one_line(gt: Mapping) -> str:
             f"{len(gt['labels'])} classes")
 
 
+def ava_export(args) -> int:
+    """``ava-export``: the GT's split as AVA files in ``args.out`` (none of them there before)."""
+    import os
+
+    from s3d_det.data.ava import write_ava_detections
+    from s3d_det.data.ava_gt import detections_to_ava, gt_to_ava, write_ava_gt, write_ava_labelmap
+    from s3d_det.evaluation.detections import check_detections, load_detections
+
+    gt = load_gt(args.gt)
+    names = ["train.csv", "val.csv", "labelmap.pbtxt"] + (["detections.csv"] if args.detections else [])
+    taken = [n for n in names if os.path.exists(os.path.join(args.out, n))]
+    if taken:
+        raise ValueError(f"{args.out}: already holds {', '.join(taken)}; expected a folder without them (nothing "
+                         f"is overwritten)")
+    train, labelmap = gt_to_ava(gt, split=args.split, subset="train", fps=args.fps, start=args.start)
+    test, _ = gt_to_ava(gt, split=args.split, subset="test", fps=args.fps, start=args.start)
+    dets = None
+    if args.detections:
+        found = load_detections(args.detections)
+        check_detections(found, gt, source=args.detections)
+        dets = detections_to_ava(gt, found, fps=args.fps, start=args.start)
+    os.makedirs(args.out, exist_ok=True)
+    write_ava_labelmap(os.path.join(args.out, "labelmap.pbtxt"), labelmap)
+    write_ava_gt(os.path.join(args.out, "train.csv"), train)
+    write_ava_gt(os.path.join(args.out, "val.csv"), test)
+    if dets is not None:
+        write_ava_detections(os.path.join(args.out, "detections.csv"), dets)
+    print(f"ava-export: {len(train)} train rows, {len(test)} val rows, {len(labelmap)} actions"
+          f"{f', {len(dets)} detection rows on keyframes' if dets is not None else ''} -> {args.out}")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
@@ -141,6 +204,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 print(problem)
             print(f"{len(problems)} problems in {args.gt}")
             return 1 if problems else 0
+        if args.command == "ava-export":
+            return ava_export(args)
         if args.command == "frames":
             counts = extract_frames(args.videos_root, args.out)
             print(f"{counts['videos']} videos ({counts['extracted']} extracted, {counts['skipped']} already "
@@ -159,6 +224,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         elif args.command == "csv":
             gt, source = gt_from_csv(args.annotations, labels=args.labels, split_files=args.split,
                                      frames_root=args.frames, videos_root=args.videos,
+                                     max_gap=args.max_gap), args.annotations
+        elif args.command == "ava":
+            gt, source = gt_from_ava(args.annotations, labelmap=args.labelmap, val_csv=args.val,
+                                     frames_root=args.frames, fps=args.fps, start=args.start,
                                      max_gap=args.max_gap), args.annotations
         elif args.command == "cvat":
             gt, source = gt_from_cvat(args.annotations, labels=args.labels, split_files=args.split,

@@ -34,6 +34,7 @@ from .frames import frame_numbers, image_file_problem
 
 __all__ = [
     "GT_KEYS",
+    "OPTIONAL_KEYS",
     "load_gt",
     "check_gt",
     "BOX_TOLERANCE",
@@ -49,6 +50,8 @@ __all__ = [
 ]
 
 GT_KEYS = ("labels", "train_videos", "test_videos", "nframes", "resolution", "gttubes")
+# Optional keys a GT may carry and save_gt keeps: "ava" (s3d_det.data.ava_gt: AVA action ids, keyframes, person ids).
+OPTIONAL_KEYS = ("ava",)
 
 def load_gt(path: str, check_boxes: bool = True) -> dict:
     """Loads a ground-truth pickle in the ACT schema with :func:`safe_pickle_load` and checks its structure
@@ -143,9 +146,10 @@ def check_gt(gt: Mapping, source: str = "ground truth") -> None:
 
 
 def save_gt(gt: Mapping, path: str) -> None:
-    """Writes ``gt`` (checked like :func:`load_gt` does) as a pickle, atomically."""
+    """Writes ``gt`` (checked like :func:`load_gt` does) as a pickle, atomically: the keys of the schema and those of
+    ``OPTIONAL_KEYS`` it has (other keys are not written)."""
     _check_structure(gt, path)
-    payload = {key: gt[key] for key in GT_KEYS}
+    payload = {key: gt[key] for key in GT_KEYS + tuple(k for k in OPTIONAL_KEYS if k in gt)}
     with atomic_write(path, ".pkl") as tmp:
         with open(tmp, "wb") as f:
             pickle.dump(payload, f, protocol=4)

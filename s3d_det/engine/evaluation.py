@@ -24,8 +24,17 @@ __all__ = ["score_detections", "evaluate_detector"]
 def score_detections(gt: Mapping, dets: Detections, *, protocol: str = "act", iou: float = 0.5,
                      with_video_map: bool = False) -> Dict:
     """``{"protocol", "iou", "frame_mAP", "per_class_AP", "video_mAP"}`` in percent (the ``--json`` format of
-    ``tools/eval_jhmdb.py``); ``video_mAP`` is None unless asked for."""
-    result = frame_ap(gt, dets.videos, dets.frame_dets, protocol=protocol, iou=iou).to_dict()
+    ``tools/eval_jhmdb.py``); ``video_mAP`` is None unless asked for. ``protocol`` "ava": AVA's frame-AP on the
+    keyframes of ``gt``'s test videos (``s3d_det.data.ava_gt.score_ava``: the ground truth's ``"ava"`` key, or
+    keyframes every 30 frames and action ids 1..C for a GT without it)."""
+    if protocol == "ava":
+        from s3d_det.data.ava_gt import score_ava
+
+        test = set(dets.videos)
+        split = next((k for k, videos in enumerate(gt["test_videos"], start=1) if test <= set(videos)), 1)
+        result = score_ava(gt, dets, split=split, iou=iou).to_dict()
+    else:
+        result = frame_ap(gt, dets.videos, dets.frame_dets, protocol=protocol, iou=iou).to_dict()
     result["video_mAP"] = video_map(gt, dets.videos, frame_dets=dets.frame_dets) if with_video_map else None
     return result
 
