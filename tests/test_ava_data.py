@@ -68,21 +68,31 @@ def test_gt_from_ava_hand_made(tmp_path):
                   "vidA,0901,0.100,0.200,0.500,0.600,3,0\n"
                   "vidA,0901,0.500,0.000,1.000,1.000,7,1\n"    # action 7 is not in the label map: left out
                   "vidA,0902,0.125,0.250,0.500,0.500,1,0\n"    # 902: frame 5, 2 frames on: the same tube
+                  "vidA,0902,0.750,0.500,1.000,1.000,1,2\n"    # person 2 sits at 902 only
                   "vidA,0903,0.000,0.000,0.250,0.500,1,0\n")   # 903: frame 7
     val = write(tmp_path / "val.csv", "vidB,0901,0.000,0.000,1.000,1.000,3,4\n")
     gt = gt_from_ava(train, labelmap=labelmap, val_csv=val, frames_root=str(tmp_path), fps=2, max_gap=2)
     assert gt["labels"] == ["sit", "stand"]  # id order: 1, 3
     assert gt["train_videos"] == [["vidA"]] and gt["test_videos"] == [["vidB"]]
     assert gt["nframes"] == {"vidA": 7, "vidB": 3} and gt["resolution"]["vidA"] == (64, 80)
-    (sit,) = gt["gttubes"]["vidA"][0]
+    sit, other = gt["gttubes"]["vidA"][0]  # ordered by first frame, then person
     np.testing.assert_allclose(sit, [[3, 8, 12.8, 40, 38.4], [5, 10, 16, 40, 32], [7, 0, 0, 20, 32]], rtol=1e-6)
+    np.testing.assert_allclose(other, [[5, 60, 32, 80, 64]], rtol=1e-6)
     (stand,) = gt["gttubes"]["vidA"][1]
     np.testing.assert_allclose(stand, [[3, 8, 12.8, 40, 38.4]], rtol=1e-6)
     assert gt["ava"]["action_ids"] == [1, 3] and gt["ava"]["keyframes"] == {"vidA": [3, 5, 7], "vidB": [3]}
-    assert gt["ava"]["persons"] == {"vidA": {0: [0], 1: [0]}, "vidB": {1: [4]}}
+    assert gt["ava"]["persons"] == {"vidA": {0: [0, 2], 1: [0]}, "vidB": {1: [4]}}
+    # back to AVA rows: the file's rows of label-map actions, sorted by video, timestamp, person, action
+    rows, labelmap_back = gt_to_ava(gt, split=1, subset="train")
+    assert labelmap_back == {1: "sit", 3: "stand"}
+    write_ava_gt(str(tmp_path / "again.csv"), rows)
+    assert (tmp_path / "again.csv").read_text().splitlines() == [
+        "vidA,0901,0.100,0.200,0.500,0.600,1,0", "vidA,0901,0.100,0.200,0.500,0.600,3,0",
+        "vidA,0902,0.125,0.250,0.500,0.500,1,0", "vidA,0902,0.750,0.500,1.000,1.000,1,2",
+        "vidA,0903,0.000,0.000,0.250,0.500,1,0"]
     # max gap 1: frames 3, 5, 7 are three tubes
     gt1 = gt_from_ava(train, labelmap=labelmap, val_csv=val, frames_root=str(tmp_path), fps=2, max_gap=1)
-    assert [len(t) for t in gt1["gttubes"]["vidA"][0]] == [1, 1, 1]
+    assert [len(t) for t in gt1["gttubes"]["vidA"][0]] == [1, 1, 1, 1]
     # the extra key survives save_gt / load_gt
     save_gt(gt, str(tmp_path / "gt.pkl"))
     assert load_gt(str(tmp_path / "gt.pkl"))["ava"] == gt["ava"]
