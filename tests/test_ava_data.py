@@ -232,3 +232,22 @@ def test_tools_ava_export_and_score(synthetic, tmp_path):
     bad = tool("tools/prepare_data.py", "ava", str(out / "train.csv"), "--labelmap", str(out / "labelmap.pbtxt"),
                "--frames", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.pkl"))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "train.csv line 1" in bad.stderr
+
+
+def test_eval_tool_model_mode_takes_protocol_ava(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("eval_jhmdb", os.path.join(ROOT, "tools", "eval_jhmdb.py"))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    args = tool.parse_args(["--config-file", "cfg.yaml", "--weights", "w.pth", "--protocol", "ava"])
+    assert args.protocol == "ava" and args.labelmap is None
+    for extra, message in ((["--labelmap", "m.pbtxt"], "model mode takes the action ids"),
+                           (["--split", "all"], "--split all does not go with --protocol ava")):
+        with pytest.raises(SystemExit) as stop:
+            tool.parse_args(["--config-file", "cfg.yaml", "--weights", "w.pth", "--protocol", "ava", *extra])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+    # scoring mode still needs the label map
+    with pytest.raises(SystemExit):
+        tool.parse_args(["--gt", "g.csv", "--detections", "d.csv", "--protocol", "ava"])
+    assert "--protocol ava needs --labelmap" in capsys.readouterr().err

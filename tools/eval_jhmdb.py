@@ -44,6 +44,9 @@ of ``MAP.pbtxt``; detections are ``video_id,timestamp,x1,y1,x2,y2,action_id,scor
 table and the frame-mAP; the JSON has the keys above (``protocol`` "ava", ``video_mAP`` null) with the classes
 that have ground truth. ``--labelmap`` and ``--exclusions`` go with ``--protocol ava`` only; ``--split``,
 ``--video-map`` and ``--fuse`` do not go with it. A bad row is reported on one line naming the file and line.
+In model mode, ``--protocol ava`` scores the detections on the keyframes of the config's GT pickle (made by
+``tools/prepare_data.py ava``: its ``ava`` key gives the action ids, keyframes and person ids; any other GT:
+keyframes every 30 frames; ``s3d_det.data.ava_gt.score_ava``), without exclusions and without video-mAP.
 
 Model mode (run a trained detector over every frame of the test videos, then score)::
 
@@ -128,9 +131,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE",
                         help="model mode: config overrides, e.g. TEST.BATCH_SIZE 4")
     args = parser.parse_args(argv)
-    if args.protocol == "ava":
-        if args.gt is None:
-            parser.error("--protocol ava scores files: give --gt GT.csv --detections DETS.csv --labelmap MAP.pbtxt")
+    if args.protocol == "ava" and args.gt is None:  # model mode: AVA's frame-AP on the GT's keyframes
+        if str(args.split) == "all":
+            parser.error("--split all does not go with --protocol ava (no video-mAP to average; AVA has one split)")
+        for flag, value in (("--labelmap", args.labelmap), ("--exclusions", args.exclusions)):
+            if value is not None:
+                parser.error(f"{flag} goes with --protocol ava's scoring mode (--gt GT.csv); model mode takes the "
+                             f"action ids and keyframes from the GT pickle (its 'ava' key)")
+    elif args.protocol == "ava":
         if args.labelmap is None:
             parser.error("--protocol ava needs --labelmap MAP.pbtxt (the AVA action list)")
         for flag, value in (("--split", args.split is not None), ("--video-map", args.video_map),
@@ -404,8 +412,13 @@ def evaluate_split(config_file: str, weights: str, split: Optional[int], args) -
     out = args.out or os.path.join(cfg.OUTPUT_DIR, "inference")
     path = os.path.join(out, f"detections_split{split}.npz")
     save_detections(path, dets)
-    result = frame_ap(gt, dets.videos, dets.frame_dets, protocol=args.protocol, iou=args.iou)
-    vmap = video_map(gt, dets.videos, frame_dets=dets.frame_dets)
+    if args.protocol == "ava":  # AVA's frame-AP on the keyframes; no video-mAP on its sparse tubes
+        from s3d_det.data.ava_gt import score_ava
+
+        result, vmap = score_ava(gt, dets, split=split, iou=args.iou), None
+    else:
+        result = frame_ap(gt, dets.videos, dets.frame_dets, protocol=args.protocol, iou=args.iou)
+        vmap = video_map(gt, dets.videos, frame_dets=dets.frame_dets)
     report(result, vmap, args, f"{weights}: {len(dets.videos)} test videos of split {split}, frame-AP protocol "
                                f"{args.protocol}, IoU {args.iou:g}; detections in {path}",
            "tubes linked from the frame detections",
