@@ -251,3 +251,26 @@ def test_eval_tool_model_mode_takes_protocol_ava(tmp_path, capsys):
     with pytest.raises(SystemExit):
         tool.parse_args(["--gt", "g.csv", "--detections", "d.csv", "--protocol", "ava"])
     assert "--protocol ava needs --labelmap" in capsys.readouterr().err
+
+
+def test_bad_ava_key_is_one_error_naming_the_key(synthetic):
+    _, gt = synthetic
+    good = {"action_ids": [1, 2, 3, 4, 5, 6], "fps": FPS, "start": 900,
+            "keyframes": {v: list(range(1, n + 1, FPS)) for v, n in gt["nframes"].items()},
+            "persons": {v: {label: [0] * len(ts) for label, ts in per.items()} for v, per in gt["gttubes"].items()}}
+    gt_to_ava({**gt, "ava": good})
+    video = next(v for v, per in gt["gttubes"].items() if per)
+    label = next(iter(gt["gttubes"][video]))
+    cases = [
+        ({"action_ids": [1, 2, 3]}, r"'ava/action_ids': expected 6 distinct integers >= 1"),
+        ({"action_ids": [1, 1, 3, 4, 5, 6]}, r"'ava/action_ids'"),
+        ({"fps": 0}, r"'ava/fps'"),
+        ({"keyframes": {video: [5, 1]}}, rf"'ava/keyframes/{video}': expected increasing frames"),
+        ({"keyframes": {video: [10 ** 6]}}, rf"'ava/keyframes/{video}'"),
+        ({"persons": {}}, rf"'ava/persons/.*': expected \d+ integer person ids"),
+        ({"persons": {**good["persons"], video: {**good["persons"][video], label: []}}},
+         rf"'ava/persons/{video}/{label}'"),
+    ]
+    for change, message in cases:
+        with pytest.raises(DataError, match=message):
+            gt_to_ava({**gt, "ava": {**good, **change}})

@@ -35,7 +35,7 @@ from .errors import DataError
 from .own_annotations import Row, frames_info, link_tubes
 
 __all__ = ["AVA_FPS", "AVA_START", "AVA_MAX_GAP", "keyframe_of", "timestamp_of", "gt_from_ava", "gt_to_ava",
-           "detections_to_ava", "infer_persons", "write_ava_gt", "write_ava_labelmap", "ava_info", "score_ava"]
+           "detections_to_ava", "check_ava_info", "infer_persons", "write_ava_gt", "write_ava_labelmap", "ava_info", "score_ava"]
 
 AVA_FPS = 30
 AVA_START = 900
@@ -149,12 +149,53 @@ def ava_info(gt: Mapping, *, fps: int = AVA_FPS, start: int = AVA_START) -> dict
     1..C in label order, keyframes every ``fps`` frames from frame 1 (frame 1 at second ``start``), person ids from
     the tubes (:func:`infer_persons`)."""
     if "ava" in gt:
+        check_ava_info(gt)
         return gt["ava"]
     if fps < 1:
         raise ValueError(f"fps must be at least 1, got {fps}")
     return {"action_ids": list(range(1, len(gt["labels"]) + 1)), "fps": int(fps), "start": int(start),
             "keyframes": {v: list(range(1, int(n) + 1, fps)) for v, n in gt["nframes"].items()},
             "persons": infer_persons(gt)}
+
+
+def check_ava_info(gt: Mapping, source: str = "ground truth") -> None:
+    """Raises ``DataError`` naming the key where ``gt["ava"]`` does not fit ``gt``: ``action_ids`` distinct integers
+    >= 1, one a label; ``fps`` >= 1 and ``start`` >= 0 integers; ``keyframes`` {video: increasing frames within
+    1..nframes}; ``persons`` {video: {label: one integer a tube of gttubes[video][label]}}."""
+    info = gt["ava"]
+
+    def fail(key: str, expected: str):
+        raise DataError(f"{source}: key 'ava/{key}': expected {expected}")
+
+    def integer(x) -> bool:
+        return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+    if not isinstance(info, Mapping) or any(k not in info for k in ("action_ids", "fps", "start", "keyframes",
+                                                                     "persons")):
+        fail("", "a dict with action_ids, fps, start, keyframes and persons (s3d_det.data.ava_gt)")
+    ids = info["action_ids"]
+    if (not isinstance(ids, (list, tuple)) or len(ids) != len(gt["labels"]) or not all(integer(a) and a >= 1
+                                                                                        for a in ids)
+            or len(set(ids)) != len(ids)):
+        fail("action_ids", f"{len(gt['labels'])} distinct integers >= 1, one a label")
+    if not integer(info["fps"]) or info["fps"] < 1 or not integer(info["start"]) or info["start"] < 0:
+        fail("fps", "fps an integer >= 1 and start an integer >= 0")
+    if not isinstance(info["keyframes"], Mapping):
+        fail("keyframes", "a dict {video: [frames]}")
+    for video, frames in info["keyframes"].items():
+        n = gt["nframes"].get(video)
+        if (n is None or not isinstance(frames, (list, tuple)) or not all(integer(f) and 1 <= f <= n for f in frames)
+                or list(frames) != sorted(set(frames))):
+            fail(f"keyframes/{video}", "increasing frames within 1..nframes of a video of the ground truth")
+    persons = info["persons"]
+    if not isinstance(persons, Mapping):
+        fail("persons", "a dict {video: {label: [person id of each tube]}}")
+    for video, per_label in gt["gttubes"].items():
+        for label, tubes in per_label.items():
+            ids_of = persons.get(video, {}).get(label) if isinstance(persons.get(video), Mapping) else None
+            if (not isinstance(ids_of, (list, tuple)) or len(ids_of) != len(tubes)
+                    or not all(integer(p) for p in ids_of)):
+                fail(f"persons/{video}/{label}", f"{len(tubes)} integer person ids, one a tube of that label")
 
 
 def infer_persons(gt: Mapping) -> Dict[str, Dict[int, List[int]]]:
