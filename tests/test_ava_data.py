@@ -274,3 +274,16 @@ def test_bad_ava_key_is_one_error_naming_the_key(synthetic):
     for change, message in cases:
         with pytest.raises(DataError, match=message):
             gt_to_ava({**gt, "ava": {**good, **change}})
+
+
+def test_load_gt_checks_the_ava_key(tmp_path):
+    import pickle
+
+    make_frames(str(tmp_path), "vidA", 4)
+    gt = gt_from_ava(write(tmp_path / "train.csv", "vidA,0901,0.1,0.1,0.2,0.2,1,0\n"),
+                     labelmap=write(tmp_path / "map.pbtxt", MAP), frames_root=str(tmp_path), fps=2)
+    gt["ava"]["fps"] = "30"
+    with open(tmp_path / "bad.pkl", "wb") as f:
+        pickle.dump(gt, f)
+    with pytest.raises(DataError, match=r"bad\.pkl: key 'ava/fps'"):
+        load_gt(str(tmp_path / "bad.pkl"))

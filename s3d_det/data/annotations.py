@@ -62,6 +62,10 @@ def load_gt(path: str, check_boxes: bool = True) -> dict:
         raise FileNotFoundError(f"ground truth file not found: {path}")
     gt = safe_pickle_load(path)
     _check_structure(gt, path)
+    if "ava" in gt:  # the optional AVA key (s3d_det.data.ava_gt): checked here, so that no tool meets a bad one later
+        from .ava_gt import check_ava_info
+
+        check_ava_info(gt, path)
     if check_boxes:
         check_gt(gt, path)
     return gt
