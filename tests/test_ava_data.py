@@ -287,3 +287,16 @@ def test_load_gt_checks_the_ava_key(tmp_path):
         pickle.dump(gt, f)
     with pytest.raises(DataError, match=r"bad\.pkl: key 'ava/fps'"):
         load_gt(str(tmp_path / "bad.pkl"))
+
+
+def test_drop_duplicate_tubes_keeps_the_ava_key(tmp_path):
+    from s3d_det.data.annotations import drop_duplicate_tubes
+
+    make_frames(str(tmp_path), "vidA", 4)
+    gt = gt_from_ava(write(tmp_path / "train.csv", "vidA,0901,0.1,0.1,0.2,0.2,1,0\nvidA,0901,0.5,0.5,0.7,0.7,1,5\n"),
+                     labelmap=write(tmp_path / "map.pbtxt", MAP), frames_root=str(tmp_path), fps=2)
+    gt["gttubes"]["vidA"][0].append(gt["gttubes"]["vidA"][0][0].copy())  # a copy of person 0's tube
+    gt["ava"]["persons"]["vidA"][0].append(7)
+    kept, dropped = drop_duplicate_tubes(gt)
+    assert dropped == [("vidA", 0, 2, 0)] and kept["ava"]["persons"] == {"vidA": {0: [0, 5]}}
+    assert kept["ava"]["action_ids"] == [1, 3]

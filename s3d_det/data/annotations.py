@@ -328,7 +328,13 @@ def drop_duplicate_tubes(gt: Mapping) -> Tuple[dict, List[Tuple[str, int, int, i
                 for label, tubes in per_label.items()}
         for video, per_label in gt["gttubes"].items()
     }
-    return {**{key: gt[key] for key in GT_KEYS}, "gttubes": gttubes}, dropped
+    out = {**{key: gt[key] for key in GT_KEYS}, "gttubes": gttubes}
+    if "ava" in gt:  # its person ids go with the tubes kept
+        persons = {video: {label: [p for j, p in enumerate(ids) if (video, int(label), j) not in skip]
+                           for label, ids in per_label.items()}
+                   for video, per_label in gt["ava"]["persons"].items()}
+        out["ava"] = {**gt["ava"], "persons": persons}
+    return out, dropped
 
 
 def _ranges(frames: np.ndarray) -> str:
