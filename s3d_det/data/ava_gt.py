@@ -35,7 +35,8 @@ from .errors import DataError
 from .own_annotations import Row, frames_info, link_tubes
 
 __all__ = ["AVA_FPS", "AVA_START", "AVA_MAX_GAP", "keyframe_of", "timestamp_of", "gt_from_ava", "gt_to_ava",
-           "detections_to_ava", "check_ava_info", "infer_persons", "write_ava_gt", "write_ava_labelmap", "ava_info", "score_ava"]
+           "detections_to_ava", "check_ava_info", "infer_persons", "write_ava_gt", "write_ava_labelmap", "ava_info",
+           "score_ava"]
 
 AVA_FPS = 30
 AVA_START = 900
