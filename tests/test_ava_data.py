@@ -267,7 +267,7 @@ def test_bad_ava_key_is_one_error_naming_the_key(synthetic):
         ({"fps": 0}, r"'ava/fps'"),
         ({"keyframes": {video: [5, 1]}}, rf"'ava/keyframes/{video}': expected increasing frames"),
         ({"keyframes": {video: [10 ** 6]}}, rf"'ava/keyframes/{video}'"),
-        ({"persons": {}}, rf"'ava/persons/.*': expected \d+ integer person ids"),
+        ({"persons": {}}, r"'ava/persons/.*': expected \d+ integer person ids"),
         ({"persons": {**good["persons"], video: {**good["persons"][video], label: []}}},
          rf"'ava/persons/{video}/{label}'"),
     ]
