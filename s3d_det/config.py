@@ -322,6 +322,9 @@ CHOICES = {
     "SOLVER.SCHEDULE": ("step", "cosine"),
     "SOLVER.AMP_DTYPE": ("", "bfloat16", "float16"),
     "TEST.PROTOCOL": ("act", "voc", "yowo", "ava"),
+    "INPUT.MODALITY": ("rgb", "flow", "brox"),
+    "MODEL.ROI_HEAD.LOSS": ("softmax", "sigmoid"),
+    "MODEL.TWO_STREAM.CLS_FUSION": ("logits", "softmax"),
 }
 
 

@@ -86,14 +86,19 @@ def test_words_outside_their_choices_name_the_key():
 def test_choices_agree_with_the_modules():
     from s3d_det.config import CHOICES
     from s3d_det.data.clips import BOUNDARY_MODES
+    from s3d_det.data.modality import MODALITIES
+    from s3d_det.engine.evaluation import EVAL_PROTOCOLS
     from s3d_det.engine.schedule import OPTIMIZERS, SCHEDULES
     from s3d_det.engine.trainer import AMP_DTYPES
-    from s3d_det.evaluation.frame_map import PROTOCOLS
     from s3d_det.modeling.detector import PROPOSAL_SOURCES
+    from s3d_det.modeling.roi_head import LOSSES
+    from s3d_det.modeling.two_stream import CLS_FUSION_METHODS
 
     assert CHOICES["MODEL.PROPOSALS"] == PROPOSAL_SOURCES and CHOICES["INPUT.BOUNDARY"] == BOUNDARY_MODES
     assert CHOICES["SOLVER.OPTIMIZER"] == OPTIMIZERS and CHOICES["SOLVER.SCHEDULE"] == SCHEDULES
-    assert CHOICES["SOLVER.AMP_DTYPE"] == ("", *AMP_DTYPES) and CHOICES["TEST.PROTOCOL"] == PROTOCOLS
+    assert CHOICES["SOLVER.AMP_DTYPE"] == ("", *AMP_DTYPES) and CHOICES["TEST.PROTOCOL"] == EVAL_PROTOCOLS
+    assert CHOICES["INPUT.MODALITY"] == MODALITIES and CHOICES["MODEL.ROI_HEAD.LOSS"] == LOSSES
+    assert CHOICES["MODEL.TWO_STREAM.CLS_FUSION"] == CLS_FUSION_METHODS
 
 
 def test_freeze_2d_at_becomes_a_model_change_or_names_the_key(caplog):

@@ -12,6 +12,7 @@ import os
 from typing import Dict, Mapping, Optional
 
 from s3d_det.evaluation import Detections, frame_ap, save_detections
+from s3d_det.evaluation.frame_map import PROTOCOLS
 from s3d_det.evaluation.video_map import video_map
 from s3d_det.utils.io import write_json
 
@@ -19,6 +20,10 @@ from .distributed import is_main_process
 from .inference import VideoDetector, detect_dataset
 
 __all__ = ["score_detections", "evaluate_detector"]
+
+
+# The frame-AP protocols of TEST.PROTOCOL: those of ``frame_map`` and AVA's (``s3d_det.evaluation.ava``).
+EVAL_PROTOCOLS = PROTOCOLS + ("ava",)
 
 
 def score_detections(gt: Mapping, dets: Detections, *, protocol: str = "act", iou: float = 0.5,
