@@ -247,6 +247,14 @@ def read_ava_labelmap(path: str) -> Dict[int, str]:
     return labels
 
 
+def check_video_ids(path: str, videos) -> None:
+    """ValueError naming ``path`` and the id unless every video id can be a CSV field as AVA writes them: not
+    empty, no commas, quotes or newlines."""
+    for v in videos:
+        if not v or any(c in v for c in ',"\r\n'):
+            raise ValueError(f"{path}: video id {v!r}: expected a non-empty id without commas, quotes or newlines")
+
+
 def write_ava_detections(path: str, dets: AVABoxes, *, overwrite: bool = False) -> None:
     """Writes ``dets`` as AVA detections CSV rows (``video_id,timestamp,x1,y1,x2,y2,action_id,score``; timestamps
     ``%04d``, boxes and scores with Python's shortest round-trip repr, so reading it back gives the same numbers).
@@ -255,9 +263,7 @@ def write_ava_detections(path: str, dets: AVABoxes, *, overwrite: bool = False) 
 
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path}: exists; refusing to overwrite it")
-    for v in dets.video:
-        if not v or any(c in v for c in ',"\r\n'):
-            raise ValueError(f"{path}: video id {v!r}: expected a non-empty id without commas, quotes or newlines")
+    check_video_ids(path, dets.video)
     with atomic_write(path, ".csv") as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             for v, t, box, a, s in zip(dets.video, dets.timestamp, dets.boxes, dets.action, dets.score):

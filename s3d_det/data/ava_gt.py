@@ -30,7 +30,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from .annotations import make_gt, split_videos
-from .ava import AVABoxes, read_ava_gt, read_ava_labelmap
+from .ava import AVABoxes, check_video_ids, read_ava_gt, read_ava_labelmap
 from .errors import DataError
 from .own_annotations import Row, frames_info, link_tubes
 
@@ -312,9 +312,7 @@ def write_ava_gt(path: str, rows: AVABoxes, *, decimals: int = DECIMALS, overwri
     from s3d_det.utils.io import atomic_write
 
     _refuse_existing(path, overwrite)
-    for v in rows.video:
-        if not v or any(c in v for c in ',"\r\n'):
-            raise ValueError(f"{path}: video id {v!r}: expected a non-empty id without commas, quotes or newlines")
+    check_video_ids(path, rows.video)
     with atomic_write(path, ".csv") as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             for v, t, box, a, p in zip(rows.video, rows.timestamp, rows.boxes, rows.action, rows.person):
