@@ -300,3 +300,16 @@ def test_drop_duplicate_tubes_keeps_the_ava_key(tmp_path):
     kept, dropped = drop_duplicate_tubes(gt)
     assert dropped == [("vidA", 0, 2, 0)] and kept["ava"]["persons"] == {"vidA": {0: [0, 5]}}
     assert kept["ava"]["action_ids"] == [1, 3]
+
+
+def test_ava_evaluation_detects_on_the_keyframes_only():
+    """TEST.PROTOCOL ava scores only keyframes, so only they are detected: AVA's own (the GT's ``ava`` key) or, for
+    a GT without it, every 30th frame from frame 1; the other protocols detect on every frame."""
+    from s3d_det.data.annotations import make_gt
+    from s3d_det.engine.evaluation import keyframes_to_detect
+
+    tube = np.array([[f, 1, 1, 9, 9] for f in range(1, 71)], np.float32)
+    gt = make_gt(labels=["a"], nframes={"v": 70}, resolution={"v": (10, 10)}, gttubes={"v": {0: [tube]}},
+                 train_videos=[["v"]], test_videos=[["v"]])
+    assert keyframes_to_detect(gt, "act") is None
+    assert keyframes_to_detect(gt, "ava") == {"v": [1, 31, 61]}

@@ -433,3 +433,22 @@ def dataset_gt(dataset):
     tube = np.array([[f, 12.0 + 6 * f, 8.0, 36.0 + 6 * f, 34.0] for f in range(2, 6)], np.float32)
     return make_gt(labels=["x", "y", "z"], nframes=dataset.nframes, resolution=dataset.resolution,
                    gttubes={"a/v1": {0: [tube]}, "b/v2": {2: [tube]}}, train_videos=[], test_videos=dataset.videos)
+
+
+def test_detecting_on_chosen_frames_gives_those_frames_per_keyframe_detections():
+    """``frames`` (AVA's keyframes): detections on those frames only, each the per-keyframe mode's, and the frames
+    no clip holds are never decoded."""
+    model = tiny_detector("s3dg")
+    everything = VideoDetector(model, clip_length=4, clip_stride=1, short_side=H, mode="per_keyframe")(MemorySource(40))
+    source = MemorySource(40)
+    detector = VideoDetector(model, clip_length=4, clip_stride=1, short_side=H, mode="shared")
+    some = detector(source, frames=[1, 11, 31])
+    assert set(some.frame.tolist()) <= {1, 11, 31} and len(some)
+    for frame in (1, 11, 31):
+        a, b = everything.frame == frame, some.frame == frame
+        np.testing.assert_allclose(some.boxes[b], everything.boxes[a], atol=1e-4)
+        np.testing.assert_allclose(some.score[b], everything.score[a], atol=1e-5)
+    # 4-frame clips (keyframe at index 2): frames 1, 2 (the edge repeated), 9-12 and 29-32
+    assert source.decode_count == 10 and detector.stats["frames"] == 3
+    with pytest.raises(ValueError, match="increasing frame numbers within 1..40"):
+        detector(MemorySource(40), frames=[5, 3])

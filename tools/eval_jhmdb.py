@@ -408,7 +408,9 @@ def evaluate_split(config_file: str, weights: str, split: Optional[int], args) -
     # per keyframe in float32, as training evaluates (tools/train_det.py); shared under the config's AMP on CUDA
     amp = {"amp_dtype": None} if args.inference == "per_keyframe" else {}
     detector = VideoDetector.from_config(model, data_cfg, mode=args.inference, device=device, **amp)
-    dets = detect_dataset(detector, test_set)
+    from s3d_det.engine.evaluation import keyframes_to_detect
+
+    dets = detect_dataset(detector, test_set, frames=keyframes_to_detect(gt, args.protocol))  # AVA: keyframes only
     out = args.out or os.path.join(cfg.OUTPUT_DIR, "inference")
     path = os.path.join(out, f"detections_split{split}.npz")
     save_detections(path, dets)

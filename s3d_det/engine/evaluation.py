@@ -44,14 +44,25 @@ def score_detections(gt: Mapping, dets: Detections, *, protocol: str = "act", io
     return result
 
 
+def keyframes_to_detect(gt: Mapping, protocol: str) -> Optional[Dict[str, list]]:
+    """The frames an evaluation in ``protocol`` scores, per video, when not every frame: AVA's keyframes
+    (``s3d_det.data.ava_gt.ava_info``); None for the other protocols (every frame)."""
+    if protocol != "ava":
+        return None
+    from s3d_det.data.ava_gt import ava_info
+
+    return {video: list(frames) for video, frames in ava_info(gt)["keyframes"].items()}
+
+
 def evaluate_detector(detector: VideoDetector, dataset, gt: Mapping, *, output_dir: Optional[str] = None,
                       protocol: str = "act", iou: float = 0.5, with_video_map: bool = False,
                       progress: bool = True) -> Dict:
     """Detects with ``detector`` on every frame of ``dataset`` (a ``TestClipDataset``; ``detect_dataset``: the
     detector's clip and resize must be the dataset's, e.g. ``VideoDetector.for_dataset`` or ``from_config`` with
-    the dataset's config) and scores it against ``gt``. With ``output_dir``, rank 0 writes ``detections.npz`` and
+    the dataset's config) and scores it against ``gt``; for ``protocol`` "ava" on its keyframes only (AVA scores
+    nothing else: ``ava_gt.ava_info``). With ``output_dir``, rank 0 writes ``detections.npz`` and
     ``frame_map.json`` there (atomically). Returns the scores on every process."""
-    dets = detect_dataset(detector, dataset, progress=progress)
+    dets = detect_dataset(detector, dataset, progress=progress, frames=keyframes_to_detect(gt, protocol))
     result = score_detections(gt, dets, protocol=protocol, iou=iou, with_video_map=with_video_map)
     if output_dir and is_main_process():
         save_detections(os.path.join(output_dir, "detections.npz"), dets)

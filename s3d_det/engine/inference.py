@@ -210,11 +210,14 @@ class VideoDetector:
     def __call__(self, source: FrameSource, *, video_index: int = 0, num_frames: Optional[int] = None,
                  boxes: Optional[Mapping[int, Tuple[np.ndarray, np.ndarray]]] = None, progress: bool = False,
                  desc: str = "detect", bar: Optional[tqdm] = None,
-                 clip_source: Optional[FrameSource] = None) -> FrameDetections:
+                 clip_source: Optional[FrameSource] = None, frames: Optional[Sequence[int]] = None) -> FrameDetections:
         """Detections on frames 1..``num_frames`` (default: all) of ``source``; see the class docstring.
-        ``clip_source``: the video's optical flow (``data.modality``; frame k holding flow k -> k+1, the frames'
-        size), the clips of a flow network, or the second stream's of a two-stream detector; the 2D detector (and
-        an RGB stream) still takes ``source``'s frames.
+        ``frames``: detect on these frames only (1-based, increasing, within 1..``num_frames``; e.g. AVA's
+        keyframes, one a second), one clip each as in the per-keyframe mode whatever ``mode`` says: the frames
+        between are detected on by no one, and decoded only where a clip holds them. ``clip_source``: the video's
+        optical flow (``data.modality``; frame k holding flow k -> k+1, the frames' size), the clips of a flow
+        network, or the second stream's of a two-stream detector; the 2D detector (and an RGB stream) still takes
+        ``source``'s frames.
         ``boxes`` (a ``MODEL.PROPOSALS gt`` detector only): {frame: (boxes (N, 4) in original pixels, labels
         (N,) int64)}, frames without an entry have none (``annotations.keyframe_boxes``). ``bar``: a progress bar
         to advance by each step's frames, in place of one of its own."""
@@ -255,13 +258,18 @@ class VideoDetector:
 
         readers = [read] if clip_source is None else [read, read_flow] if self.two_stream else [read_flow]
 
+        if frames is not None:
+            frames = [int(f) for f in frames]
+            if any(not 1 <= f <= n for f in frames) or any(b <= a for a, b in zip(frames, frames[1:])):
+                raise ValueError(f"{source.path}: frames must be increasing frame numbers within 1..{n}")
         decoded = source.decode_count
-        self.stats = {"frames": n, "forwards_3d": 0, "positions_3d": 0}
+        self.stats = {"frames": n if frames is None else len(frames), "forwards_3d": 0, "positions_3d": 0}
         parts: List[FrameDetections] = []
-        steps = self._per_keyframe(n, read, readers) if self.mode == "per_keyframe" \
+        steps = self._per_keyframe(n, read, readers, frames) if self.mode == "per_keyframe" or frames is not None \
             else self._shared(n, read, readers)
         own_bar = bar is None
-        bar = tqdm(total=n, desc=desc, unit="frame", disable=not progress, leave=False) if own_bar else bar
+        total = n if frames is None else len(frames)
+        bar = tqdm(total=total, desc=desc, unit="frame", disable=not progress, leave=False) if own_bar else bar
         try:
             with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.bfloat16,
                                 enabled=self.amp_dtype is not None):
@@ -288,9 +296,10 @@ class VideoDetector:
         return [(stream.backbone_3d, stream.feature_3d) for stream in streams]
 
     def _per_keyframe(self, n: int, read: Callable[[Iterable[int]], Dict[int, np.ndarray]],
-                      readers: Sequence[Callable[[Iterable[int]], Dict[int, np.ndarray]]]):
+                      readers: Sequence[Callable[[Iterable[int]], Dict[int, np.ndarray]]],
+                      keyframes: Optional[Sequence[int]] = None):
         """``readers``: where each stream's clip frames come from (``read`` for RGB: the keyframes then come
-        with them)."""
+        with them); ``keyframes``: the frames to detect on (default: 1..n)."""
         def load(keyframes: List[int]):
             clips = [clip_frames(k, n, self.clip_length, self.clip_stride, self.boundary) for k in keyframes]
             wanted = [f for clip in clips for f in clip]
@@ -298,12 +307,12 @@ class VideoDetector:
             frames = per_stream[0] if readers[0] is read else read(keyframes)
             return keyframes, frames, [self._clips(clips, frames_) for frames_ in per_stream]
 
-        batches = (list(range(start, min(start + self.batch_size, n + 1))) for start in range(1, n + 1,
-                                                                                                self.batch_size))
-        for keyframes, frames, clip in _ahead(load, batches, self.read_ahead):
+        chosen = list(range(1, n + 1)) if keyframes is None else list(keyframes)
+        batches = [chosen[i:i + self.batch_size] for i in range(0, len(chosen), self.batch_size)]
+        for batch, frames, clip in _ahead(load, batches, self.read_ahead):
             self.stats["forwards_3d"] += 1
-            self.stats["positions_3d"] += len(keyframes) * self.clip_length
-            yield keyframes, frames, clip, None
+            self.stats["positions_3d"] += len(batch) * self.clip_length
+            yield batch, frames, clip, None
 
     def _shared(self, n: int, read: Callable[[Iterable[int]], Dict[int, np.ndarray]],
                 readers: Sequence[Callable[[Iterable[int]], Dict[int, np.ndarray]]]):
@@ -448,12 +457,14 @@ class VideoDetector:
         return FrameDetections.from_rows(rows)
 
 
-def detect_dataset(detector: VideoDetector, dataset, *, progress: bool = True) -> Detections:
+def detect_dataset(detector: VideoDetector, dataset, *, progress: bool = True,
+                   frames: Optional[Mapping[str, Sequence[int]]] = None) -> Detections:
     """``detector`` on every frame of every video of ``dataset`` (a ``TestClipDataset``: its videos, frame counts,
     frame sources and, for a ``MODEL.PROPOSALS gt`` detector, its boxes), one video at a time; with several
     processes each takes every world_size-th video. Returns ``Detections(videos=dataset.videos, ...)`` on every
     process, rows by video, frame, then score. The detector's clip and resize must be the dataset's (else a
-    ValueError naming the setting), so that its detections are those of the dataset's samples."""
+    ValueError naming the setting), so that its detections are those of the dataset's samples. ``frames``: per
+    video, the only frames to detect on (``VideoDetector``'s ``frames``; a video not in it gets none)."""
     expected = _dataset_input(dataset)
     for key, value in detector.input_settings().items():
         if expected[key] != value:
@@ -463,14 +474,19 @@ def detect_dataset(detector: VideoDetector, dataset, *, progress: bool = True) -
     videos = range(rank, len(dataset.videos), world)
     oracle = detector.model.proposals == "gt"
     parts = []
-    total = sum(dataset.nframes[dataset.videos[i]] for i in videos)
+    total = sum(dataset.nframes[dataset.videos[i]] if frames is None else len(frames.get(dataset.videos[i], ()))
+                for i in videos)
     with tqdm(total=total, desc="detect", unit="frame", disable=not (progress and is_main_process()),
               leave=False) as bar:
         for i in videos:
             video = dataset.videos[i]
+            wanted = None if frames is None else list(frames.get(video, ()))
+            if wanted is not None and not wanted:
+                continue
             flow = dataset.source(video, flow=True) if dataset.modality.is_flow else None
             parts.append(detector(dataset.source(video), video_index=i, num_frames=dataset.nframes[video],
-                                  boxes=dataset.annotations[video] if oracle else None, bar=bar, clip_source=flow))
+                                  boxes=dataset.annotations[video] if oracle else None, bar=bar, clip_source=flow,
+                                  frames=wanted))
     dets = FrameDetections.concat(parts)
     if world > 1:
         dets = FrameDetections.concat(all_gather(dets))
