@@ -334,7 +334,8 @@ def test_tool_prints_the_table_writes_json_and_plot(gt, tmp_path):
     (["--errors", "--protocol", "voc"], "--errors is ACT-detector's error analysis and needs --protocol act"),
     (["--errors", "--protocol", "yowo"], "needs --protocol act"),
     (["--errors-plot", "plots"], "--errors-plot needs --errors"),
-    (["--errors", "--config-file", "c.yaml", "--weights", "w.pth"], "--errors goes with --gt and --detections"),
+    (["--errors", "--config-file", "c{split}.yaml", "--weights", "w{split}.pth", "--split", "all"],
+     "--errors with --config-file takes one split"),
 ])
 def test_tool_refusals_are_one_line_exit_2(gt, tmp_path, args, message):
     save_gt(gt, str(tmp_path / "gt.pkl"))

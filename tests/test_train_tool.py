@@ -314,3 +314,24 @@ def test_flow_stream_trains_and_two_stream_evaluation_fuses_it(trained, tmp_path
                                                     **{"INPUT.CLIP_LENGTH": "8"}))
     proc = run_tool("eval_jhmdb.py", "--config-file", two, "--weights", out / "model_final.pth", datasets=datasets)
     assert proc.returncode == 2 and "INPUT.CLIP_LENGTH" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_eval_tool_model_mode_errors_with_accuracy_on_gt_boxes(trained, tmp_path):
+    """--errors in model mode: ACT's error table of the model's detections (summing to 100 a class) and the model's
+    classification accuracy on the GT boxes, run with the same weights on oracle boxes."""
+    datasets, out, _ = trained
+    proc = run_tool("eval_jhmdb.py", "--config-file", CONFIG, "--weights", out / "model_final.pth", "--errors",
+                    "--out", tmp_path, "--json", tmp_path / "result.json", *SMALL, datasets=datasets)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    errors = json.load(open(tmp_path / "result.json"))["errors"]
+    accuracy = errors["gt_box_accuracy"]
+    gt = load_gt(str(datasets / "synthetic" / "synthetic-GT.pkl"))
+    test = gt["test_videos"][0]
+    boxes = {}
+    for video in test:
+        for label, tubes in gt["gttubes"][video].items():
+            boxes[gt["labels"][label]] = boxes.get(gt["labels"][label], 0) + sum(len(t) for t in tubes)
+    assert accuracy["num_gt"] == boxes  # every GT box of the test videos, per class
+    assert all(0 <= accuracy["accuracy"][c] <= 100 for c in boxes) and sum(accuracy["num_no_box"].values()) == 0
+    assert "classification accuracy on the GT boxes" in proc.stdout

@@ -25,10 +25,11 @@ in percent, atomically (``video_mAP`` is null without ``--video-map``); ``--plot
 ``per_class_ap.png`` and ``pr_curves.png`` (frame-AP; with ``--split all`` in ``DIR/split{K}``). Only the
 classes the protocol scores are listed (``voc`` and ``yowo`` leave out classes without ground truth).
 
-``--errors`` (scoring mode, protocol ``act`` only) adds ACT-detector's error analysis
-(``s3d_det.evaluation.errors``): per class the frame-AP and the AP lost to localisation, classification, time and
-other errors and to missed GT boxes (they sum to 100), and frame-MABO on the detections' boxes; ``--json`` gets it
-under ``"errors"``; ``--errors-plot DIR`` writes it as stacked bars to ``DIR/frame_ap_errors.png``.
+``--errors`` (protocol ``act`` only) adds ACT-detector's error analysis (``s3d_det.evaluation.errors``): per class
+the frame-AP and the AP lost to localisation, classification, time and other errors and to missed GT boxes (they sum
+to 100), and frame-MABO on the detections' boxes; ``--json`` gets it under ``"errors"``; ``--errors-plot DIR``
+writes it as stacked bars to ``DIR/frame_ap_errors.png``. In model mode (one split) it also runs the model on the
+GT boxes and reports ACT's classification accuracy on them (``"gt_box_accuracy"``).
 
 Exit codes: 0 done; 2 bad input (an unreadable or malformed ground truth or detections file, a video outside the
 test list, a label out of range, NaN/inf, x2 < x1, ...), reported on one line naming the file and the row or
@@ -285,8 +286,8 @@ def errors_problem(args) -> Optional[str]:
     """Why ``--errors``/``--errors-plot`` cannot run with these arguments, or None."""
     if args.errors_plot and not args.errors:
         return "--errors-plot needs --errors"
-    if args.errors and args.config_file is not None:
-        return "--errors goes with --gt and --detections (scoring mode), not with --config-file"
+    if args.errors and args.config_file is not None and args.split == "all":
+        return "--errors with --config-file takes one split, not --split all"
     if args.errors and args.protocol != "act":
         return (f"--errors is ACT-detector's error analysis and needs --protocol act, got --protocol "
                 f"{args.protocol} (its matching and AP differ; the error areas would not add up)")
@@ -371,7 +372,8 @@ def _mean_results(results: Dict[int, dict]) -> dict:
 
 def evaluate_split(config_file: str, weights: str, split: Optional[int], args) -> tuple:
     """Runs the model of ``config_file`` with ``weights`` over the test videos of ``split`` (None: the config's);
-    saves the detections; returns (split, FrameAPResult, video-mAP dict, detections path)."""
+    saves the detections; returns (split, FrameAPResult, video-mAP dict, detections path, the ``--errors`` JSON
+    entry or None: ACT's error table and, for one stream, the accuracy on the GT boxes)."""
     import torch
 
     from s3d_det.config import load_config
@@ -425,7 +427,48 @@ def evaluate_split(config_file: str, weights: str, split: Optional[int], args) -
                                f"{args.protocol}, IoU {args.iou:g}; detections in {path}",
            "tubes linked from the frame detections",
            plots=os.path.join(args.plots, f"split{split}") if args.plots and args.split == "all" else args.plots)
-    return split, result, vmap, path
+    errors = None
+    if args.errors:
+        errors = report_errors(gt, dets.videos, dets, args)
+        if flow_cfg:
+            print("accuracy on the GT boxes: not for a two-stream config (run it on each stream's config)")
+        else:
+            errors["gt_box_accuracy"] = report_gt_box_accuracy(config_file, opts, data_cfg, gt, test_set, device)
+    return split, result, vmap, path, errors
+
+
+def report_gt_box_accuracy(config_file: str, opts: List[str], data_cfg, gt: dict, test_set, device) -> dict:
+    """ACT's classification accuracy on the GT boxes (``frameCLASSIF``) of a model: the same weights with the GT
+    boxes as proposals (``MODEL.PROPOSALS gt``), every class's score kept (no threshold, no NMS), each box's
+    scores gathered into a vector (``s3d_det.evaluation.errors.gt_box_accuracy``). Prints the table; returns
+    its JSON entry."""
+    from s3d_det.config import load_config
+    from s3d_det.engine.defaults import build_model
+    from s3d_det.engine.inference import VideoDetector, detect_dataset
+    from s3d_det.evaluation.errors import ScoredBoxes, gt_box_accuracy
+
+    oracle = load_config(config_file, list(opts) + [
+        "MODEL.PROPOSALS", "gt", "MODEL.ROI_HEAD.SCORE_THRESH", "0.0", "MODEL.ROI_HEAD.CLASS_SCORE_THRESH", "[]",
+        "MODEL.ROI_HEAD.NMS_THRESH", "1.0", "MODEL.ROI_HEAD.DETECTIONS_PER_IMG", "100000"])
+    model = build_model(oracle, num_classes=len(gt["labels"])).to(device).eval()
+    detector = VideoDetector.from_config(model, data_cfg, mode="per_keyframe", device=device, amp_dtype=None)
+    rows = detect_dataset(detector, test_set).per_frame
+    keys = np.column_stack([rows.video, rows.frame, np.round(rows.boxes * 1000)])
+    unique, box_index = np.unique(keys, axis=0, return_inverse=True)
+    scores = np.zeros((len(unique), len(gt["labels"])))
+    scores[box_index.reshape(-1), rows.label] = rows.score
+    boxes = np.zeros((len(unique), 4))
+    boxes[box_index.reshape(-1)] = rows.boxes
+    accuracy = gt_box_accuracy(gt, test_set.videos, ScoredBoxes(video=unique[:, 0].astype(np.int64),
+                                                                 frame=unique[:, 1].astype(np.int64),
+                                                                 boxes=boxes, scores=scores))
+    print("classification accuracy on the GT boxes (ACT's frameCLASSIF: the class scores of the model on each GT "
+          "box), percent:")
+    print(format_table(["class", "GT boxes", "accuracy"],
+                       [[name, accuracy.num_gt[name], f"{accuracy.accuracy[name]:.2f}"] for name in accuracy.classes]
+                       + [["mean", "", f"{accuracy.mean:.2f}"]]))
+    return {"classes": accuracy.classes, "accuracy": accuracy.accuracy, "mean": accuracy.mean,
+            "num_gt": accuracy.num_gt, "num_correct": accuracy.num_correct, "num_no_box": accuracy.num_no_box}
 
 
 def model_mode(args) -> int:
@@ -449,9 +492,9 @@ def model_mode(args) -> int:
         results = {}
         for split in splits:
             name = str(split if split is not None else 1)
-            split, result, vmap, _ = evaluate_split(args.config_file.replace("{split}", name),
-                                                    args.weights.replace("{split}", name), split, args)
-            results[split] = {**result.to_dict(), "video_mAP": vmap}
+            split, result, vmap, _, errors = evaluate_split(args.config_file.replace("{split}", name),
+                                                            args.weights.replace("{split}", name), split, args)
+            results[split] = {**result.to_dict(), "video_mAP": vmap, **({"errors": errors} if errors else {})}
     except (ConfigError, InputError, OSError, ValueError, pickle.UnpicklingError) as e:
         print("error: " + " ".join(str(e).split()), file=sys.stderr)
         return 2
