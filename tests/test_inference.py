@@ -450,5 +450,8 @@ def test_detecting_on_chosen_frames_gives_those_frames_per_keyframe_detections()
         np.testing.assert_allclose(some.score[b], everything.score[a], atol=1e-5)
     # 4-frame clips (keyframe at index 2): frames 1, 2 (the edge repeated), 9-12 and 29-32
     assert source.decode_count == 10 and detector.stats["frames"] == 3
+    # no smoothing over a subset: its neighbours were not detected
+    smoothing = VideoDetector(model, clip_length=4, clip_stride=1, short_side=H, smooth_frames=4)
+    np.testing.assert_allclose(smoothing(MemorySource(40), frames=[1, 11, 31]).score, some.score, atol=1e-6)
     with pytest.raises(ValueError, match="increasing frame numbers within 1..40"):
         detector(MemorySource(40), frames=[5, 3])

@@ -122,8 +122,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="OUT.json", help="write the results as JSON")
     parser.add_argument("--plots", metavar="DIR", help="write per_class_ap.png and pr_curves.png to DIR")
     parser.add_argument("--errors", action="store_true",
-                        help="scoring mode, protocol act: ACT's error analysis (AP lost to localisation, "
-                             "classification, time, other, missed) and frame-MABO")
+                        help="protocol act: ACT's error analysis (AP lost to localisation, classification, time, "
+                             "other, missed) and frame-MABO; in model mode also the accuracy on the GT boxes")
     parser.add_argument("--errors-plot", metavar="DIR", help="with --errors: write DIR/frame_ap_errors.png")
     parser.add_argument("--inference", choices=("per_keyframe", "shared", "loader"), default=None,
                         help="model mode: how the 3D features are computed (s3d_det.engine.inference): "
@@ -135,6 +135,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     if args.protocol == "ava" and args.gt is None:  # model mode: AVA's frame-AP on the GT's keyframes
         if str(args.split) == "all":
             parser.error("--split all does not go with --protocol ava (no video-mAP to average; AVA has one split)")
+        if args.video_map:
+            parser.error("--video-map does not go with --protocol ava (keyframes one second apart form no tubes)")
         for flag, value in (("--labelmap", args.labelmap), ("--exclusions", args.exclusions)):
             if value is not None:
                 parser.error(f"{flag} goes with --protocol ava's scoring mode (--gt GT.csv); model mode takes the "
@@ -449,9 +451,12 @@ def report_gt_box_accuracy(config_file: str, opts: List[str], data_cfg, gt: dict
 
     oracle = load_config(config_file, list(opts) + [
         "MODEL.PROPOSALS", "gt", "MODEL.ROI_HEAD.SCORE_THRESH", "0.0", "MODEL.ROI_HEAD.CLASS_SCORE_THRESH", "[]",
-        "MODEL.ROI_HEAD.NMS_THRESH", "1.0", "MODEL.ROI_HEAD.DETECTIONS_PER_IMG", "100000"])
+        "MODEL.ROI_HEAD.NMS_THRESH", "1.0", "MODEL.ROI_HEAD.DETECTIONS_PER_IMG", "100000",
+        # MODEL.WEIGHTS holds every weight: no 2D part to fill, no 3D file to load first
+        "MODEL.WEIGHTS_2D", "", "MODEL.WEIGHTS_3D", ""])
     model = build_model(oracle, num_classes=len(gt["labels"])).to(device).eval()
-    detector = VideoDetector.from_config(model, data_cfg, mode="per_keyframe", device=device, amp_dtype=None)
+    detector = VideoDetector.from_config(model, data_cfg, mode="per_keyframe", device=device, amp_dtype=None,
+                                         smooth_frames=0)  # each box's own scores, not its neighbours' mean
     rows = detect_dataset(detector, test_set).per_frame
     keys = np.column_stack([rows.video, rows.frame, np.round(rows.boxes * 1000)])
     unique, box_index = np.unique(keys, axis=0, return_inverse=True)

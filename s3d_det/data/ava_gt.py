@@ -269,6 +269,7 @@ def detections_to_ava(gt: Mapping, dets, *, fps: int = AVA_FPS, start: int = AVA
     [0, 1]), labels into action ids; in the detections' order."""
     info = ava_info(gt, fps=fps, start=start)
     fps, start, ids = info["fps"], info["start"], info["action_ids"]
+    keyframes = {video: set(frames) for video, frames in info["keyframes"].items()}
     per = dets.per_frame
     out = []
     for i in range(len(per)):
@@ -276,7 +277,7 @@ def detections_to_ava(gt: Mapping, dets, *, fps: int = AVA_FPS, start: int = AVA
         frame = int(per.frame[i])
         if video not in gt["resolution"]:
             raise DataError(f"detections row {i}: video {video!r} is not in the ground truth")
-        if frame not in info["keyframes"].get(video, ()):
+        if frame not in keyframes.get(video, ()):
             continue
         label = int(per.label[i])
         if not 0 <= label < len(ids):

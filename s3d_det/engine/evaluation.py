@@ -36,10 +36,14 @@ def score_detections(gt: Mapping, dets: Detections, *, protocol: str = "act", io
         from s3d_det.data.ava_gt import score_ava
 
         test = set(dets.videos)
-        split = next((k for k, videos in enumerate(gt["test_videos"], start=1) if test <= set(videos)), 1)
+        split = next((k for k, videos in enumerate(gt["test_videos"], start=1) if test <= set(videos)), None)
+        if split is None:
+            raise ValueError(f"TEST.PROTOCOL ava: the {len(test)} evaluated videos are not all in one split's test "
+                             "list of the ground truth")
         result = score_ava(gt, dets, split=split, iou=iou).to_dict()
-    else:
-        result = frame_ap(gt, dets.videos, dets.frame_dets, protocol=protocol, iou=iou).to_dict()
+        result["video_mAP"] = None  # keyframes one second apart: no tubes to score
+        return result
+    result = frame_ap(gt, dets.videos, dets.frame_dets, protocol=protocol, iou=iou).to_dict()
     result["video_mAP"] = video_map(gt, dets.videos, frame_dets=dets.frame_dets) if with_video_map else None
     return result
 

@@ -262,6 +262,7 @@ class VideoDetector:
             frames = [int(f) for f in frames]
             if any(not 1 <= f <= n for f in frames) or any(b <= a for a, b in zip(frames, frames[1:])):
                 raise ValueError(f"{source.path}: frames must be increasing frame numbers within 1..{n}")
+        subset = frames is not None
         decoded = source.decode_count
         self.stats = {"frames": n if frames is None else len(frames), "forwards_3d": 0, "positions_3d": 0}
         parts: List[FrameDetections] = []
@@ -284,7 +285,7 @@ class VideoDetector:
         self.stats.update(decoded=source.decode_count - decoded,
                           max_frames_held=cache.max_held + (clip_cache.max_held if clip_cache is not cache else 0))
         dets = FrameDetections.concat(parts)
-        if self.smooth_frames:
+        if self.smooth_frames and not subset:  # smoothing averages neighbouring frames: none with a subset
             dets = smooth_detections(dets, {video_index: n}, window=self.smooth_frames)
         return dets.sorted_by_frame()  # one video: by frame, then score
 

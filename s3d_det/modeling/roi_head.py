@@ -377,10 +377,10 @@ LOSSES = ("softmax", "sigmoid")
 
 
 def _people(shifted: List[Dict[str, torch.Tensor]], num_classes: int):
-    """Multi-label targets: per image, the GT boxes merged into people (equal boxes, within 1e-3 px, are one person
-    whose actions are all their labels), with labels 1..P (person index + 1; a person doing none of the actions
-    too) or -1 (a person to ignore: every box of it ignored and none with an action); and per image (P, C) float
-    sets of actions (a person's row: 1 for each of its actions). ``shifted`` labels: action + 1, 0 none, -1 ignore.
+    """Multi-label targets: per image, the GT boxes merged into people (boxes equal once rounded to 1e-3 px are one
+    person whose actions are all their labels), with labels 1..P (person index + 1; a person doing none of the actions
+    too) or -1 (a person to ignore: every box of it ignored and none with an action); and per image (P, C) float sets of
+    actions (a person's row: 1 for each of its actions). ``shifted`` labels: action + 1, 0 none, -1 ignore.
     """
     merged, sets = [], []
     for target in shifted:

@@ -98,8 +98,9 @@ class PersonScoring(Scoring):
 
     def kept_proposals(self, head, proposals, proposal_scores):
         """A detection scores person score x an action's probability, at most the person score, and is kept
-        above ``head.score_thresh``: a proposal whose person score is not above it cannot make one, so the head
-        does not run on it (its stage 5 is most of the head's time; the detections are the same)."""
+        above ``head.score_thresh`` (or its action's ``class_score_thresh``): a proposal whose person score is not
+        above the lowest of them cannot make one, so the head does not run on it (its stage 5 is most of the head's
+        time; the detections are the same)."""
         if proposal_scores is None:
             return proposals, None
         if len(proposal_scores) != len(proposals):
@@ -108,7 +109,9 @@ class PersonScoring(Scoring):
         for i, (s, p) in enumerate(zip(proposal_scores, proposals)):
             if s.shape != (len(p),):
                 raise ValueError(f"proposal_scores[{i}] has shape {tuple(s.shape)} for {len(p)} proposals")
-        keep = [s > head.score_thresh for s in proposal_scores]
+        # the lowest threshold a detection may pass: an action's own when the head has per-action ones
+        least = min(head.class_score_thresh) if getattr(head, "class_score_thresh", ()) else head.score_thresh
+        keep = [s > least for s in proposal_scores]
         return [p[k] for p, k in zip(proposals, keep)], [s[k] for s, k in zip(proposal_scores, keep)]
 
     def scores(self, probs, proposal_scores):
