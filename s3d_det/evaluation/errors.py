@@ -55,7 +55,8 @@ class-score vectors (no background) of the boxes of its frame with IoU >= 0.7 wi
 covering the frame, its box at that frame, all its class scores); it is correct when the sum's argmax (first
 on ties) is its class. Accuracy of a class is correct / GT boxes; the mean is over the classes with GT boxes
 (ACT would divide by zero). It needs per-box score vectors (:class:`ScoredBoxes`), which a detections file
-does not hold: ``tools/eval_jhmdb.py --errors`` prints it in model mode, from the model run on the GT boxes. Where no box reaches IoU 0.7 ACT's sum
+does not hold: ``tools/eval_jhmdb.py --errors`` prints it in model mode, from the model run on the GT boxes.
+Where no box reaches IoU 0.7 ACT's sum
 is all zeros and its argmax, class 0, counts as correct for class 0's boxes: here such a box is wrong (and
 counted in ``no_box``), a deliberate difference.
 """
