@@ -30,12 +30,11 @@ import os
 import xml.etree.ElementTree as ET
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 
 from .annotations import BOX_TOLERANCE, make_gt
 from .errors import DataError
-from .frames import VIDEO_EXTENSIONS, ImageFolderSource
+from .frames import VIDEO_EXTENSIONS, ImageFolderSource, VideoFileSource
 
 __all__ = ["CSV_COLUMNS", "Row", "read_labels", "read_split", "frames_info", "videos_info", "read_csv_rows",
            "read_cvat_rows", "link_tubes", "gt_from_rows", "gt_from_csv", "gt_from_cvat"]
@@ -139,27 +138,22 @@ def frames_info(frames_root: str, videos: Sequence[str], where: Mapping[str, str
 
 
 def videos_info(videos_root: str, videos: Sequence[str], where: Mapping[str, str]) -> Tuple[Dict, Dict]:
-    """({video: nframes}, {video: (h, w)}) from ``<videos_root>/<video>.avi|.mp4``, every frame decoded with
-    OpenCV (as ``tools/prepare_data.py frames`` does: the count is the frames that extraction writes)."""
+    """({video: nframes}, {video: (h, w)}) from ``<videos_root>/<video>.avi|.mp4``: the frames that decode
+    (``VideoFileSource``, as ``tools/prepare_data.py frames`` extracts them), never the header's count."""
     nframes, resolution = {}, {}
     for video in videos:
         paths = [os.path.join(videos_root, f"{video}.{ext}") for ext in VIDEO_EXTENSIONS]
         found = [p for p in paths if os.path.isfile(p)]
         if not found:
             raise DataError(f"{where[video]}: video {video!r} has no video file; looked for {' and '.join(paths)}")
-        capture = cv2.VideoCapture(found[0])
+        source = VideoFileSource(found[0])  # its count is what decodes (frames.count_video_frames), kept per file
         try:
-            n, size = 0, None
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                n += 1
-                size = frame.shape[:2]
+            n, size = source.num_frames, source.size
+        except ValueError as e:
+            raise DataError(f"{found[0]}: {' '.join(str(e).split())} (video {video!r}); expected a readable "
+                            f"video") from None
         finally:
-            capture.release()
-        if n == 0:
-            raise DataError(f"{found[0]}: OpenCV decoded no frame (video {video!r}); expected a readable video")
+            source.close()
         nframes[video], resolution[video] = n, (int(size[0]), int(size[1]))
     return nframes, resolution
 
