@@ -29,7 +29,7 @@ from s3d_det.evaluation.linking import LinkingConfig, link_tubes
 from s3d_det.utils.io import atomic_write
 
 __all__ = ["plot_per_class_ap", "plot_pr_curves", "plot_frame_ap_errors", "TUBE_COLORS", "tube_ids", "draw_frame",
-           "contact_sheet", "render_video"]
+           "draw_caption", "contact_sheet", "render_video"]
 
 # RGB colours of tubes 0, 1, 2, ... (matplotlib's tab10, repeated).
 TUBE_COLORS: Tuple[Tuple[int, int, int], ...] = tuple(
@@ -197,6 +197,14 @@ def draw_frame(image: np.ndarray, frame: int, dets, tubes: Sequence[int], names:
                                                    _GT_COLOR, below=True)
     _text(out, f"frame {frame}", 0, 0, (0, 0, 0), below=True)
     return out
+
+
+def draw_caption(image: np.ndarray, text: str) -> np.ndarray:
+    """``image`` (H, W, 3) uint8 with ``text`` on a black box at its top right (drawn in place; returned)."""
+    scale = max(0.35, image.shape[0] / 700)
+    (tw, _), _ = cv2.getTextSize(text, _FONT, scale, 1)
+    _text(image, text, image.shape[1] - tw - 2, 0, (0, 0, 0), below=True)
+    return image
 
 
 def contact_sheet(images: Sequence[np.ndarray], columns: int = 4) -> np.ndarray:

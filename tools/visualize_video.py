@@ -86,10 +86,10 @@ def detect(args, source, gt: Optional[dict]) -> tuple:
     from s3d_det.config import load_config
     from s3d_det.data.flow import BroxFlowSource, FlowFolderSource
     from s3d_det.engine.defaults import (
+        action_names,
         build_model,
         build_two_stream_detector,
         flow_stream,
-        load_dataset_gt,
         with_modality_of,
     )
     from s3d_det.engine.inference import VideoDetector
@@ -97,21 +97,7 @@ def detect(args, source, gt: Optional[dict]) -> tuple:
     if not os.path.isfile(args.weights):
         raise FileNotFoundError(f"--weights: no such file: {args.weights}")
     cfg = load_config(args.config_file, list(args.opts) + ["MODEL.WEIGHTS", args.weights])
-    if gt is None:
-        try:
-            gt, _ = load_dataset_gt(cfg, make_synthetic=False)
-        except FileNotFoundError:
-            pass
-    if gt is not None:
-        names = list(gt["labels"])
-    else:  # neither --gt nor the config's dataset: the number of actions from the weights
-        from s3d_det.checkpoint.training import load_checkpoint
-
-        state = load_checkpoint(args.weights)
-        logits = state.get("model", state).get("roi_head.box_predictor.cls_score.weight")
-        if logits is None:
-            raise ValueError(f"{args.weights} holds no roi_head.box_predictor.cls_score.weight: not a detector")
-        names = [f"action {k}" for k in range(logits.shape[0] - 1)]
+    names = list(gt["labels"]) if gt is not None else action_names(cfg, args.weights)
     flow_cfg = flow_stream(cfg, args.config_file, list(args.opts))  # a two-stream config: ACT's fusion
     data_cfg = with_modality_of(cfg, flow_cfg) if flow_cfg else cfg
     modality = data_cfg.INPUT.MODALITY

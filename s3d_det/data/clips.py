@@ -28,11 +28,13 @@ BOUNDARY_MODES = ("repeat", "reflect")
 
 
 def clip_frames(keyframe: int, num_frames: int, length: int, stride: int = 1,
-                boundary: str = "repeat") -> List[int]:
+                boundary: str = "repeat", position: Optional[int] = None) -> List[int]:
     """Frame numbers (1-based) of the ``length``-frame clip centred on ``keyframe``.
 
     Position i of the clip holds ``keyframe + (i - length // 2) * stride``: the keyframe sits at index
     ``length // 2`` (for even T the later of the two middle positions: T=4, stride 1 -> k-2, k-1, k, k+1).
+    ``position`` puts it at another index instead (0..length - 1; ``length - 1``: the clip ends at the keyframe,
+    as a causal stream needs, ``engine.streaming``).
     Positions outside 1..num_frames are mapped back by ``boundary``:
     ``"repeat"`` clamps to the edge frame (0 -> 1, n+1 -> n); ``"reflect"`` mirrors about the edge frame
     without repeating it (0 -> 2, -1 -> 3, n+1 -> n-1), as numpy's ``pad(mode="reflect")``.
@@ -43,7 +45,11 @@ def clip_frames(keyframe: int, num_frames: int, length: int, stride: int = 1,
         raise ValueError(f"keyframe {keyframe} outside the video's frames 1..{num_frames}")
     if length < 1 or stride < 1:
         raise ValueError(f"clip length and stride must be at least 1, got length={length}, stride={stride}")
-    return [int(f) for f in map_boundary(keyframe + (np.arange(length) - length // 2) * stride, num_frames, boundary)]
+    position = length // 2 if position is None else position
+    if not 0 <= position < length:
+        raise ValueError(f"the keyframe's position in a clip of {length} frames must be in 0..{length - 1}, "
+                         f"got {position}")
+    return [int(f) for f in map_boundary(keyframe + (np.arange(length) - position) * stride, num_frames, boundary)]
 
 
 def map_boundary(frames: np.ndarray, num_frames: int, boundary: str = "repeat") -> np.ndarray:

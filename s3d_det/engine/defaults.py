@@ -36,6 +36,7 @@ from .trainer import Trainer
 logger = logging.getLogger(__name__)
 
 __all__ = ["default_argument_parser", "launch_tool", "write_config", "resolve_device", "data_root", "load_dataset_gt",
+           "action_names",
            "build_datasets", "build_model", "load_model_weights", "load_weights_3d", "batch_collate", "model_changes",
            "cpu_threads", "build_trainer"]
 
@@ -131,6 +132,24 @@ def load_dataset_gt(cfg, *, make_synthetic: bool = True) -> Tuple[dict, str]:
 
 
 SYNTHETIC_NAMES = ("synthetic", "synthetic_clips")
+
+
+def action_names(cfg, weights: str) -> List[str]:
+    """The action names of a detector: the config's dataset ground truth's labels when it is there (never made on
+    the fly), else "action K" for the K actions of the head in ``weights``. ValueError when ``weights`` holds no
+    detector head."""
+    try:
+        gt, _ = load_dataset_gt(cfg, make_synthetic=False)
+        return list(gt["labels"])
+    except FileNotFoundError:
+        pass
+    from s3d_det.checkpoint.training import load_checkpoint
+
+    state = load_checkpoint(weights)
+    logits = state.get("model", state).get("roi_head.box_predictor.cls_score.weight")
+    if logits is None:
+        raise ValueError(f"{weights} holds no roi_head.box_predictor.cls_score.weight: not a detector")
+    return [f"action {k}" for k in range(logits.shape[0] - 1)]
 
 
 def build_modality(cfg, root: str) -> Modality:

@@ -53,9 +53,13 @@ from s3d_det.modeling.two_stream import TwoStreamDetector
 
 from .distributed import all_gather, get_rank, get_world_size, is_main_process
 
-__all__ = ["MODES", "open_video", "VideoDetector", "detect_dataset"]
+__all__ = ["MODES", "INTERPOLATIONS", "open_video", "VideoDetector", "detect_dataset"]
 
 MODES = ("shared", "per_keyframe")
+# How the shared mode gives a keyframe between two anchors its features: "linear", the mix of both anchors' (the
+# default, closest to the keyframe's own clip); "previous", the earlier anchor's as they are (a stream that cannot
+# wait for the next anchor's clip, ``engine.streaming``).
+INTERPOLATIONS = ("linear", "previous")
 
 
 def open_video(path: str) -> FrameSource:
@@ -103,6 +107,9 @@ class VideoDetector:
             BatchNorm). ``model`` itself is left as it is; ``self.model`` is the copy. False: ``model`` itself.
         modality (str): what the 3D network's clips are made of (``data.modality``: ``INPUT.MODALITY``); not
             ``"rgb"``: each call takes the video's flow as ``clip_source``.
+        position (int, optional): the keyframe's index in its clip (``clips.clip_frames``; default
+            ``clip_length // 2``, centred as in training; ``clip_length - 1``: clips that end at the keyframe).
+        interpolation (str): shared mode: how a keyframe between two anchors gets its features (``INTERPOLATIONS``).
         read_ahead (bool): decode, resize and pad the next step's frames (and, per keyframe, its clips) in a
             background thread while the model runs on the current one (what the test DataLoader's worker
             processes did; ``DATALOADER.NUM_WORKERS`` > 0 in ``from_config``). The same detections; at most two
@@ -120,14 +127,19 @@ class VideoDetector:
                  mode: str = "shared",
                  batch_size: int = 8, window: Optional[int] = None, context: Optional[int] = None, device="cpu",
                  amp_dtype: Optional[torch.dtype] = None, smooth_frames: int = 0, fold_bn: bool = True,
-                 read_ahead: bool = False, modality: str = "rgb"):
+                 read_ahead: bool = False, modality: str = "rgb", position: Optional[int] = None,
+                 interpolation: str = "linear"):
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         if getattr(model, "proposals", None) not in ("rpn", "gt"):
             raise ValueError(f"video inference needs a detector that proposes its own boxes (MODEL.PROPOSALS rpn) "
                              f"or takes the ground truth's (gt); this one takes them from "
                              f"{getattr(model, 'proposals', None)!r}")
-        clip_frames(1, 1, clip_length, clip_stride, boundary)  # checks the clip arguments
+        clip_frames(1, 1, clip_length, clip_stride, boundary, position)  # checks the clip arguments
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"unknown interpolation {interpolation!r}; expected one of {', '.join(INTERPOLATIONS)}")
+        self.position = clip_length // 2 if position is None else int(position)
+        self.interpolation = interpolation
         if modality not in MODALITY_CHANNELS:
             raise ValueError(f"unknown modality {modality!r}; expected one of {', '.join(MODALITY_CHANNELS)}")
         self.two_stream = isinstance(model, TwoStreamDetector)
@@ -204,7 +216,8 @@ class VideoDetector:
     def input_settings(self) -> Dict[str, object]:
         """The clip and resize settings a test dataset must share with this detector (``detect_dataset``)."""
         return {"clip_length": self.clip_length, "clip_stride": self.clip_stride, "boundary": self.boundary,
-                "short_side": self.short_side, "max_size": self.max_size, "modality": self.modality}
+                "short_side": self.short_side, "max_size": self.max_size, "modality": self.modality,
+                "position": self.position}
 
     @torch.no_grad()
     def __call__(self, source: FrameSource, *, video_index: int = 0, num_frames: Optional[int] = None,
@@ -302,7 +315,8 @@ class VideoDetector:
         """``readers``: where each stream's clip frames come from (``read`` for RGB: the keyframes then come
         with them); ``keyframes``: the frames to detect on (default: 1..n)."""
         def load(keyframes: List[int]):
-            clips = [clip_frames(k, n, self.clip_length, self.clip_stride, self.boundary) for k in keyframes]
+            clips = [clip_frames(k, n, self.clip_length, self.clip_stride, self.boundary, self.position)
+                     for k in keyframes]
             wanted = [f for clip in clips for f in clip]
             per_stream = [reader(wanted) for reader in readers]
             frames = per_stream[0] if readers[0] is read else read(keyframes)
@@ -339,7 +353,7 @@ class VideoDetector:
                 served = (group[-1][3] + 1) * streams - 1  # the last anchor these windows serve
                 last = min(n, 1 + served * st)  # the keyframes up to it have both their anchors
                 windows = [map_boundary(1 + k * st + (first * st + np.arange(self._positions(length))
-                                                      - self.clip_length // 2) * s, n, self.boundary)
+                                                      - self.position) * s, n, self.boundary)
                            for first, length, _, _ in group for k in range(streams)]
                 yield group, windows, keyframe, last
                 keyframe = last + 1
@@ -390,7 +404,7 @@ class VideoDetector:
 
     def _slice(self, slices: Mapping[int, torch.Tensor], keyframe: int) -> torch.Tensor:
         m, r = divmod(keyframe - 1, self.stride)
-        if r == 0:
+        if r == 0 or self.interpolation == "previous":
             return slices[m]
         return torch.lerp(slices[m], slices[m + 1], r / self.stride)
 
@@ -501,7 +515,8 @@ def _dataset_input(dataset) -> Dict[str, object]:
         raise ValueError(f"the test dataset's transform is random ({transform}); inference needs a fixed resize")
     side = transform.short_side if isinstance(transform.short_side, int) else int(transform.short_side[0])
     return {"clip_length": dataset.clip_length, "clip_stride": dataset.clip_stride, "boundary": dataset.boundary,
-            "short_side": side, "max_size": transform.max_size, "modality": dataset.modality.name}
+            "short_side": side, "max_size": transform.max_size, "modality": dataset.modality.name,
+            "position": dataset.clip_length // 2}
 
 
 def _scaled_boxes(boxes: Mapping[int, Tuple[np.ndarray, np.ndarray]], frame: int, orig_size: Tuple[int, int],

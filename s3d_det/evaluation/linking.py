@@ -24,12 +24,13 @@ from .detections import (
     TUBE_LABEL,
     TUBE_SCORE,
     TUBE_VIDEO,
+    FrameDetections,
     checked_frame_detections,
 )
 from .frame_map import iou2d
 from .tubes import TubeSet
 
-__all__ = ["LINK_RULES", "LinkingConfig", "link_tubes"]
+__all__ = ["LINK_RULES", "LinkingConfig", "link_tubes", "OnlineLinker"]
 
 LINK_RULES = ("iou", "score", "energy")
 
@@ -286,3 +287,60 @@ def link_tubes(
     tube_boxes[:, TUBE_BOX_TUBE] = np.repeat(np.arange(len(order)), n)
     tube_boxes[:, TUBE_BOX_FRAME], tube_boxes[:, TUBE_BOX_BOX] = full_frame[picked], full_box[picked]
     return tubes, tube_boxes
+
+
+class OnlineLinker:
+    """:func:`link_tubes`'s linking run online, one frame at a time, for a stream: each detection gets the ID of
+    the tube (per class) it extends or starts, as soon as its frame is known. The same rules and order as
+    :func:`link_tubes` (``top_k``, ``nms_iou``, ``link_iou``, ``link_by``, ``gap`` of ``config``): given the frames
+    of a video in order, its tubes hold the same detections as :func:`link_tubes`'s before the finishing steps
+    (minimum length and score, filling, smoothing, tube NMS), which a stream cannot wait for.
+
+    Tubes are numbered 0, 1, ... in the order they start; a closed tube's state is dropped (memory follows the
+    open tubes, not the stream's length).
+    """
+
+    def __init__(self, config: Optional[LinkingConfig] = None, **overrides):
+        self.config = dataclasses.replace(config or LinkingConfig(), **overrides)
+        self.num_tubes = 0
+        self.last_frame: Optional[int] = None
+        # per class: open tubes as dicts {"id", "last", "box" (4,), "sum", "count"}
+        self._open: dict = {}
+
+    def update(self, frame: int, dets) -> np.ndarray:
+        """Links frame ``frame``'s detections (``FrameDetections`` or rows (K, 8) of that frame; frames in
+        increasing order). Returns (K,) int64: each detection's tube, -1 for one dropped by the NMS or ``top_k``."""
+        dets = FrameDetections.of(dets)
+        cfg = self.config
+        if self.last_frame is not None and frame <= self.last_frame:
+            raise ValueError(f"frame {frame} comes after frame {self.last_frame}: frames must increase")
+        if len(dets) and np.any(dets.frame != frame):
+            raise ValueError(f"detections of frame(s) {sorted(set(dets.frame.tolist()) - {frame})} given as frame "
+                             f"{frame}'s")
+        self.last_frame = frame
+        ids = np.full(len(dets), -1, dtype=np.int64)
+        for label in np.unique(dets.label).tolist():
+            rows = np.flatnonzero(dets.label == label)
+            rows = rows[np.argsort(-dets.score[rows], kind="stable")]
+            rows = rows[_nms_cells(dets.boxes[rows], np.zeros(len(rows), np.int64), cfg.nms_iou, cfg.top_k)]
+            boxes, scores = dets.boxes[rows], dets.score[rows]
+            tubes = [t for t in self._open.get(label, []) if frame - t["last"] - 1 <= cfg.gap]
+            free = np.ones(len(rows), dtype=bool)
+            for tube in sorted(tubes, key=lambda t: (-t["sum"] / t["count"], t["id"])):
+                ious = iou2d(tube["box"][None], boxes, "act")
+                key = {"iou": ious, "score": scores, "energy": scores + ious}[cfg.link_by]
+                key = np.where(free & (ious >= cfg.link_iou), key, -np.inf)
+                best = int(np.argmax(key)) if len(key) else 0
+                if len(key) and key[best] > -np.inf:
+                    free[best] = False
+                    ids[rows[best]] = tube["id"]
+                    tube.update(last=frame, box=boxes[best], sum=tube["sum"] + scores[best], count=tube["count"] + 1)
+            for i in np.flatnonzero(free).tolist():
+                ids[rows[i]] = self.num_tubes
+                tubes.append({"id": self.num_tubes, "last": frame, "box": boxes[i], "sum": float(scores[i]),
+                              "count": 1})
+                self.num_tubes += 1
+            self._open[label] = tubes
+        for label in [k for k, tubes in self._open.items() if all(frame - t["last"] > cfg.gap for t in tubes)]:
+            del self._open[label]
+        return ids
