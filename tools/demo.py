@@ -129,19 +129,22 @@ class Outputs:
             if os.path.exists(path) and not args.force:
                 raise FileExistsError(f"{path} exists: give another path, or --force to replace it")
             os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-        self.temps = {key: f"{path}.part{os.getpid()}{os.path.splitext(path)[1]}" for key, path in self.paths.items()}
-        self.json = open(self.temps["json"], "w") if "json" in self.temps else None
-        self.writer = None
-        self.window = None
+        self.writer = self.json = self.window = None
         if args.show:
             import cv2
 
+            display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+            if sys.platform.startswith("linux") and not display:
+                # OpenCV's Qt windows abort the process (no exception) without a display
+                raise ValueError("--show needs a display (DISPLAY is not set): write --output instead")
             try:
                 cv2.namedWindow("s3d_det demo", cv2.WINDOW_NORMAL)
             except cv2.error:
                 raise ValueError("--show: this OpenCV has no window support (e.g. opencv-python-headless); write "
                                  "--output instead") from None
             self.window = "s3d_det demo"
+        self.temps = {key: f"{path}.part{os.getpid()}{os.path.splitext(path)[1]}" for key, path in self.paths.items()}
+        self.json = open(self.temps["json"], "w") if "json" in self.temps else None
         self.frames = 0
         self.stop_requested = False
 
