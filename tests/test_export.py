@@ -218,3 +218,23 @@ def test_tool_writes_the_program_and_its_meta(tiny_weights, tmp_path, capsys, mo
     assert boxes.shape[1:] == (4,) and scores.shape == labels.shape
     assert sorted(os.listdir(tmp_path)) == ["no-datasets", "tiny.pt2", "tiny.pt2.json"] or \
         sorted(os.listdir(tmp_path)) == ["tiny.pt2", "tiny.pt2.json"]
+
+
+@pytest.mark.parametrize("threshold", [0.99, "one"])
+def test_exported_program_takes_frames_with_no_or_one_detection(threshold, tmp_path):
+    """torchvision's fake NMS says it keeps at least 2 boxes (torch.export then asserts so at run time): a frame where
+    the head keeps no proposal, or the NMS one detection, must still give the eager detections."""
+    model = tiny_detector()
+    tensors, batch = video_inputs(5)
+    if threshold == "one":  # the threshold between the best and the second-best detection
+        with torch.no_grad():
+            scores = model(batch)[0]["scores"]
+        threshold = float(scores[:2].mean())
+    model.roi_head.score_thresh = threshold
+    path = str(tmp_path / "detector.pt2")
+    export_detector(model, "exported-program", path, height=64, width=96, clip_length=CLIP)
+    with torch.no_grad():
+        expected = fold_batchnorm(model)(batch)[0]
+    boxes, scores, labels = load_exported(path)(*tensors)
+    assert len(scores) == len(expected["scores"]) == (0 if threshold == 0.99 else 1)
+    assert torch.equal(labels, expected["labels"]) and torch.allclose(scores, expected["scores"], atol=1e-3)

@@ -15,6 +15,7 @@ it). ``meta(...)`` is the JSON a user needs beside the file (``tools/export.py``
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
@@ -59,6 +60,25 @@ def example_inputs(model: nn.Module, part: str, *, height: int, width: int, clip
     return {name: inputs[name] for name in PARTS[part][1]}
 
 
+@contextlib.contextmanager
+def _nms_may_keep_any_number():
+    """While exporting: torchvision's fake ``nms`` (0.29) makes its output size with the deprecated
+    ``create_unbacked_symint``, whose lower bound is 2, and ``torch.export`` then asserts at run time that every NMS
+    keeps at least 2 boxes (a frame with one detection, or none, fails: "Runtime assertion failed for expression
+    u6 >= 2"). This registers, for the export only, the same fake with the bound 0 (``new_dynamic_size``)."""
+    lib = torch.library.Library("torchvision", "FRAGMENT")
+
+    def fake_nms(dets, scores, iou_threshold):
+        keep = torch.library.get_ctx().new_dynamic_size(min=0)
+        return dets.new_empty(keep, dtype=torch.long)
+
+    torch.library.register_fake("torchvision::nms", fake_nms, lib=lib)
+    try:
+        yield
+    finally:
+        lib._destroy()
+
+
 def _dynamic_shapes(names: Sequence[str], size_divisible: int) -> Dict[str, Any]:
     from torch.export import Dim
 
@@ -88,7 +108,7 @@ def export_module(module: nn.Module, inputs: Mapping[str, torch.Tensor], fmt: st
             traced.save(path)
             return
         shapes = _dynamic_shapes(list(inputs), size_divisible) if dynamic else None
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _nms_may_keep_any_number():
             warnings.filterwarnings("ignore", message=".*create_unbacked_symint.*")
             program = torch.export.export(module, args, dynamic_shapes=shapes, strict=False)
             if fmt == "exported-program":
