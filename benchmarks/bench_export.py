@@ -109,7 +109,9 @@ def bench_config(config: str, args, threads: int) -> List[dict]:
                         rate = _median_rate(run, args.repeats)
                     cell = {"rate": rate}
                 except Exception as e:  # noqa: BLE001 - a backend that fails is a result, not the end of the run
-                    cell = {"rate": None, "error": f"failed: {type(e).__name__}: {str(e).splitlines()[0][:80]}"}
+                    first = (str(e).splitlines() or [""])[0][:80]
+                    cell = {"rate": None, "short": f"failed: {type(e).__name__}",
+                            "error": f"failed: {type(e).__name__}: {first}"}
                     print(f"{os.path.basename(config)} {part} {backend}: {cell['error']}", file=sys.stderr)
                 torch._dynamo.reset()
                 cells.append({"config": config, "part": part, "backend": backend, "size": [height, width],
@@ -130,8 +132,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             label = f"{os.path.splitext(os.path.basename(config))[0]} {part} ({size['size'][0]}x{size['size'][1]}, " \
                     f"T={size['clip_length']})"
             rows.append([label, UNITS[part]] + [f"{mine[b]['rate']:.2f}" if mine[b]["rate"] is not None
-                                                else mine[b]["error"].split(":")[0] + ": " + mine[b]["error"].split(":")[1]
-                                                for b in args.backends])
+                                                else mine[b]["short"] for b in args.backends])
     print(f"exported detector, CPU, {threads} threads, torch {torch.__version__}, median of {args.repeats} calls")
     print(format_table(["config / part", "unit", *args.backends], rows))
     if args.json:
