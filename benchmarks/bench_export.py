@@ -80,6 +80,9 @@ def _runner(backend: str, module: torch.nn.Module, inputs: Dict[str, torch.Tenso
     if backend == "eager":
         return lambda: module(*args)
     if backend == "compile":
+        # the S3D-G units share their forward's code at many shapes: dynamo's default 8 recompilations of one
+        # function would leave most of the network eager
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)
         compiled = torch.compile(module, backend="inductor")
         return lambda: compiled(*args)
     fmt = "onnx" if backend == "onnxruntime" else "exported-program"
