@@ -95,6 +95,23 @@ def test_exportable_modules_equal_the_detector_forward(model):
             assert_same_detections(frame_part(keyframe, features, size, scale, orig), expected, "frame part")
 
 
+@pytest.mark.parametrize("variant", ["fpn-joint", "sigmoid-class-thresholds"])
+def test_exportable_modules_equal_the_detector_forward_on_other_heads(variant):
+    """The ResNet-FPN RPN (5 levels, per-level top-n and NMS) with Faster R-CNN's joint softmax, and the multi-label
+    sigmoid head with per-action thresholds, no context: the same detections as ActionDetector.forward."""
+    torch.manual_seed(0)
+    kwargs = dict(fpn=True, anchor_sizes=(8, 16, 32, 64, 128), scoring="joint") if variant == "fpn-joint" else \
+        dict(anchor_sizes=(16, 32), loss="sigmoid", box_class_score_thresh=(0.4, 0.5, 0.45))
+    model = build_action_detector(num_classes=3, backbone_2d="resnet18", variant_3d="s3dg", width_3d=0.25,
+                                  feature_3d="mixed_3c", rpn_post_nms_top_n_test=6, box_score_thresh=0.0,
+                                  box_detections_per_img=20, **kwargs).eval()
+    whole = DetectorForExport(model, fold_bn=False)
+    with torch.no_grad():
+        for frame in (5, 17):
+            tensors, batch = video_inputs(frame)
+            assert_same_detections(whole(*tensors), model(batch)[0], f"{variant}, frame {frame}")
+
+
 def test_exportable_modules_leave_the_model_alone(model):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     DetectorForExport(model)  # folds BatchNorm in a copy
