@@ -127,6 +127,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             files = export_detector(model, args.format, tmp, parts=True, size_divisible=divisible, fold_bn=fold,
                                     **settings)
             write_json(os.path.join(tmp, "meta.json"), meta(model, args.format, files, **info))
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; give the folder the mode mkdir would have
             if os.path.lexists(out):  # --force (check_args refused it otherwise)
                 shutil.rmtree(out) if os.path.isdir(out) and not os.path.islink(out) else os.remove(out)
             os.replace(tmp, out)
