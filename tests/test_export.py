@@ -238,8 +238,9 @@ def test_tool_writes_the_file_and_its_meta(tiny_weights, tmp_path, capsys, monke
     assert sorted(f for f in os.listdir(tmp_path) if f != "no-datasets") == ["tiny.pt", "tiny.pt.json"]
 
 
+@pytest.mark.parametrize("fmt", ["exported-program", pytest.param("onnx", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("threshold", [0.99, "one"])
-def test_exported_program_takes_frames_with_no_or_one_detection(threshold, tmp_path):
+def test_exported_detector_takes_frames_with_no_or_one_detection(threshold, fmt, tmp_path):
     """torchvision's fake NMS says it keeps at least 2 boxes (torch.export then asserts so at run time): a frame where
     the head keeps no proposal, or the NMS one detection, must still give the eager detections."""
     model = tiny_detector()
@@ -248,9 +249,12 @@ def test_exported_program_takes_frames_with_no_or_one_detection(threshold, tmp_p
         with torch.no_grad():
             scores = model(batch)[0]["scores"]
         threshold = float(scores[:2].mean())
+    if fmt == "onnx":
+        pytest.importorskip("onnxscript", reason="the ONNX exporter (torch.onnx.export, dynamo) needs onnxscript")
+        pytest.importorskip("onnxruntime", reason="running the ONNX file needs onnxruntime")
     model.roi_head.score_thresh = threshold
-    path = str(tmp_path / "detector.pt2")
-    export_detector(model, "exported-program", path, height=64, width=96, clip_length=CLIP)
+    path = str(tmp_path / FORMAT_FILES[fmt])
+    export_detector(model, fmt, path, height=64, width=96, clip_length=CLIP)
     with torch.no_grad():
         expected = fold_batchnorm(model)(batch)[0]
     boxes, scores, labels = load_exported(path)(*tensors)

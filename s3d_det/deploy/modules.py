@@ -104,8 +104,9 @@ class Clip3DForExport(nn.Module):
     """clip (1, C, T, H, W) raw, image_size (2,) (h, w) before padding -> the 3D features (1, C', T', h', w') of
     ``model.feature_3d`` (pixels past h, w zeroed after normalisation, as ``S3DG.forward(clip, image_sizes)``).
 
-    ``fold_bn``: run a copy with BatchNorm folded into the convolutions (``fold_batchnorm``, as ``VideoDetector``);
-    the model itself is not changed either way."""
+    ``fold_bn``: run a copy with BatchNorm folded into the convolutions (``fold_batchnorm``, as ``VideoDetector``),
+    the model left as it is; False: run the model's own modules (it is put in eval mode, its gates over whole clips,
+    ``set_gating_window(None)``). The same for every module here."""
 
     def __init__(self, model: ActionDetector, *, fold_bn: bool = True):
         super().__init__()
