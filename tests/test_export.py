@@ -237,6 +237,9 @@ def test_tool_writes_the_file_and_its_meta(tiny_weights, tmp_path, capsys, monke
                                                torch.tensor([60, 80]), torch.tensor([0.5, 0.5]),
                                                torch.tensor([120, 160]))
     assert boxes.shape[1:] == (4,) and scores.shape == labels.shape
+    with pytest.raises(ValueError, match="traced at 64x96"):
+        load_exported(out)(torch.zeros(1, 3, 96, 96), torch.zeros(1, 3, 8, 96, 96), torch.tensor([96, 96]),
+                           torch.tensor([1.0, 1.0]), torch.tensor([96, 96]))
     assert sorted(f for f in os.listdir(tmp_path) if f != "no-datasets") == ["tiny.pt", "tiny.pt.json"]
 
 

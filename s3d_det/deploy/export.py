@@ -7,8 +7,8 @@
   ``torchvision::roi_align``), opset ``OPSET``, the weights inside the one file. Height and width stay dynamic.
 - ``"torchscript"`` (``.pt``): ``torch.jit.trace`` (deprecated in torch 2.14, with a FutureWarning, but still
   working; the closest to what TorchScript users load with ``torch.jit.load``). The anchors and the RPN's top-n
-  follow the traced shapes, so height and width are FIXED to the traced ones (``check_input_size`` in
-  ``runtime`` refuses others).
+  follow the traced shapes, so height and width are FIXED to the traced ones (``runtime.ExportedRunner`` refuses others
+  when the meta JSON is beside the file).
 
 Everything is batch 1 and the clip length T fixed (the 3D network's pads and the head's stage-5 padding depend on
 it). ``meta(...)`` is the JSON a user needs beside the file (``tools/export.py`` writes it).

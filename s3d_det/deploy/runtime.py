@@ -30,14 +30,20 @@ def read_meta(path: str) -> Optional[Dict[str, Any]]:
 
 class ExportedRunner:
     """A loaded exported file: ``runner(*tensors)`` -> tuple of torch tensors (CPU). ``backend`` says which
-    runtime ("onnxruntime", "torchscript", "exported-program"); ``input_names`` as exported (ONNX only, else None).
-    ``threads``: intra-op threads for onnxruntime (None: its default)."""
+    runtime ("onnxruntime", "torchscript", "exported-program"); ``input_names`` as exported (ONNX only, else None);
+    ``meta`` the JSON beside the file (``read_meta``) or None. A TorchScript file whose meta says it was traced at
+    one size refuses frames (keyframe, clip) of another with a ValueError. ``threads``: intra-op threads for
+    onnxruntime (None: its default)."""
 
     def __init__(self, path: str, *, threads: Optional[int] = None):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"exported file not found: {path}")
         self.path = path
         self.input_names = None
+        self.meta = read_meta(path)
+        # TorchScript is traced at one size: anything else would run with the traced anchors and top-n
+        fixed = self.meta is not None and not self.meta.get("dynamic_size", True)
+        self.fixed_size = tuple(self.meta["export_size"]) if fixed else None
         if path.endswith(".onnx"):
             import onnxruntime as ort
 
@@ -65,6 +71,12 @@ class ExportedRunner:
             raise ValueError(f"{path}: unknown exported file type; expected .onnx, .pt2 or .pt (TorchScript)")
 
     def __call__(self, *tensors: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        if self.fixed_size is not None:
+            for t in tensors:
+                if t.dim() in (4, 5) and t.shape[1] in (1, 2, 3) and tuple(t.shape[-2:]) != self.fixed_size:
+                    h, w = self.fixed_size
+                    raise ValueError(f"{self.path} was traced at {h}x{w} (TorchScript keeps the traced size): got "
+                                     f"frames of {t.shape[-2]}x{t.shape[-1]}")
         if self.backend == "onnxruntime":
             if len(tensors) != len(self.input_names):
                 raise ValueError(f"{self.path} takes {len(self.input_names)} inputs ({', '.join(self.input_names)}), "
