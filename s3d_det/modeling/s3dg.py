@@ -200,13 +200,14 @@ class _Conv3d(nn.Conv3d):
     leaves ``channels_last_3d`` (where, for one, the 3x3x3 max-pools are much faster). Here, in that
     case only, the same convolution runs as a 2D one over (T, H * W) (``kt x 1``, which oneDNN takes) or, for
     ``1 x 1 x 1``, as one matrix product over the channels. The same values up to float rounding, the same
-    parameters; elsewhere (CUDA, several threads, larger batches, and under ``torch.jit`` tracing, as FLOP
-    counting does) it is ``nn.Conv3d``.
+    parameters; elsewhere (CUDA, several threads, larger batches, under ``torch.jit`` tracing, as FLOP
+    counting does, and under ``torch.compile``/``torch.export``, where the batch of RoIs is a data-dependent size
+    the test ``x.shape[0] >= 16`` cannot be decided on) it is ``nn.Conv3d``.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.device.type != "cpu" or x.dim() != 5 or x.shape[0] >= 16 or torch.get_num_threads() > 1
-                or torch.jit.is_tracing()
+        if (torch.jit.is_tracing() or torch.compiler.is_compiling()
+                or x.device.type != "cpu" or x.dim() != 5 or x.shape[0] >= 16 or torch.get_num_threads() > 1
                 or self.kernel_size[1:] != (1, 1) or self.stride[1:] != (1, 1) or self.groups != 1
                 or self.dilation != (1, 1, 1) or self.padding_mode != "zeros" or self.padding[1:] != (0, 0)):
             return super().forward(x)
