@@ -2,7 +2,8 @@
 """Streaming speed: throughput and per-frame latency of ``StreamingDetector`` (``tools/demo.py``'s engine).
 
     python benchmarks/bench_streaming.py [--configs tiny r50] [--tiny-weights W] [--frames 96] [--r50-frames 32]
-        [--repeats 3] [--threads N] [--device cpu|cuda] [--input-fps 25] [--json OUT.json]
+        [--repeats 3] [--threads N] [--device cpu|cuda] [--backends pytorch onnxruntime] [--input-fps 25]
+        [--json OUT.json]
 
 A synthetic video (``s3d_det.data.synthetic``, 320x240) is rendered into memory (no decoding is timed) and pushed
 frame by frame, as fast as the detector takes them, through ``StreamingDetector`` with the causal delay (D = 0)
@@ -10,7 +11,9 @@ and the centred one (``centred_delay``), for the quick-start config ("tiny", ``c
 and the R50 + S3D-G one ("r50", ``configs/jhmdb/s3dg_r50_16x1_split1.yaml``, 21 actions). Weights are random
 unless given (``--tiny-weights``: with ``SCORING person`` a random RPN's objectness keeps few proposals, a
 trained one most, so time a trained tiny model). Each setting runs once on 8 frames to warm up, then
-``--repeats`` times, the settings alternating; the table gives medians over the runs.
+``--repeats`` times, the settings alternating; the table gives medians over the runs. Backends: ``pytorch``
+(the model itself, BatchNorm folded) and ``onnxruntime`` (the model's two parts exported to ONNX first,
+``deploy.export.export_parts_folder``, and run by ``engine.streaming.ExportedParts``; the export is not timed).
 
 Columns: frames/s (frames over the run's wall time); compute latency p50 / p95 (from the start of the push of
 frame f + D to frame f's detections: the work a frame waits for once its last needed frame is there); latency
@@ -22,8 +25,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -32,8 +37,9 @@ import torch
 
 from s3d_det.config import load_config
 from s3d_det.data.synthetic import plan_video, render_frame
+from s3d_det.deploy.export import export_parts_folder
 from s3d_det.engine.defaults import build_model
-from s3d_det.engine.streaming import StreamingDetector, centred_delay
+from s3d_det.engine.streaming import ExportedParts, StreamingDetector, centred_delay
 from s3d_det.utils.io import available_cores, write_json
 from s3d_det.utils.table import format_table
 
@@ -50,6 +56,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per setting (default: 3)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--backends", nargs="+", choices=("pytorch", "onnxruntime"), default=["pytorch", "onnxruntime"],
+                        help="how the networks run (default: both)")
     parser.add_argument("--input-fps", type=float, default=25.0, help="the live source's rate (default: 25)")
     parser.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
     args = parser.parse_args(argv)
@@ -84,6 +92,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = []
+    tmp = tempfile.mkdtemp(prefix="bench_streaming_")
     for name in args.configs:
         path, classes = CONFIGS[name]
         weights = args.tiny_weights if name == "tiny" else None
@@ -93,13 +102,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         model = build_model(cfg, num_classes=classes)
         n = args.frames if name == "tiny" else args.r50_frames
         images = frames(n)
-        for delay in (0, None):
-            stream = StreamingDetector.from_config(model, cfg, **({} if delay is None else {"delay": delay}))
-            run(stream, images[:8])  # warm-up
-            settings.append({"config": name, "delay": stream.delay, "stream": stream, "images": images, "runs": [],
-                             "centred": stream.delay == centred_delay(
-                                 clip_length=cfg.INPUT.CLIP_LENGTH, clip_stride=cfg.INPUT.CLIP_STRIDE,
-                                 feature_stride=stream.detector.stride)})
+        for backend in args.backends:
+            parts = None
+            if backend == "onnxruntime":
+                folder = os.path.join(tmp, f"{name}_parts")
+                export_parts_folder(model, cfg, "onnx", folder, class_names=[str(k) for k in range(classes)])
+                parts = ExportedParts(folder, threads=torch.get_num_threads())
+            for delay in (0, None):
+                stream = StreamingDetector.from_config(model, cfg, parts=parts,
+                                                       **({} if delay is None else {"delay": delay}))
+                run(stream, images[:8])  # warm-up
+                settings.append({"config": name, "backend": backend, "delay": stream.delay, "stream": stream,
+                                 "images": images, "runs": [], "centred": stream.delay == centred_delay(
+                                     clip_length=cfg.INPUT.CLIP_LENGTH, clip_stride=cfg.INPUT.CLIP_STRIDE,
+                                     feature_stride=stream.detector.stride)})
     for _ in range(args.repeats):
         for s in settings:
             s["runs"].append(run(s["stream"], s["images"]))
@@ -110,15 +126,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p50, p95 = np.percentile(lat, 50), np.percentile(lat, 95)
         live = s["delay"] * 1e3 / args.input_fps + p50 if fps >= args.input_fps else None
         placement = s["stream"].placement
-        figures.append({"config": s["config"], "delay": s["delay"], "position": placement.position,
-                        "interpolation": placement.interpolation, "fps": fps, "latency_p50_ms": p50,
-                        "latency_p95_ms": p95, "live_latency_ms": live, "frames": len(s["images"])})
-        rows.append([f"{s['config']}, D = {s['delay']}" + (" (centred)" if s["centred"] else " (causal)"),
+        figures.append({"config": s["config"], "backend": s["backend"], "delay": s["delay"],
+                        "position": placement.position, "interpolation": placement.interpolation, "fps": fps,
+                        "latency_p50_ms": p50, "latency_p95_ms": p95, "live_latency_ms": live,
+                        "frames": len(s["images"])})
+        rows.append([f"{s['config']}, {s['backend']}, D = {s['delay']}" + (" (centred)" if s["centred"] else
+                                                                             " (causal)"),
                      f"{fps:.2f}", f"{p50:.0f}", f"{p95:.0f}", "falls behind" if live is None else f"{live:.0f}"])
     print(f"StreamingDetector on {args.device} ({platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads of {available_cores()} cores), torch {torch.__version__}, 320x240, "
           f"median of {args.repeats} runs")
-    print(format_table(["config, delay", "frames/s", "compute latency p50 (ms)", "p95 (ms)",
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(format_table(["config, backend, delay", "frames/s", "compute latency p50 (ms)", "p95 (ms)",
                         f"latency at {args.input_fps:g} fps (ms)"], rows))
     if args.json:
         write_json(args.json, {"device": args.device, "threads": torch.get_num_threads(), "rows": figures})

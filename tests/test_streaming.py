@@ -4,6 +4,7 @@ placement, results exactly D frames late, bounded memory, the demo on a syntheti
 against link_tubes. Tiny random models, small frames, seeded, CPU-only."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -182,7 +183,7 @@ OVERRIDES = ["MODEL.BACKBONE_3D.PRETRAIN", "", "INPUT.SHORT_SIDE_TEST", "48", "T
 def demo(*args, cwd):
     return subprocess.run([sys.executable, str(ROOT / "tools" / "demo.py"), *args], capture_output=True, text=True,
                           cwd=cwd, env={"S3D_DET_DATASETS": str(cwd), "PATH": "/usr/bin:/bin",
-                                        "OMP_NUM_THREADS": "1"})
+                                        "OMP_NUM_THREADS": "1", "S3D_DET_CACHE": str(cwd / "cache")})
 
 
 @pytest.fixture(scope="module")
@@ -212,11 +213,15 @@ def test_demo_streams_a_video_file(demo_setup):
     tmp, cfg = demo_setup
     args = ["--config-file", str(ROOT / "configs/synthetic/s3dg_tiny.yaml"), "--weights", "w.pth",
             "--input", "in.mp4", "--score-thresh", "0", "--quiet"]
-    for delay in ("0", "5"):
-        proc = demo(*args, "--delay", delay, "--json", f"d{delay}.jsonl", "--output", f"d{delay}.mp4", *OVERRIDES,
-                    cwd=tmp)
+    onnx = importlib.util.find_spec("onnxruntime") is not None
+    for delay, backend in (("0", "pytorch"), ("5", "onnxruntime" if onnx else "pytorch")):
+        proc = demo(*args, "--delay", delay, "--json", f"d{delay}.jsonl", "--output", f"d{delay}.mp4",
+                    "--backend", backend, *OVERRIDES, cwd=tmp)
         assert proc.returncode == 0, proc.stderr
-        assert f"24 frames of in.mp4, delay {delay} frames" in proc.stdout
+        assert f"24 frames of in.mp4, delay {delay} frames, {backend}:" in proc.stdout
+        if backend == "onnxruntime":  # exported once into the cache, reused
+            assert "exported the model's parts to ONNX once" in proc.stderr
+            assert len(list((tmp / "cache" / "exported").glob("*/frame.onnx"))) == 1
         records = [json.loads(line) for line in (tmp / f"d{delay}.jsonl").read_text().splitlines()]
         assert [r["frame"] for r in records] == list(range(1, 25))  # one record per input frame
         assert [r["emitted_at"] for r in records] == [min(f + int(delay), 24) for f in range(1, 25)]
@@ -246,7 +251,8 @@ def test_demo_streams_a_video_file(demo_setup):
 
 def test_demo_bad_input_is_one_line(demo_setup):
     tmp, _ = demo_setup
-    base = ["--config-file", str(ROOT / "configs/synthetic/s3dg_tiny.yaml"), "--weights", "w.pth", "--quiet"]
+    base = ["--config-file", str(ROOT / "configs/synthetic/s3dg_tiny.yaml"), "--weights", "w.pth", "--quiet",
+            "--backend", "pytorch"]
     (tmp / "kept.jsonl").write_text("mine\n")
     cases = [(["--input", "missing.mp4", "--json", "x.jsonl"], "--input: no such file: missing.mp4"),
              (["--input", "in.mp4", "--json", "kept.jsonl"], "kept.jsonl exists"),
@@ -277,6 +283,7 @@ def test_demo_ctrl_c_leaves_complete_outputs(demo_setup, tmp_path):
     proc = subprocess.Popen([sys.executable, str(ROOT / "tools" / "demo.py"), "--config-file",
                              str(ROOT / "configs/synthetic/s3dg_tiny.yaml"), "--weights", str(tmp / "w.pth"),
                              "--input", str(long_video), "--json", "out.jsonl", "--output", "out.avi", "--quiet",
+                             "--backend", "pytorch",
                              *OVERRIDES], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={"S3D_DET_DATASETS": str(tmp_path), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
     deadline = time.time() + 120
@@ -317,10 +324,40 @@ def test_demo_reads_a_network_stream(demo_setup):
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/in.avi"
         proc = demo("--config-file", str(ROOT / "configs/synthetic/s3dg_tiny.yaml"), "--weights", "w.pth",
-                    "--input", url, "--json", "http.jsonl", "--quiet", "--delay", "2", *OVERRIDES, cwd=tmp)
+                    "--input", url, "--json", "http.jsonl", "--quiet", "--delay", "2", "--backend", "pytorch",
+                    *OVERRIDES, cwd=tmp)
     finally:
         server.shutdown()
     assert proc.returncode == 0, proc.stderr
-    assert f"24 frames of {url}, delay 2 frames" in proc.stdout
+    assert f"24 frames of {url}, delay 2 frames, pytorch:" in proc.stdout
     records = [json.loads(line) for line in (tmp / "http.jsonl").read_text().splitlines()]
     assert [r["frame"] for r in records] == list(range(1, 25))
+
+
+# -- exported parts --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["exported-program", pytest.param("onnx", marks=pytest.mark.slow)])
+def test_stream_on_exported_parts_equals_eager(model, tmp_path, fmt):
+    """``tools/export.py --parts``'s two files (3D part per anchor, frame part per frame) give the eager stream's
+    detections; files exported from another clip are refused."""
+    from s3d_det.deploy.export import export_detector
+    from s3d_det.engine.streaming import ExportedParts
+
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime", reason="the ONNX backend needs onnxruntime (the dev extra)")
+    (tmp_path / "parts").mkdir()
+    export_detector(model, fmt, str(tmp_path / "parts"), parts=True, height=64, width=64, clip_length=4,
+                    size_divisible=32)
+    n = 13
+    images = MemorySource(n).read(list(range(1, n + 1)))
+    _, eager, _ = stream(model, images, delay=1)
+    parts = ExportedParts(str(tmp_path / "parts"))
+    _, exported, _ = stream(model, images, delay=1, parts=parts)
+    assert [r.frame for r in exported] == list(range(1, n + 1))
+    for a, b in zip(eager, exported):
+        assert len(a.detections) == len(b.detections) and len(a.detections) > 0, a.frame
+        np.testing.assert_array_equal(a.detections.label, b.detections.label)
+        np.testing.assert_allclose(a.detections.score, b.detections.score, atol=1e-3)
+        np.testing.assert_allclose(a.detections.boxes, b.detections.boxes, atol=0.5)
+    (tmp_path / "parts" / "meta.json").write_text(json.dumps({"clip_length": 8}))
+    with pytest.raises(ValueError, match="exported with clip_length 8, the config has 4"):
+        StreamingDetector(model, **INPUT, parts=ExportedParts(str(tmp_path / "parts")))

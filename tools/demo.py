@@ -3,14 +3,17 @@
 
     python tools/demo.py --config-file CFG --weights W --input 0|rtsp://...|http://...|FILE
         [--show] [--output OUT.mp4] [--json OUT.jsonl] [--delay D] [--score-thresh 0.5] [--max-frames N]
-        [--fps FPS] [--force] [KEY VALUE ...]
+        [--fps FPS] [--backend auto|pytorch|onnxruntime] [--exported DIR] [--force] [KEY VALUE ...]
 
 Frames come one at a time from OpenCV (a camera index such as 0, a URL, or a file, with no frame count asked
 for); each frame's detections come out ``--delay`` D frames later (``s3d_det.engine.streaming``): D = 0 gives
 causal clips that end at the frame, the default the smallest D that gives training's centred clips. Boxes carry
 track IDs from online tube linking (``evaluation.linking.OnlineLinker``, per action, every drawn detection
 kept); the frame rate of the detections and each frame's latency (arrival to detections, the D frames' wait
-included) are drawn on the frame.
+included) are drawn on the frame. The networks run in onnxruntime when it is installed (``--backend auto``, the
+default: the fastest on the CPU, docs/benchmarks.md), on the model's two parts (the 3D part per anchor, the frame
+part per frame) exported to ONNX on first use and cached (``$S3D_DET_CACHE``, default ``~/.cache/s3d_det``);
+``--backend pytorch`` runs the model itself; ``--exported DIR`` runs the files ``tools/export.py --parts`` wrote.
 
 Outputs, each optional: ``--show`` a window ('q' or Esc stops), ``--output`` the drawn video (.mp4 or .avi, at the
 input's frame rate, else ``--fps``, default 25), ``--json`` one JSON record per input frame, in order::
@@ -60,6 +63,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="OUT.jsonl", help="write one JSON record per input frame")
     parser.add_argument("--delay", type=int, metavar="D",
                         help="frames between a frame and its detections (default: the centred clips')")
+    parser.add_argument("--backend", choices=("auto", "pytorch", "onnxruntime"), default="auto",
+                        help="how the networks run: PyTorch, or onnxruntime on the model's parts exported to ONNX "
+                             "once (cached); auto (default): onnxruntime when it is installed")
+    parser.add_argument("--exported", metavar="DIR",
+                        help="run the networks from the files tools/export.py --parts wrote (onnxruntime, "
+                             "torch.export or TorchScript) instead of PyTorch")
     parser.add_argument("--score-thresh", type=float, default=0.5, help="keep detections scoring at least this")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     parser.add_argument("--fps", type=float, help="frame rate of the stream when it gives none (default 25)")
@@ -223,6 +232,37 @@ class Outputs:
                           f"{self.frames} frames; is the disk full?); nothing was written")
 
 
+def backend_parts(args, cfg, model, names: List[str]):
+    """The exported parts the stream runs (``--exported``, or for ``--backend onnxruntime`` / ``auto`` with
+    onnxruntime installed the model's parts exported to ONNX, once per model, in the cache), or None: PyTorch."""
+    import importlib.util
+
+    import torch
+
+    from s3d_det.deploy.export import cached_parts
+    from s3d_det.engine.streaming import ExportedParts
+
+    threads = torch.get_num_threads()
+    if args.exported:
+        return ExportedParts(args.exported, threads=threads)
+    if args.backend == "pytorch" or (args.backend == "auto" and importlib.util.find_spec("onnxruntime") is None):
+        return None
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise ValueError("--backend onnxruntime: onnxruntime is not installed (pip install onnxruntime)")
+    try:
+        folder, made = cached_parts(model, cfg, weights=args.weights, class_names=names)
+    except Exception as e:  # noqa: BLE001 - auto falls back on any export failure, saying why
+        if args.backend == "onnxruntime":
+            raise ValueError(f"--backend onnxruntime: the model does not export to ONNX ({type(e).__name__}: "
+                             f"{' '.join(str(e).split())[:200]})") from None
+        logger.warning("the model does not export to ONNX (%s: %s): running it in PyTorch", type(e).__name__,
+                       " ".join(str(e).split())[:200])
+        return None
+    if made:
+        logger.warning("exported the model's parts to ONNX once, for onnxruntime: %s (reused next time)", folder)
+    return ExportedParts(folder, threads=threads)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     import torch
@@ -243,7 +283,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     capture, live = open_stream(args.input)
     fps = args.fps or usable_fps(capture.get(5)) or 25.0  # 5: cv2.CAP_PROP_FPS
     model = build_model(cfg, num_classes=len(names))
-    stream = StreamingDetector.from_config(model, cfg, **({} if args.delay is None else {"delay": args.delay}))
+    parts = backend_parts(args, cfg, model, names)
+    stream = StreamingDetector.from_config(model, cfg, parts=parts,
+                                           **({} if args.delay is None else {"delay": args.delay}))
     if cfg.TEST.SMOOTH_FRAMES:
         logger.warning("TEST.SMOOTH_FRAMES %d: a stream is not smoothed (it would wait for later frames)",
                        cfg.TEST.SMOOTH_FRAMES)
@@ -299,7 +341,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("", file=sys.stderr)
     lat = np.array(latencies) * 1e3
     reason = {None: "", signal.SIGINT: " (stopped by Ctrl-C)", signal.SIGTERM: " (stopped by SIGTERM)"}[stop["signal"]]
-    print(f"{stream.count} frames of {args.input}{reason}, delay {stream.delay} frames: {stream.count / elapsed:.1f} "
+    backend = parts.backend if parts is not None else "pytorch"
+    print(f"{stream.count} frames of {args.input}{reason}, delay {stream.delay} frames, {backend}: "
+          f"{stream.count / elapsed:.1f} "
           f"frames/s, latency p50 {np.percentile(lat, 50):.0f} ms, p95 {np.percentile(lat, 95):.0f} ms"
           + (f"; wrote {', '.join(written)}" if written else ""))
     return 0

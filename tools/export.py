@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 from typing import List, Optional, Sequence
 
 from s3d_det.utils.errors import run_tool
@@ -103,7 +101,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import torch
 
     from s3d_det.config import load_config
-    from s3d_det.deploy.export import default_size, export_detector, meta
+    from s3d_det.deploy.export import default_size, export_detector, export_parts_folder, meta
     from s3d_det.engine.defaults import build_model
 
     cfg = load_config(args.config_file, list(args.opts) + ["MODEL.WEIGHTS", args.weights, "MODEL.DEVICE", "cpu"])
@@ -121,26 +119,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     os.makedirs(parent, exist_ok=True)
     info = dict(clip_stride=cfg.INPUT.CLIP_STRIDE, size_divisible=divisible, short_side=cfg.INPUT.SHORT_SIDE_TEST,
                 max_size=cfg.INPUT.MAX_SIZE, class_names=names, fold_bn=fold, **settings)
-    if args.parts:
-        tmp = tempfile.mkdtemp(dir=parent, prefix=f".tmp_{os.getpid()}_")
-        try:
-            files = export_detector(model, args.format, tmp, parts=True, size_divisible=divisible, fold_bn=fold,
-                                    **settings)
-            write_json(os.path.join(tmp, "meta.json"), meta(model, args.format, files, **info))
-            mask = os.umask(0)
-            os.umask(mask)
-            os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; give the folder the mode mkdir would have
-            if os.path.lexists(out):  # --force (check_args refused it otherwise)
-                shutil.rmtree(out) if os.path.isdir(out) and not os.path.islink(out) else os.remove(out)
-            os.replace(tmp, out)
-        finally:
-            if os.path.isdir(tmp):
-                shutil.rmtree(tmp)
+    if args.parts:  # an existing OUT only with --force (check_args refused it otherwise)
+        export_parts_folder(model, cfg, args.format, out, class_names=names, size=(height, width), fold_bn=fold,
+                            replace=True)
     else:
         from s3d_det.deploy.export import SUFFIXES
 
         with atomic_write(out, SUFFIXES[args.format]) as tmp:
-            files = export_detector(model, args.format, tmp, parts=False, size_divisible=divisible, fold_bn=fold,
+            export_detector(model, args.format, tmp, parts=False, size_divisible=divisible, fold_bn=fold,
                                     **settings)
             write_json(out + ".json", meta(model, args.format, {"detector": out}, **info))
     print(f"wrote {args.out} ({args.format}, {'parts' if args.parts else 'whole detector'}, traced at "

@@ -28,7 +28,7 @@ from torch import nn
 from .modules import Clip3DForExport, DetectorForExport, FrameForExport, check_exportable
 
 __all__ = ["FORMATS", "SUFFIXES", "OPSET", "PARTS", "example_inputs", "export_module", "export_detector", "meta",
-           "default_size"]
+           "default_size", "export_parts_folder", "cached_parts"]
 
 FORMATS = ("onnx", "torchscript", "exported-program")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "exported-program": ".pt2"}
@@ -191,3 +191,64 @@ def default_size(short_side: int, size_divisible: int) -> Tuple[int, int]:
     """A 4:3 frame's padded size at ``short_side`` (height, width), rounded up to ``size_divisible``."""
     up = max(size_divisible, 1)
     return math.ceil(short_side / up) * up, math.ceil(short_side * 4 / 3 / up) * up
+
+
+def export_parts_folder(model: nn.Module, cfg, fmt: str, out: str, *, class_names: List[str],
+                        size: Optional[Tuple[int, int]] = None, fold_bn: bool = True,
+                        replace: bool = False) -> Dict[str, str]:
+    """``export_detector(..., parts=True)`` of ``model`` built from ``cfg`` into the folder ``out`` with its
+    ``meta.json``, atomically: written in a temporary folder beside it and renamed onto ``out`` (which must not
+    exist, or with ``replace`` is removed only once the new folder is complete). ``size``: the (height, width)
+    traced (default: ``default_size`` of the config's test resize)."""
+    import shutil
+    import tempfile
+
+    from s3d_det.utils.io import write_json
+
+    divisible = cfg.INPUT.SIZE_DIVISIBLE or 1
+    height, width = size or default_size(cfg.INPUT.SHORT_SIDE_TEST, divisible)
+    settings = dict(height=height, width=width, clip_length=cfg.INPUT.CLIP_LENGTH)
+    info = dict(clip_stride=cfg.INPUT.CLIP_STRIDE, size_divisible=divisible, short_side=cfg.INPUT.SHORT_SIDE_TEST,
+                max_size=cfg.INPUT.MAX_SIZE, class_names=class_names, fold_bn=fold_bn, **settings)
+    out = os.path.abspath(out)
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f".tmp_{os.getpid()}_")
+    try:
+        torch.manual_seed(0)
+        files = export_detector(model, fmt, tmp, parts=True, size_divisible=divisible, fold_bn=fold_bn, **settings)
+        write_json(os.path.join(tmp, "meta.json"), meta(model, fmt, files, **info))
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; give the folder the mode mkdir would have
+        if replace and os.path.lexists(out):
+            shutil.rmtree(out) if os.path.isdir(out) and not os.path.islink(out) else os.remove(out)
+        os.replace(tmp, out)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp)
+    return {name: os.path.join(out, os.path.basename(path)) for name, path in files.items()}
+
+
+def cached_parts(model: nn.Module, cfg, *, weights: str, class_names: List[str], fmt: str = "onnx",
+                 cache_dir: Optional[str] = None) -> Tuple[str, bool]:
+    """The folder of ``model``'s exported parts in ``fmt`` under ``cache_dir`` (default ``$S3D_DET_CACHE``, else
+    ``~/.cache/s3d_det``)/exported/<key>, exported there first when missing. The key digests the config, the weights
+    file (path, size, modification time), the format and the torch version. Returns (folder, whether it was made
+    now)."""
+    import hashlib
+
+    stat = os.stat(weights)
+    key = hashlib.sha256("\n".join([cfg.dump(), os.path.realpath(weights), str(stat.st_size), str(stat.st_mtime_ns),
+                                    fmt, torch.__version__, torchvision.__version__]).encode()).hexdigest()[:16]
+    root = cache_dir or os.environ.get("S3D_DET_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "s3d_det")
+    folder = os.path.join(root, "exported", key)
+    if os.path.isfile(os.path.join(folder, "meta.json")):
+        return folder, False
+    try:
+        export_parts_folder(model, cfg, fmt, folder, class_names=class_names)
+    except OSError as e:
+        if not os.path.isfile(os.path.join(folder, "meta.json")):  # not another process's export beating ours
+            raise
+        del e
+    return folder, True

@@ -17,24 +17,30 @@ rounding; the edges of the video by the same boundary rule: the end is known onc
 before the first are mapped by ``boundary`` at once; with ``"reflect"`` that reads frames after the first, so the
 first few frames may come out later than D.
 
+The networks run in PyTorch, or from files ``tools/export.py --parts`` wrote (``ExportedParts``: the 3D part per
+anchor, the frame part per frame; onnxruntime, a ``torch.export`` program or TorchScript), with the same
+detections up to float rounding.
+
 Nothing here times or draws: ``tools/demo.py`` reads the stream, draws and writes; ``StreamResult`` carries the
 times a frame arrived and its detections came out.
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import Dict, List, Optional
 
 import numpy as np
 import torch
 
-from s3d_det.data.clips import map_boundary, resize_frame, resized_shape
+from s3d_det.data.clips import map_boundary, resize_frame, resized_shape, to_tensor
+from s3d_det.data.dataset import stack_padded
 from s3d_det.evaluation.detections import FrameDetections
 
 from .inference import VideoDetector
 
-__all__ = ["ClipPlacement", "clip_placement", "centred_delay", "StreamResult", "StreamingDetector"]
+__all__ = ["ClipPlacement", "clip_placement", "centred_delay", "StreamResult", "ExportedParts", "StreamingDetector"]
 
 _UNKNOWN_END = 1 << 40  # the frame count used for the boundary rule until the stream ends
 
@@ -74,6 +80,46 @@ def clip_placement(delay: int, *, clip_length: int, clip_stride: int, feature_st
                          interpolation="linear" if linear else "previous")
 
 
+class ExportedParts:
+    """The two exported parts of a detector (``tools/export.py --format F --parts DIR``): ``DIR/clip_3d.<ext>``
+    (clip (1, C, T, H, W), image_size (2,) -> features (1, C', T', h, w)) and ``DIR/frame.<ext>`` (keyframe
+    (1, 3, H, W), features, image_size, scale (2,), orig_size (2,) -> boxes (K, 4) in original pixels, scores
+    (K,), labels (K,)), run by ``deploy.runtime.load_exported`` (``threads``: onnxruntime's intra-op threads).
+    ``check(clip_length, clip_stride, feature_layer)`` refuses files exported from another clip or layer."""
+
+    def __init__(self, folder: str, *, threads: Optional[int] = None):
+        from s3d_det.deploy.export import SUFFIXES
+        from s3d_det.deploy.runtime import load_exported
+
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"exported parts: no such folder: {folder} (tools/export.py --parts writes one)")
+        found = {}
+        for part in ("clip_3d", "frame"):
+            paths = [os.path.join(folder, part + suffix) for suffix in SUFFIXES.values()]
+            paths = [path for path in paths if os.path.isfile(path)]
+            if len(paths) != 1:
+                raise ValueError(f"{folder}: expected one {part}.onnx, .pt2 or .pt (tools/export.py --parts), found "
+                                 f"{len(paths) or 'none'}")
+            found[part] = load_exported(paths[0], threads=threads)
+        self.folder = folder
+        self.clip_3d, self.frame = found["clip_3d"], found["frame"]
+        self.meta = self.frame.meta or {}
+        self.backend = self.frame.backend
+
+    def check(self, *, clip_length: int, clip_stride: int, feature_layer: str) -> None:
+        have = {"clip_length": clip_length, "clip_stride": clip_stride, "feature_layer": feature_layer}
+        for key, value in have.items():
+            if key in self.meta and self.meta[key] != value:
+                raise ValueError(f"{self.folder}: exported with {key} {self.meta[key]!r}, the config has {value!r}")
+
+    def features(self, clip: torch.Tensor, image_size: torch.Tensor) -> torch.Tensor:
+        return self.clip_3d(clip, image_size)[0]
+
+    def detect(self, keyframe: torch.Tensor, features: torch.Tensor, image_size: torch.Tensor, scale: torch.Tensor,
+               orig_size: torch.Tensor):
+        return self.frame(keyframe, features, image_size, scale, orig_size)
+
+
 @dataclasses.dataclass
 class StreamResult:
     """One frame's detections. ``frame``: 1-based number in the stream; ``detections``: ``FrameDetections``
@@ -100,6 +146,8 @@ class StreamingDetector:
             ``VideoDetector`` (its test input).
         delay (int, optional): D, frames between a frame's arrival and its detections (default
             ``centred_delay``: training's clip placement); the placement follows (``clip_placement``).
+        parts (ExportedParts, optional): run these exported files instead of ``model``'s networks (``model``
+            still gives the clip layout: build it from the same config).
 
     Use::
 
@@ -117,7 +165,7 @@ class StreamingDetector:
     def __init__(self, model: torch.nn.Module, *, clip_length: int, clip_stride: int = 1, boundary: str = "repeat",
                  short_side: int = 240, max_size: Optional[int] = 1333, size_divisible: int = 32,
                  delay: Optional[int] = None, device="cpu", amp_dtype: Optional[torch.dtype] = None,
-                 fold_bn: bool = True):
+                 fold_bn: bool = True, parts: Optional[ExportedParts] = None):
         probe = VideoDetector(model, clip_length=clip_length, clip_stride=clip_stride, boundary=boundary,
                               short_side=short_side, max_size=max_size, size_divisible=size_divisible,
                               device=device, amp_dtype=amp_dtype, fold_bn=False)
@@ -134,6 +182,9 @@ class StreamingDetector:
                                       position=self.placement.position,
                                       interpolation=self.placement.interpolation)
         self.delay = self.placement.delay
+        self.parts = parts
+        if parts is not None:
+            parts.check(clip_length=clip_length, clip_stride=clip_stride, feature_layer=probe.model.feature_3d)
         self.reset()
 
     @classmethod
@@ -233,6 +284,10 @@ class StreamingDetector:
             return False
         d = self.detector
         tensor = d._clips([clip], self._frames).to(d.device)
+        if self.parts is not None:
+            self._anchors[anchor] = self.parts.features(tensor, torch.tensor(self._resized))[0]
+            self.stats["forwards_3d"] += 1
+            return True
         with torch.autocast(d.device.type, dtype=d.amp_dtype or torch.bfloat16, enabled=d.amp_dtype is not None):
             features = d.model.backbone_3d(tensor, [self._resized])[d.model.feature_3d]
         self._anchors[anchor] = features[0]
@@ -241,6 +296,15 @@ class StreamingDetector:
 
     def _detect(self, frame: int, features: torch.Tensor) -> FrameDetections:
         d = self.detector
+        if self.parts is not None:
+            h, w = self._resized
+            keyframe = stack_padded([to_tensor(self._frames[frame])], d.size_divisible)
+            boxes, scores, labels = self.parts.detect(
+                keyframe, features[None].contiguous(), torch.tensor([h, w]),
+                torch.tensor([h / self.size[0], w / self.size[1]], dtype=torch.float32), torch.tensor(self.size))
+            n = len(scores)
+            return FrameDetections(video=np.zeros(n, np.int64), frame=np.full(n, frame), label=labels.numpy(),
+                                   score=scores.numpy(), boxes=boxes.numpy().reshape(n, 4))
         with torch.autocast(d.device.type, dtype=d.amp_dtype or torch.bfloat16, enabled=d.amp_dtype is not None):
             return d._detect([frame], self._frames, None, [features[None]], 0, self.size)
 
