@@ -335,15 +335,13 @@ def test_demo_reads_a_network_stream(demo_setup):
 
 
 # -- exported parts --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("fmt", ["exported-program", pytest.param("onnx", marks=pytest.mark.slow)])
-def test_stream_on_exported_parts_equals_eager(model, tmp_path, fmt):
+def test_stream_on_exported_parts_equals_eager(model, tmp_path, fmt="exported-program"):
     """``tools/export.py --parts``'s two files (3D part per anchor, frame part per frame) give the eager stream's
-    detections; files exported from another clip are refused."""
+    detections; files exported from another clip are refused. (ONNX parts: test_export.py, and the demo's
+    onnxruntime backend in test_demo_streams_a_video_file.)"""
     from s3d_det.deploy.export import export_detector
     from s3d_det.engine.streaming import ExportedParts
 
-    if fmt == "onnx":
-        pytest.importorskip("onnxruntime", reason="the ONNX backend needs onnxruntime (the dev extra)")
     (tmp_path / "parts").mkdir()
     export_detector(model, fmt, str(tmp_path / "parts"), parts=True, height=64, width=64, clip_length=4,
                     size_divisible=32)
@@ -361,3 +359,23 @@ def test_stream_on_exported_parts_equals_eager(model, tmp_path, fmt):
     (tmp_path / "parts" / "meta.json").write_text(json.dumps({"clip_length": 8}))
     with pytest.raises(ValueError, match="exported with clip_length 8, the config has 4"):
         StreamingDetector(model, **INPUT, parts=ExportedParts(str(tmp_path / "parts")))
+
+
+def test_demo_stops_cleanly_when_the_frame_size_changes(demo_setup, tmp_path, monkeypatch, capsys):
+    """A camera switching resolution: the stream ends at the last frame of the first size, every frame before it
+    gets its record, and the outputs are complete (in process, the reader replaced)."""
+    spec = importlib.util.spec_from_file_location("demo_tool", ROOT / "tools" / "demo.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    tmp, _ = demo_setup
+    source = MemorySource(9)
+    frames = [source.read([f])[f] for f in range(1, 10)] + [np.zeros((40, 64, 3), np.uint8)] * 3
+    monkeypatch.setattr(tool, "read_frames", lambda *args: iter(frames))
+    monkeypatch.setenv("S3D_DET_DATASETS", str(tmp_path))
+    status = tool.main(["--config-file", str(ROOT / "configs/synthetic/s3dg_tiny.yaml"), "--weights",
+                        str(tmp / "w.pth"), "--input", str(tmp / "in.mp4"), "--json", str(tmp_path / "o.jsonl"),
+                        "--backend", "pytorch", "--quiet", *OVERRIDES])
+    assert status == 0
+    assert "9 frames of" in capsys.readouterr().out
+    records = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert [r["frame"] for r in records] == list(range(1, 10))

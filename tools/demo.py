@@ -3,17 +3,17 @@
 
     python tools/demo.py --config-file CFG --weights W --input 0|rtsp://...|http://...|FILE
         [--show] [--output OUT.mp4] [--json OUT.jsonl] [--delay D] [--score-thresh 0.5] [--max-frames N]
-        [--fps FPS] [--backend auto|pytorch|onnxruntime] [--exported DIR] [--force] [KEY VALUE ...]
+        [--fps FPS] [--backend pytorch|onnxruntime] [--exported DIR] [--force] [KEY VALUE ...]
 
 Frames come one at a time from OpenCV (a camera index such as 0, a URL, or a file, with no frame count asked
 for); each frame's detections come out ``--delay`` D frames later (``s3d_det.engine.streaming``): D = 0 gives
 causal clips that end at the frame, the default the smallest D that gives training's centred clips. Boxes carry
 track IDs from online tube linking (``evaluation.linking.OnlineLinker``, per action, every drawn detection
 kept); the frame rate of the detections and each frame's latency (arrival to detections, the D frames' wait
-included) are drawn on the frame. The networks run in onnxruntime when it is installed (``--backend auto``, the
-default: the fastest on the CPU, docs/benchmarks.md), on the model's two parts (the 3D part per anchor, the frame
-part per frame) exported to ONNX on first use and cached (``$S3D_DET_CACHE``, default ``~/.cache/s3d_det``);
-``--backend pytorch`` runs the model itself; ``--exported DIR`` runs the files ``tools/export.py --parts`` wrote.
+included) are drawn on the frame. The networks run in PyTorch (the fastest for the quick-start model on the CPU,
+docs/benchmarks.md), or with ``--backend onnxruntime`` on the model's two parts (the 3D part per anchor, the frame
+part per frame) exported to ONNX on first use and cached (``$S3D_DET_CACHE``, default ``~/.cache/s3d_det``;
+faster for R50 + S3D-G with many proposals); ``--exported DIR`` runs the files ``tools/export.py --parts`` wrote.
 
 Outputs, each optional: ``--show`` a window ('q' or Esc stops), ``--output`` the drawn video (.mp4 or .avi, at the
 input's frame rate, else ``--fps``, default 25), ``--json`` one JSON record per input frame, in order::
@@ -63,9 +63,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="OUT.jsonl", help="write one JSON record per input frame")
     parser.add_argument("--delay", type=int, metavar="D",
                         help="frames between a frame and its detections (default: the centred clips')")
-    parser.add_argument("--backend", choices=("auto", "pytorch", "onnxruntime"), default="auto",
-                        help="how the networks run: PyTorch, or onnxruntime on the model's parts exported to ONNX "
-                             "once (cached); auto (default): onnxruntime when it is installed")
+    parser.add_argument("--backend", choices=("pytorch", "onnxruntime"), default="pytorch",
+                        help="how the networks run: PyTorch (default), or onnxruntime on the model's parts exported "
+                             "to ONNX once (cached)")
     parser.add_argument("--exported", metavar="DIR",
                         help="run the networks from the files tools/export.py --parts wrote (onnxruntime, "
                              "torch.export or TorchScript) instead of PyTorch")
@@ -233,8 +233,8 @@ class Outputs:
 
 
 def backend_parts(args, cfg, model, names: List[str]):
-    """The exported parts the stream runs (``--exported``, or for ``--backend onnxruntime`` / ``auto`` with
-    onnxruntime installed the model's parts exported to ONNX, once per model, in the cache), or None: PyTorch."""
+    """The exported parts the stream runs (``--exported``, or for ``--backend onnxruntime`` the model's parts
+    exported to ONNX, once per model, in the cache), or None: PyTorch."""
     import importlib.util
 
     import torch
@@ -245,19 +245,19 @@ def backend_parts(args, cfg, model, names: List[str]):
     threads = torch.get_num_threads()
     if args.exported:
         return ExportedParts(args.exported, threads=threads)
-    if args.backend == "pytorch" or (args.backend == "auto" and importlib.util.find_spec("onnxruntime") is None):
+    if args.backend == "pytorch":
         return None
-    if importlib.util.find_spec("onnxruntime") is None:
-        raise ValueError("--backend onnxruntime: onnxruntime is not installed (pip install onnxruntime)")
+    for module in ("onnxruntime", "onnxscript"):
+        if importlib.util.find_spec(module) is None:
+            raise ValueError(f"--backend onnxruntime: {module} is not installed (pip install onnxruntime onnx "
+                             "onnxscript, or the dev extra)")
     try:
         folder, made = cached_parts(model, cfg, weights=args.weights, class_names=names)
-    except Exception as e:  # noqa: BLE001 - auto falls back on any export failure, saying why
-        if args.backend == "onnxruntime":
-            raise ValueError(f"--backend onnxruntime: the model does not export to ONNX ({type(e).__name__}: "
-                             f"{' '.join(str(e).split())[:200]})") from None
-        logger.warning("the model does not export to ONNX (%s: %s): running it in PyTorch", type(e).__name__,
-                       " ".join(str(e).split())[:200])
-        return None
+    except OSError:
+        raise
+    except Exception as e:  # noqa: BLE001 - an exporter failure, whatever its type, is one line
+        raise ValueError(f"--backend onnxruntime: the model does not export to ONNX ({type(e).__name__}: "
+                         f"{' '.join(str(e).split())[:200]})") from None
     if made:
         logger.warning("exported the model's parts to ONNX once, for onnxruntime: %s (reused next time)", folder)
     return ExportedParts(folder, threads=threads)
@@ -270,7 +270,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from s3d_det.config import load_config
     from s3d_det.data.frames import usable_fps
     from s3d_det.engine.defaults import action_names, build_model, flow_stream
-    from s3d_det.engine.streaming import StreamingDetector
+    from s3d_det.engine.streaming import FrameSizeChanged, StreamingDetector
     from s3d_det.evaluation.linking import OnlineLinker
 
     if not os.path.isfile(args.weights):
@@ -292,7 +292,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     linker = OnlineLinker(nms_iou=None, top_k=1 << 20)
     pending = {}  # the input frames not yet drawn, by number
     latencies: List[float] = []
-    stop = {"signal": None}
+    stop = {"signal": None, "reason": ""}
 
     def request_stop(signum, _frame):
         if stop["signal"] is not None:  # a second Ctrl-C: stop at once
@@ -324,8 +324,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
             with torch.inference_mode():
                 for image in read_frames(capture, args.input, live):
-                    pending[stream.count + 1] = image
-                    emit(stream.push(image))
+                    try:
+                        ready = stream.push(image)
+                    except FrameSizeChanged as e:  # the frames so far stay a complete stream
+                        logger.warning("%s: %s; the stream ends at frame %d", args.input, e, stream.count)
+                        stop["reason"] = f" (stopped: frame {stream.count + 1} changed size)"
+                        break
+                    pending[stream.count] = image
+                    emit(ready)
                     if not args.quiet and stream.count % 25 == 0:
                         print(f"\r{stream.count} frames", end="", file=sys.stderr, flush=True)
                     if stop["signal"] is not None or outputs.stop_requested or stream.count == args.max_frames:
@@ -340,7 +346,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.quiet:
         print("", file=sys.stderr)
     lat = np.array(latencies) * 1e3
-    reason = {None: "", signal.SIGINT: " (stopped by Ctrl-C)", signal.SIGTERM: " (stopped by SIGTERM)"}[stop["signal"]]
+    reason = {None: stop["reason"], signal.SIGINT: " (stopped by Ctrl-C)",
+              signal.SIGTERM: " (stopped by SIGTERM)"}[stop["signal"]]
     backend = parts.backend if parts is not None else "pytorch"
     print(f"{stream.count} frames of {args.input}{reason}, delay {stream.delay} frames, {backend}: "
           f"{stream.count / elapsed:.1f} "

@@ -40,9 +40,15 @@ from s3d_det.evaluation.detections import FrameDetections
 
 from .inference import VideoDetector
 
-__all__ = ["ClipPlacement", "clip_placement", "centred_delay", "StreamResult", "ExportedParts", "StreamingDetector"]
+__all__ = ["FrameSizeChanged", "ClipPlacement", "clip_placement", "centred_delay", "StreamResult", "ExportedParts",
+           "StreamingDetector"]
 
 _UNKNOWN_END = 1 << 40  # the frame count used for the boundary rule until the stream ends
+
+
+class FrameSizeChanged(ValueError):
+    """A stream's frame of another size than its first (e.g. a camera switching resolution): the frame is not
+    taken; the stream so far can still be finished."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -230,7 +236,7 @@ class StreamingDetector:
             self.size = tuple(int(v) for v in image.shape[:2])
             self._resized = resized_shape(*self.size, self.detector.short_side, self.detector.max_size)
         elif tuple(image.shape[:2]) != self.size:
-            raise ValueError(f"stream frame {frame} is {image.shape[0]}x{image.shape[1]} (h x w), the first "
+            raise FrameSizeChanged(f"stream frame {frame} is {image.shape[0]}x{image.shape[1]} (h x w), the first "
                              f"{self.size[0]}x{self.size[1]}: all frames of a stream must have one size")
         self._arrived[frame] = time.perf_counter()
         self._frames[frame] = resize_frame(image, self._resized)
