@@ -56,8 +56,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per setting (default: 3)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    parser.add_argument("--backends", nargs="+", choices=("pytorch", "onnxruntime"), default=["pytorch", "onnxruntime"],
-                        help="how the networks run (default: both)")
+    parser.add_argument("--backends", nargs="+", choices=("pytorch", "onnxruntime"), default=None,
+                        help="how the networks run (default: both on the CPU, pytorch on CUDA)")
     parser.add_argument("--input-fps", type=float, default=25.0, help="the live source's rate (default: 25)")
     parser.add_argument("--json", metavar="FILE", help="also write every figure to FILE")
     args = parser.parse_args(argv)
@@ -65,6 +65,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.error("--frames and --r50-frames must be at least 16, --repeats at least 1, --input-fps positive")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available here")
+    args.backends = args.backends or (["pytorch"] if args.device == "cuda" else ["pytorch", "onnxruntime"])
+    if args.device == "cuda" and "onnxruntime" in args.backends:
+        parser.error("--device cuda: the onnxruntime backend runs on the CPU; give --backends pytorch")
     return args
 
 

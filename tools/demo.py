@@ -3,17 +3,18 @@
 
     python tools/demo.py --config-file CFG --weights W --input 0|rtsp://...|http://...|FILE
         [--show] [--output OUT.mp4] [--json OUT.jsonl] [--delay D] [--score-thresh 0.5] [--max-frames N]
-        [--fps FPS] [--backend pytorch|onnxruntime] [--exported DIR] [--force] [KEY VALUE ...]
+        [--fps FPS] [--backend auto|pytorch|onnxruntime] [--exported DIR] [--force] [KEY VALUE ...]
 
 Frames come one at a time from OpenCV (a camera index such as 0, a URL, or a file, with no frame count asked
 for); each frame's detections come out ``--delay`` D frames later (``s3d_det.engine.streaming``): D = 0 gives
 causal clips that end at the frame, the default the smallest D that gives training's centred clips. Boxes carry
 track IDs from online tube linking (``evaluation.linking.OnlineLinker``, per action, every drawn detection
 kept); the frame rate of the detections and each frame's latency (arrival to detections, the D frames' wait
-included) are drawn on the frame. The networks run in PyTorch (the fastest for the quick-start model on the CPU,
-docs/benchmarks.md), or with ``--backend onnxruntime`` on the model's two parts (the 3D part per anchor, the frame
-part per frame) exported to ONNX on first use and cached (``$S3D_DET_CACHE``, default ``~/.cache/s3d_det``;
-faster for R50 + S3D-G with many proposals); ``--exported DIR`` runs the files ``tools/export.py --parts`` wrote.
+included) are drawn on the frame. The networks run in onnxruntime when it is installed (``--backend auto``, the
+default: 1.2-1.4x PyTorch's frame rate for the quick-start model, 1.1-1.2x for R50 + S3D-G on 2 CPU cores,
+docs/benchmarks.md), on the model's two parts (the 3D part per anchor, the frame part per frame) exported to ONNX
+on first use and cached (``$S3D_DET_CACHE``, default ``~/.cache/s3d_det``); ``--backend pytorch`` runs the model
+itself; ``--exported DIR`` runs the files ``tools/export.py --parts`` wrote.
 
 Outputs, each optional: ``--show`` a window ('q' or Esc stops), ``--output`` the drawn video (.mp4 or .avi, at the
 input's frame rate, else ``--fps``, default 25), ``--json`` one JSON record per input frame, in order::
@@ -63,9 +64,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="OUT.jsonl", help="write one JSON record per input frame")
     parser.add_argument("--delay", type=int, metavar="D",
                         help="frames between a frame and its detections (default: the centred clips')")
-    parser.add_argument("--backend", choices=("pytorch", "onnxruntime"), default="pytorch",
-                        help="how the networks run: PyTorch (default), or onnxruntime on the model's parts exported "
-                             "to ONNX once (cached)")
+    parser.add_argument("--backend", choices=("auto", "pytorch", "onnxruntime"), default="auto",
+                        help="how the networks run: PyTorch, or onnxruntime on the model's parts exported to ONNX "
+                             "once (cached); auto (default): onnxruntime when it is installed, else PyTorch")
     parser.add_argument("--exported", metavar="DIR",
                         help="run the networks from the files tools/export.py --parts wrote (onnxruntime, "
                              "torch.export or TorchScript) instead of PyTorch")
@@ -233,8 +234,9 @@ class Outputs:
 
 
 def backend_parts(args, cfg, model, names: List[str]):
-    """The exported parts the stream runs (``--exported``, or for ``--backend onnxruntime`` the model's parts
-    exported to ONNX, once per model, in the cache), or None: PyTorch."""
+    """The exported parts the stream runs (``--exported``, or for ``--backend onnxruntime``, and ``auto`` with
+    onnxruntime installed, the model's parts exported to ONNX, once per model, in the cache), or None: PyTorch.
+    Under ``auto`` a model that does not export runs in PyTorch, with a warning saying why."""
     import importlib.util
 
     import torch
@@ -245,19 +247,21 @@ def backend_parts(args, cfg, model, names: List[str]):
     threads = torch.get_num_threads()
     if args.exported:
         return ExportedParts(args.exported, threads=threads)
-    if args.backend == "pytorch":
+    missing = [m for m in ("onnxruntime", "onnxscript", "onnx") if importlib.util.find_spec(m) is None]
+    if args.backend == "pytorch" or (args.backend == "auto" and missing):
         return None
-    for module in ("onnxruntime", "onnxscript"):
-        if importlib.util.find_spec(module) is None:
-            raise ValueError(f"--backend onnxruntime: {module} is not installed (pip install onnxruntime onnx "
-                             "onnxscript, or the dev extra)")
+    if missing:
+        raise ValueError(f"--backend onnxruntime: {', '.join(missing)} not installed (pip install onnxruntime onnx "
+                         "onnxscript, or the dev extra)")
     try:
         folder, made = cached_parts(model, cfg, weights=args.weights, class_names=names)
-    except OSError:
-        raise
     except Exception as e:  # noqa: BLE001 - an exporter failure, whatever its type, is one line
-        raise ValueError(f"--backend onnxruntime: the model does not export to ONNX ({type(e).__name__}: "
-                         f"{' '.join(str(e).split())[:200]})") from None
+        why = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
+        if args.backend == "onnxruntime" or isinstance(e, OSError):
+            raise ValueError(f"--backend {args.backend}: the model's parts could not be exported to ONNX "
+                             f"({why})") from None
+        logger.warning("the model's parts do not export to ONNX (%s): running it in PyTorch", why)
+        return None
     if made:
         logger.warning("exported the model's parts to ONNX once, for onnxruntime: %s (reused next time)", folder)
     return ExportedParts(folder, threads=threads)

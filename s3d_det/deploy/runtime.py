@@ -50,6 +50,9 @@ class ExportedRunner:
             options = ort.SessionOptions()
             if threads:
                 options.intra_op_num_threads = threads
+            # onnxruntime's idle threads spin after each run by default, taking the cores from the PyTorch and
+            # OpenCV work between calls (frame resizing, the other part): off
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
             self.input_names = [i.name for i in self._session.get_inputs()]
             self.backend = "onnxruntime"
