@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 from s3d_det.utils.errors import run_tool
 from s3d_det.utils.io import atomic_write, write_json
@@ -77,24 +77,6 @@ def check_args(args) -> None:
                                  "onnxruntime)") from None
 
 
-def class_names(cfg, weights: str) -> List[str]:
-    """The dataset's action names when its ground truth is there, else "action K" for the weights' K actions."""
-    from s3d_det.engine.defaults import load_dataset_gt
-
-    try:
-        gt, _ = load_dataset_gt(cfg, make_synthetic=False)
-        return list(gt["labels"])
-    except FileNotFoundError:
-        pass
-    from s3d_det.checkpoint.training import load_checkpoint
-
-    state = load_checkpoint(weights)
-    logits = state.get("model", state).get("roi_head.box_predictor.cls_score.weight")
-    if logits is None:
-        raise ValueError(f"{weights} holds no roi_head.box_predictor.cls_score.weight: not a detector")
-    return [f"action {k}" for k in range(logits.shape[0] - 1)]
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     check_args(args)
@@ -102,12 +84,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from s3d_det.config import load_config
     from s3d_det.deploy.export import default_size, export_detector, export_parts_folder, meta
-    from s3d_det.engine.defaults import build_model
+    from s3d_det.engine.defaults import action_names, build_model
 
     cfg = load_config(args.config_file, list(args.opts) + ["MODEL.WEIGHTS", args.weights, "MODEL.DEVICE", "cpu"])
     if cfg.MODEL.TWO_STREAM.FLOW_CONFIG:
         raise ValueError(f"{args.config_file}: a two-stream detector does not export; export each stream's config")
-    names = class_names(cfg, args.weights)
+    names = action_names(cfg, args.weights)
     model = build_model(cfg, num_classes=len(names)).eval()
     divisible = cfg.INPUT.SIZE_DIVISIBLE or 1
     height, width = (args.height, args.width) if args.height else default_size(cfg.INPUT.SHORT_SIDE_TEST, divisible)
