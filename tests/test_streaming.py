@@ -220,7 +220,7 @@ def test_demo_streams_a_video_file(demo_setup):
         assert proc.returncode == 0, proc.stderr
         assert f"24 frames of in.mp4, delay {delay} frames, {backend}:" in proc.stdout
         if backend == "onnxruntime":  # exported once into the cache, reused
-            assert "exported the model's parts to ONNX once" in proc.stderr
+            assert "exporting the model's parts to ONNX for onnxruntime, once" in proc.stderr
             assert len(list((tmp / "cache" / "exported").glob("*/frame.onnx"))) == 1
         records = [json.loads(line) for line in (tmp / f"d{delay}.jsonl").read_text().splitlines()]
         assert [r["frame"] for r in records] == list(range(1, 25))  # one record per input frame

@@ -241,7 +241,7 @@ def backend_parts(args, cfg, model, names: List[str]):
 
     import torch
 
-    from s3d_det.deploy.export import cached_parts
+    from s3d_det.deploy.export import cached_parts, parts_cache_folder
     from s3d_det.engine.streaming import ExportedParts
 
     threads = torch.get_num_threads()
@@ -253,8 +253,12 @@ def backend_parts(args, cfg, model, names: List[str]):
     if missing:
         raise ValueError(f"--backend onnxruntime: {', '.join(missing)} not installed (pip install onnxruntime onnx "
                          "onnxscript, or the dev extra)")
+    folder = parts_cache_folder(cfg, weights=args.weights)
+    if not os.path.isfile(os.path.join(folder, "meta.json")):
+        logger.warning("exporting the model's parts to ONNX for onnxruntime, once (about 30 s for the quick-start "
+                       "model, minutes for R50 + S3D-G; kept in %s; --backend pytorch skips it)", folder)
     try:
-        folder, made = cached_parts(model, cfg, weights=args.weights, class_names=names)
+        folder, _ = cached_parts(model, cfg, weights=args.weights, class_names=names)
     except Exception as e:  # noqa: BLE001 - an exporter failure, whatever its type, is one line
         why = f"{type(e).__name__}: {' '.join(str(e).split())[:200]}"
         if args.backend == "onnxruntime" or isinstance(e, OSError):
@@ -262,8 +266,6 @@ def backend_parts(args, cfg, model, names: List[str]):
                              f"({why})") from None
         logger.warning("the model's parts do not export to ONNX (%s): running it in PyTorch", why)
         return None
-    if made:
-        logger.warning("exported the model's parts to ONNX once, for onnxruntime: %s (reused next time)", folder)
     return ExportedParts(folder, threads=threads)
 
 

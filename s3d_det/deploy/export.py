@@ -28,7 +28,7 @@ from torch import nn
 from .modules import Clip3DForExport, DetectorForExport, FrameForExport, check_exportable
 
 __all__ = ["FORMATS", "SUFFIXES", "OPSET", "PARTS", "example_inputs", "export_module", "export_detector", "meta",
-           "default_size", "export_parts_folder", "cached_parts"]
+           "default_size", "export_parts_folder", "parts_cache_folder", "cached_parts"]
 
 FORMATS = ("onnx", "torchscript", "exported-program")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt", "exported-program": ".pt2"}
@@ -230,19 +230,24 @@ def export_parts_folder(model: nn.Module, cfg, fmt: str, out: str, *, class_name
     return {name: os.path.join(out, os.path.basename(path)) for name, path in files.items()}
 
 
-def cached_parts(model: nn.Module, cfg, *, weights: str, class_names: List[str], fmt: str = "onnx",
-                 cache_dir: Optional[str] = None) -> Tuple[str, bool]:
-    """The folder of ``model``'s exported parts in ``fmt`` under ``cache_dir`` (default ``$S3D_DET_CACHE``, else
-    ``~/.cache/s3d_det``)/exported/<key>, exported there first when missing. The key digests the config, the weights
-    file (path, size, modification time), the format and the torch version. Returns (folder, whether it was made
-    now)."""
+def parts_cache_folder(cfg, *, weights: str, fmt: str = "onnx", cache_dir: Optional[str] = None) -> str:
+    """Where ``cached_parts`` keeps the parts of the model ``cfg`` and ``weights`` make (see there)."""
     import hashlib
 
     stat = os.stat(weights)
     key = hashlib.sha256("\n".join([cfg.dump(), os.path.realpath(weights), str(stat.st_size), str(stat.st_mtime_ns),
                                     fmt, torch.__version__, torchvision.__version__]).encode()).hexdigest()[:16]
     root = cache_dir or os.environ.get("S3D_DET_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "s3d_det")
-    folder = os.path.join(root, "exported", key)
+    return os.path.join(root, "exported", key)
+
+
+def cached_parts(model: nn.Module, cfg, *, weights: str, class_names: List[str], fmt: str = "onnx",
+                 cache_dir: Optional[str] = None) -> Tuple[str, bool]:
+    """The folder of ``model``'s exported parts in ``fmt`` under ``cache_dir`` (default ``$S3D_DET_CACHE``, else
+    ``~/.cache/s3d_det``)/exported/<key>, exported there first when missing. The key digests the config, the weights
+    file (path, size, modification time), the format and the torch version. Returns (folder, whether it was made
+    now)."""
+    folder = parts_cache_folder(cfg, weights=weights, fmt=fmt, cache_dir=cache_dir)
     if os.path.isfile(os.path.join(folder, "meta.json")):
         return folder, False
     try:
