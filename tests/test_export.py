@@ -215,6 +215,14 @@ def test_tool_bad_input_is_one_line_and_exit_2(tiny_weights, tmp_path, capsys, m
                              capsys)
     assert status == 2 and "exists" in err and err.count("\n") == 1
     assert open(out).read() == "a user's file"
+    # --parts --force replaces an earlier export's folder only, never a folder holding anything else
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "precious.txt").write_text("keep")
+    status, err = run_export(["--config-file", TINY, "--weights", tiny_weights, "--format", "torchscript", "--parts",
+                              "--height", "64", "--width", "96", "--force", str(folder)], capsys)
+    assert status == 2 and "precious.txt" in err and "not replaced" in err and err.count("\n") == 1, err
+    assert sorted(os.listdir(folder)) == ["precious.txt"]
 
 
 def test_tool_writes_the_file_and_its_meta(tiny_weights, tmp_path, capsys, monkeypatch):

@@ -346,7 +346,9 @@ def test_stream_on_exported_parts_equals_eager(model, tmp_path, fmt="exported-pr
     export_detector(model, fmt, str(tmp_path / "parts"), parts=True, height=64, width=64, clip_length=4,
                     size_divisible=32)
     n = 13
-    images = MemorySource(n).read(list(range(1, n + 1)))
+    # frames twice as wide as the traced ones (padded 64 x 128, traced at 64 x 64): the parts' sizes are dynamic
+    images = {f: np.concatenate([image, image[:, ::-1]], axis=1)
+              for f, image in MemorySource(n).read(list(range(1, n + 1))).items()}
     _, eager, _ = stream(model, images, delay=1)
     parts = ExportedParts(str(tmp_path / "parts"))
     _, exported, _ = stream(model, images, delay=1, parts=parts)
@@ -358,6 +360,9 @@ def test_stream_on_exported_parts_equals_eager(model, tmp_path, fmt="exported-pr
         np.testing.assert_allclose(a.detections.boxes, b.detections.boxes, atol=0.5)
     (tmp_path / "parts" / "meta.json").write_text(json.dumps({"clip_length": 8}))
     with pytest.raises(ValueError, match="exported with clip_length 8, the config has 4"):
+        StreamingDetector(model, **INPUT, parts=ExportedParts(str(tmp_path / "parts")))
+    (tmp_path / "parts" / "meta.json").write_text(json.dumps({"classes": ["a"] * 5, "size_divisible": 32}))
+    with pytest.raises(ValueError, match="exported with 5 actions, the model has 3"):
         StreamingDetector(model, **INPUT, parts=ExportedParts(str(tmp_path / "parts")))
 
 

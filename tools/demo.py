@@ -248,7 +248,10 @@ def backend_parts(args, cfg, model, names: List[str]):
     if args.exported:
         return ExportedParts(args.exported, threads=threads)
     missing = [m for m in ("onnxruntime", "onnxscript", "onnx") if importlib.util.find_spec(m) is None]
-    if args.backend == "pytorch" or (args.backend == "auto" and missing):
+    from s3d_det.engine.defaults import resolve_device
+
+    cuda = resolve_device(cfg.MODEL.DEVICE).type == "cuda"
+    if args.backend == "pytorch" or (args.backend == "auto" and (missing or cuda)):  # onnxruntime runs on the CPU
         return None
     if missing:
         raise ValueError(f"--backend onnxruntime: {', '.join(missing)} not installed (pip install onnxruntime onnx "
@@ -364,4 +367,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    sys.exit(run_tool(main))
+    try:
+        sys.exit(run_tool(main))
+    except KeyboardInterrupt:  # before the stream started (e.g. in the first export), or a second Ctrl-C
+        print("error: interrupted; no output was written", file=sys.stderr)
+        sys.exit(130)

@@ -79,16 +79,26 @@ def _nms_may_keep_any_number():
         lib._destroy()
 
 
-def _dynamic_shapes(names: Sequence[str], size_divisible: int) -> Dict[str, Any]:
+def _dynamic_shapes(inputs: Mapping[str, torch.Tensor], size_divisible: int) -> Dict[str, Any]:
+    """Height and width dynamic in every input that has them: the frames' (multiples of ``size_divisible``) and the
+    3D features' (the frames' over the feature stride, tied to them when the stride divides ``size_divisible``)."""
     from torch.export import Dim
 
     if size_divisible > 1:
-        h = size_divisible * Dim("h_blocks", min=1, max=8192 // size_divisible)
-        w = size_divisible * Dim("w_blocks", min=1, max=8192 // size_divisible)
+        hb = Dim("h_blocks", min=1, max=8192 // size_divisible)
+        wb = Dim("w_blocks", min=1, max=8192 // size_divisible)
+        h, w = size_divisible * hb, size_divisible * wb
     else:
         h, w = Dim("height", min=2, max=8192), Dim("width", min=2, max=8192)
     spatial = {"keyframe": {2: h, 3: w}, "clip": {3: h, 4: w}}
-    return {name: spatial.get(name) for name in names}
+    if "features" in inputs:
+        frame = inputs["keyframe" if "keyframe" in inputs else "clip"].shape[-2]
+        stride = frame // inputs["features"].shape[3]
+        if size_divisible > 1 and size_divisible % stride == 0:
+            spatial["features"] = {3: (size_divisible // stride) * hb, 4: (size_divisible // stride) * wb}
+        else:
+            spatial["features"] = {3: Dim("feature_h", min=1, max=8192), 4: Dim("feature_w", min=1, max=8192)}
+    return {name: spatial.get(name) for name in inputs}
 
 
 def export_module(module: nn.Module, inputs: Mapping[str, torch.Tensor], fmt: str, path: str, *,
@@ -107,7 +117,7 @@ def export_module(module: nn.Module, inputs: Mapping[str, torch.Tensor], fmt: st
                 traced = torch.jit.trace(module, args, check_trace=False)
             traced.save(path)
             return
-        shapes = _dynamic_shapes(list(inputs), size_divisible) if dynamic else None
+        shapes = _dynamic_shapes(inputs, size_divisible) if dynamic else None
         with warnings.catch_warnings(), _nms_may_keep_any_number():
             warnings.filterwarnings("ignore", message=".*create_unbacked_symint.*")
             program = torch.export.export(module, args, dynamic_shapes=shapes, strict=False)
@@ -211,6 +221,11 @@ def export_parts_folder(model: nn.Module, cfg, fmt: str, out: str, *, class_name
     info = dict(clip_stride=cfg.INPUT.CLIP_STRIDE, size_divisible=divisible, short_side=cfg.INPUT.SHORT_SIDE_TEST,
                 max_size=cfg.INPUT.MAX_SIZE, class_names=class_names, fold_bn=fold_bn, **settings)
     out = os.path.abspath(out)
+    if replace and os.path.isdir(out) and not os.path.islink(out):
+        foreign = sorted(f for f in os.listdir(out) if f != "meta.json" and os.path.splitext(f)[0] not in PARTS)
+        if foreign:
+            raise ValueError(f"{out} holds files an export did not write ({', '.join(foreign[:5])}): it is not "
+                             "replaced; give another folder")
     parent = os.path.dirname(out)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".tmp_{os.getpid()}_")
@@ -231,12 +246,22 @@ def export_parts_folder(model: nn.Module, cfg, fmt: str, out: str, *, class_name
 
 
 def parts_cache_folder(cfg, *, weights: str, fmt: str = "onnx", cache_dir: Optional[str] = None) -> str:
-    """Where ``cached_parts`` keeps the parts of the model ``cfg`` and ``weights`` make (see there)."""
+    """Where ``cached_parts`` keeps the parts of the model ``cfg`` and ``weights`` make: a key digesting the config,
+    the weights file (path, size, times, inode), the format, the torch versions and the code of ``s3d_det.deploy``
+    and ``s3d_det.modeling``."""
+    import glob
     import hashlib
 
     stat = os.stat(weights)
-    key = hashlib.sha256("\n".join([cfg.dump(), os.path.realpath(weights), str(stat.st_size), str(stat.st_mtime_ns),
-                                    fmt, torch.__version__, torchvision.__version__]).encode()).hexdigest()[:16]
+    digest = hashlib.sha256("\n".join([cfg.dump(), os.path.realpath(weights), str(stat.st_size), str(stat.st_mtime_ns),
+                                       str(stat.st_ino), str(stat.st_ctime_ns), fmt, torch.__version__,
+                                       torchvision.__version__]).encode())
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for source in sorted(glob.glob(os.path.join(package, "deploy", "*.py")) +
+                         glob.glob(os.path.join(package, "modeling", "*.py"))):
+        with open(source, "rb") as f:  # the code that builds and exports the model: a fix invalidates old exports
+            digest.update(f.read())
+    key = digest.hexdigest()[:16]
     root = cache_dir or os.environ.get("S3D_DET_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "s3d_det")
     return os.path.join(root, "exported", key)
 
@@ -244,9 +269,8 @@ def parts_cache_folder(cfg, *, weights: str, fmt: str = "onnx", cache_dir: Optio
 def cached_parts(model: nn.Module, cfg, *, weights: str, class_names: List[str], fmt: str = "onnx",
                  cache_dir: Optional[str] = None) -> Tuple[str, bool]:
     """The folder of ``model``'s exported parts in ``fmt`` under ``cache_dir`` (default ``$S3D_DET_CACHE``, else
-    ``~/.cache/s3d_det``)/exported/<key>, exported there first when missing. The key digests the config, the weights
-    file (path, size, modification time), the format and the torch version. Returns (folder, whether it was made
-    now)."""
+    ``~/.cache/s3d_det``)/exported/<key> (``parts_cache_folder``), exported there first when missing. Returns
+    (folder, whether it was made now)."""
     folder = parts_cache_folder(cfg, weights=weights, fmt=fmt, cache_dir=cache_dir)
     if os.path.isfile(os.path.join(folder, "meta.json")):
         return folder, False

@@ -91,7 +91,8 @@ class ExportedParts:
     (clip (1, C, T, H, W), image_size (2,) -> features (1, C', T', h, w)) and ``DIR/frame.<ext>`` (keyframe
     (1, 3, H, W), features, image_size, scale (2,), orig_size (2,) -> boxes (K, 4) in original pixels, scores
     (K,), labels (K,)), run by ``deploy.runtime.load_exported`` (``threads``: onnxruntime's intra-op threads).
-    ``check(clip_length, clip_stride, feature_layer)`` refuses files exported from another clip or layer."""
+    ``check(...)`` refuses files exported from another clip, layer, padding or number of actions (those the meta
+    JSON beside them records)."""
 
     def __init__(self, folder: str, *, threads: Optional[int] = None):
         from s3d_det.deploy.export import SUFFIXES
@@ -112,11 +113,16 @@ class ExportedParts:
         self.meta = self.frame.meta or {}
         self.backend = self.frame.backend
 
-    def check(self, *, clip_length: int, clip_stride: int, feature_layer: str) -> None:
-        have = {"clip_length": clip_length, "clip_stride": clip_stride, "feature_layer": feature_layer}
+    def check(self, *, clip_length: int, clip_stride: int, feature_layer: str, size_divisible: int,
+              num_classes: Optional[int] = None) -> None:
+        have = {"clip_length": clip_length, "clip_stride": clip_stride, "feature_layer": feature_layer,
+                "size_divisible": size_divisible}
         for key, value in have.items():
             if key in self.meta and self.meta[key] != value:
                 raise ValueError(f"{self.folder}: exported with {key} {self.meta[key]!r}, the config has {value!r}")
+        classes = len(self.meta.get("classes", ()))
+        if num_classes is not None and classes and classes != num_classes:
+            raise ValueError(f"{self.folder}: exported with {classes} actions, the model has {num_classes}")
 
     def features(self, clip: torch.Tensor, image_size: torch.Tensor) -> torch.Tensor:
         return self.clip_3d(clip, image_size)[0]
@@ -190,7 +196,8 @@ class StreamingDetector:
         self.delay = self.placement.delay
         self.parts = parts
         if parts is not None:
-            parts.check(clip_length=clip_length, clip_stride=clip_stride, feature_layer=probe.model.feature_3d)
+            parts.check(clip_length=clip_length, clip_stride=clip_stride, feature_layer=probe.model.feature_3d,
+                        size_divisible=size_divisible, num_classes=probe.model.roi_head.num_classes)
         self.reset()
 
     @classmethod
