@@ -1,5 +1,6 @@
 import collections, numpy as np
-exec(open('/work/.notes/order_classes_sim_a.py').read().split("def run(")[0])  # video(), feats(), bayes(), I2D, S3D
+import os  # noqa: E402
+exec(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'order_classes_sim_a.py')).read().split("def run(")[0])  # video(), feats(), bayes(), I2D, S3D
 rng = np.random.default_rng(1)
 def video2(d):
     lo = rng.uniform(0, 0.5); hi = lo + rng.uniform(0.4, 0.5)
