@@ -256,6 +256,8 @@ def test_demo_bad_input_is_one_line(demo_setup):
     (tmp / "kept.jsonl").write_text("mine\n")
     cases = [(["--input", "missing.mp4", "--json", "x.jsonl"], "--input: no such file: missing.mp4"),
              (["--input", "in.mp4", "--json", "kept.jsonl"], "kept.jsonl exists"),
+             # said before anything is loaded or exported
+             (["--input", "in.mp4", "--weights", "nope.pth", "--json", "kept.jsonl"], "kept.jsonl exists"),
              (["--input", "w.pth", "--json", "x.jsonl"], "--input w.pth: OpenCV cannot open this video file"),
              (["--input", "in.mp4", "--weights", "nope.pth", "--json", "x.jsonl"], "--weights: no such file"),
              (["--input", "in.mp4", "--show", "--json", "x.jsonl"], "--show needs a display")]

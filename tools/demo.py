@@ -92,6 +92,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
+def check_outputs(args) -> None:
+    """FileExistsError for an existing output without ``--force``: said before the model is built (and exported)."""
+    for path in (args.output, args.json):
+        if path and os.path.exists(path) and not args.force:
+            raise FileExistsError(f"{path} exists: give another path, or --force to replace it")
+
+
 def open_stream(spec: str):
     """An opened ``cv2.VideoCapture`` of a camera index, a URL or a file, and whether it is live (a camera or a
     network stream, whose reads may fail now and then)."""
@@ -135,9 +142,8 @@ class Outputs:
     def __init__(self, args, names: List[str], fps: float):
         self.args, self.names, self.fps = args, names, fps
         self.paths = {key: path for key, path in (("video", args.output), ("json", args.json)) if path}
+        check_outputs(args)
         for path in self.paths.values():
-            if os.path.exists(path) and not args.force:
-                raise FileExistsError(f"{path} exists: give another path, or --force to replace it")
             os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
         self.writer = self.json = self.window = None
         if args.show:
@@ -282,6 +288,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from s3d_det.engine.streaming import FrameSizeChanged, StreamingDetector
     from s3d_det.evaluation.linking import OnlineLinker
 
+    check_outputs(args)
     if not os.path.isfile(args.weights):
         raise FileNotFoundError(f"--weights: no such file: {args.weights}")
     cfg = load_config(args.config_file, list(args.opts) + ["MODEL.WEIGHTS", args.weights])
