@@ -37,6 +37,7 @@ import torch
 from s3d_det.data.clips import map_boundary, resize_frame, resized_shape, to_tensor
 from s3d_det.data.dataset import stack_padded
 from s3d_det.evaluation.detections import FrameDetections
+from s3d_det.modeling.two_stream import TwoStreamDetector
 
 from .inference import VideoDetector
 
@@ -178,13 +179,11 @@ class StreamingDetector:
                  short_side: int = 240, max_size: Optional[int] = 1333, size_divisible: int = 32,
                  delay: Optional[int] = None, device="cpu", amp_dtype: Optional[torch.dtype] = None,
                  fold_bn: bool = True, parts: Optional[ExportedParts] = None):
-        probe = VideoDetector(model, clip_length=clip_length, clip_stride=clip_stride, boundary=boundary,
-                              short_side=short_side, max_size=max_size, size_divisible=size_divisible,
-                              device=device, amp_dtype=amp_dtype, fold_bn=False)
-        if probe.two_stream or probe.model.proposals != "rpn":
+        two_stream = isinstance(model, TwoStreamDetector)
+        if two_stream or getattr(model, "proposals", None) != "rpn":
             raise ValueError("streaming takes an RGB detector that proposes its own boxes (MODEL.PROPOSALS rpn); "
-                             f"this one is {'two-stream' if probe.two_stream else repr(probe.model.proposals)}")
-        st = probe.stride
+                             f"this one is {'two-stream' if two_stream else repr(getattr(model, 'proposals', None))}")
+        st = model.backbone_3d.feature_info[model.feature_3d].stride[0]  # clip positions per feature step
         if delay is None:
             delay = centred_delay(clip_length=clip_length, clip_stride=clip_stride, feature_stride=st)
         self.placement = clip_placement(delay, clip_length=clip_length, clip_stride=clip_stride, feature_stride=st)
@@ -196,8 +195,8 @@ class StreamingDetector:
         self.delay = self.placement.delay
         self.parts = parts
         if parts is not None:
-            parts.check(clip_length=clip_length, clip_stride=clip_stride, feature_layer=probe.model.feature_3d,
-                        size_divisible=size_divisible, num_classes=probe.model.roi_head.num_classes)
+            parts.check(clip_length=clip_length, clip_stride=clip_stride, feature_layer=model.feature_3d,
+                        size_divisible=size_divisible, num_classes=model.roi_head.num_classes)
         self.reset()
 
     @classmethod
@@ -244,7 +243,7 @@ class StreamingDetector:
             self._resized = resized_shape(*self.size, self.detector.short_side, self.detector.max_size)
         elif tuple(image.shape[:2]) != self.size:
             raise FrameSizeChanged(f"stream frame {frame} is {image.shape[0]}x{image.shape[1]} (h x w), the first "
-                             f"{self.size[0]}x{self.size[1]}: all frames of a stream must have one size")
+                                   f"{self.size[0]}x{self.size[1]}: all frames of a stream must have one size")
         self._arrived[frame] = time.perf_counter()
         self._frames[frame] = resize_frame(image, self._resized)
         self.count = self.stats["frames"] = frame
