@@ -39,13 +39,13 @@ import torch
 from s3d_det.config import load_config
 from s3d_det.deploy.export import PARTS, default_size, example_inputs, export_module
 from s3d_det.deploy.runtime import load_exported
+from s3d_det.engine.defaults import known_num_classes
 from s3d_det.modeling.build import build_action_detector_from_cfg
 from s3d_det.modeling.fusion import fold_batchnorm
 from s3d_det.utils.io import available_cores, write_json
 from s3d_det.utils.table import format_table
 
 CONFIGS = ("configs/synthetic/s3dg_tiny.yaml", "configs/ucf24/s3dg_r50_16x1.yaml")
-KNOWN_CLASSES = {"synthetic": 6, "jhmdb": 21, "ucf24": 24}
 BACKENDS = ("eager", "compile", "onnxruntime", "exported-program")
 PART_ORDER = ("clip_3d", "frame", "detector")
 UNITS = {"clip_3d": "clips/s", "frame": "frames/s", "detector": "clips/s"}
@@ -94,7 +94,7 @@ def _runner(backend: str, module: torch.nn.Module, inputs: Dict[str, torch.Tenso
 
 def bench_config(config: str, args, threads: int) -> List[dict]:
     cfg = load_config(config, ["MODEL.DEVICE", "cpu"])
-    classes = cfg.MODEL.ROI_HEAD.NUM_CLASSES or KNOWN_CLASSES.get(cfg.DATASETS.NAME, 10)
+    classes = cfg.MODEL.ROI_HEAD.NUM_CLASSES or (known_num_classes(cfg) or 10)
     torch.manual_seed(0)
     model = fold_batchnorm(build_action_detector_from_cfg(cfg, classes))
     divisible = cfg.INPUT.SIZE_DIVISIBLE or 1

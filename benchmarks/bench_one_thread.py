@@ -35,6 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_train  # noqa: E402  (the fixed batch and the trainer, as bench_train builds them)
 
 from s3d_det.config import load_config  # noqa: E402
+from s3d_det.engine.defaults import known_num_classes  # noqa: E402
 from s3d_det.modeling import s3dg  # noqa: E402
 from s3d_det.utils.io import write_json  # noqa: E402
 from s3d_det.utils.table import format_table  # noqa: E402
@@ -72,7 +73,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Dict[str, float]]:
     test_cfg = cfg.clone()
     test_cfg.defrost()
     test_cfg.SOLVER.BATCH_SIZE = cfg.TEST.BATCH_SIZE  # fixed_batch makes SOLVER.BATCH_SIZE clips
-    num_classes = cfg.MODEL.ROI_HEAD.NUM_CLASSES or bench_train.KNOWN_CLASSES.get(cfg.DATASETS.NAME)
+    num_classes = cfg.MODEL.ROI_HEAD.NUM_CLASSES or known_num_classes(cfg)
     test_batch = bench_train.fixed_batch(test_cfg, num_classes, torch.Generator().manual_seed(1))
     n, (h, w) = cfg.TEST.BATCH_SIZE, test_batch["image_sizes"][0]
     test_batch.update(scale=[(1.0, 1.0)] * n, flipped=[False] * n, orig_size=[(h, w)] * n)  # frames at their own size

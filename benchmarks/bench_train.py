@@ -35,12 +35,12 @@ import torch
 
 from s3d_det.config import load_config
 from s3d_det.engine import Trainer, build_lr_scheduler, build_optimizer
+from s3d_det.engine.defaults import KNOWN_NUM_CLASSES, known_num_classes
 from s3d_det.utils.io import available_cores, write_json
 from s3d_det.utils.table import format_table
 
 CPU_CONFIGS = [f"configs/synthetic/{v}_tiny.yaml" for v in ("s3dg", "s3d", "i3d", "i2d")]
 GPU_CONFIGS = ["configs/jhmdb/s3dg_r50_16x1_split1.yaml"]
-KNOWN_CLASSES = {"synthetic": 6, "jhmdb": 21, "ucf24": 24}  # actions per dataset, when the config leaves it to the GT
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -99,10 +99,10 @@ def prepare_config(path: str, cfg, args, device: torch.device, tmp: str, changes
     warmed up. ``changes``: the config's ``model_changes``, made first when given."""
     from s3d_det.engine.defaults import batch_collate, build_datasets, build_model, load_dataset_gt
 
-    num_classes = cfg.MODEL.ROI_HEAD.NUM_CLASSES or KNOWN_CLASSES.get(cfg.DATASETS.NAME)
+    num_classes = cfg.MODEL.ROI_HEAD.NUM_CLASSES or known_num_classes(cfg)
     if not num_classes:
         raise SystemExit(f"{path}: set MODEL.ROI_HEAD.NUM_CLASSES (DATASETS.NAME {cfg.DATASETS.NAME!r} is not one of "
-                         f"{', '.join(KNOWN_CLASSES)})")
+                         f"synthetic, synthetic_clips, {', '.join(KNOWN_NUM_CLASSES)})")
     torch.manual_seed(cfg.SEED)
     model = build_model(cfg, num_classes).to(device)
     optimizer = build_optimizer(model, name=cfg.SOLVER.OPTIMIZER, lr=cfg.SOLVER.BASE_LR,

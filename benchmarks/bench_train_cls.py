@@ -40,6 +40,7 @@ from bench_train import prepare_config, time_block  # noqa: E402  (the detector'
 
 from s3d_det.config import load_config  # noqa: E402
 from s3d_det.engine import Trainer, build_lr_scheduler, build_optimizer  # noqa: E402
+from s3d_det.engine.defaults import known_num_classes  # noqa: E402
 from s3d_det.modeling.s3dg import VideoClassifier  # noqa: E402
 from s3d_det.utils.io import available_cores, write_json  # noqa: E402
 from s3d_det.utils.table import format_table  # noqa: E402
@@ -47,8 +48,6 @@ from s3d_det.utils.table import format_table  # noqa: E402
 CPU_CLS = "configs/cls/synthetic/s3dg_tiny.yaml"
 CPU_DET = "configs/synthetic/s3dg_tiny.yaml"
 GPU_CLS = "configs/cls/kinetics/s3dg_64x224_scratch.yaml"
-# classes per classification dataset (the head's size; the speed hardly depends on it)
-CLS_CLASSES = {"synthetic_clips": 7, "ucf101": 101, "hmdb51": 51, "kinetics": 400, "ssv2": 174}
 
 
 def parse_size(text: str):
@@ -95,7 +94,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def prepare_classifier(cfg, *, args, device: torch.device, tmp: str) -> Dict:
     """The classifier's trainer (random weights) on one fixed batch of random clips at the config's size, warmed up."""
-    num_classes = CLS_CLASSES.get(cfg.DATASETS.NAME, 400)
+    num_classes = (known_num_classes(cfg) or 400)  # the head's size; speed hardly depends on it
     torch.manual_seed(cfg.SEED)
     model = VideoClassifier.from_config(cfg, num_classes).to(device)
     optimizer = build_optimizer(model, name=cfg.SOLVER.OPTIMIZER, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM,

@@ -45,14 +45,13 @@ import torch
 
 from s3d_det.config import load_config
 from s3d_det.data.synthetic import plan_video, render_frame
-from s3d_det.engine.defaults import build_model
+from s3d_det.engine.defaults import build_model, known_num_classes
 from s3d_det.engine.inference import VideoDetector, open_video
 from s3d_det.utils.io import available_cores, write_json
 from s3d_det.utils.table import format_table
 
 CPU_CONFIG = "configs/synthetic/s3dg_tiny.yaml"
 GPU_CONFIG = "configs/jhmdb/s3dg_r50_16x1_split1.yaml"
-KNOWN_CLASSES = {"synthetic": 6, "jhmdb": 21, "ucf24": 24}  # actions per dataset, when the config leaves it to the GT
 STAGES = {"3D network": "backbone_3d", "2D + RPN": ("backbone_2d", "rpn"), "RoI head": "roi_head"}
 
 
@@ -175,7 +174,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.set_num_threads(args.threads or available_cores())
     cfg = load_config(args.config_file, list(args.opts) + ["MODEL.DEVICE", device.type]
                       + (["MODEL.WEIGHTS", args.weights] if args.weights else []))
-    num_classes = cfg.MODEL.ROI_HEAD.NUM_CLASSES or KNOWN_CLASSES.get(cfg.DATASETS.NAME)
+    num_classes = cfg.MODEL.ROI_HEAD.NUM_CLASSES or known_num_classes(cfg)
     if not num_classes:
         raise SystemExit(f"{args.config_file}: set MODEL.ROI_HEAD.NUM_CLASSES")
     torch.manual_seed(cfg.SEED)

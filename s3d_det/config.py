@@ -186,6 +186,9 @@ _C.DATASETS.SYNTHETIC_SEED = 0
 # while walking; those frames' box is in both labels' tubes. 0: the single-label set. Give a multi-label set its
 # own DATASETS.ROOT (configs/synthetic/s3dg_tiny_multilabel.yaml): a set made with another value is kept, not redone.
 _C.DATASETS.SYNTHETIC_MULTI_LABEL = 0.0
+# Synthetic class set: "default" (the six motions) or "order" (arm_up/arm_down, sit_down/stand_up: pairs told apart
+# only by the order of their frames; docs/experiments/order-classes.md). Give an order set its own DATASETS.ROOT.
+_C.DATASETS.SYNTHETIC_CLASSES = "default"
 # With a flow INPUT.MODALITY: the folder of the flow, <video>/x/, <video>/y/ ("flow") or <video>/{k:05d}.jpg
 # ("brox"); a relative path is taken under ROOT (e.g. "Flow" as tools/prepare_data.py flow ROOT --out ROOT/Flow
 # makes it, "FlowBrox04" as ACT ships it). Classification: the same, under the dataset's root. The synthetic sets'

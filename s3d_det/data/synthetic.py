@@ -19,6 +19,11 @@ its own ``np.random.SeedSequence(seed, spawn_key=(video_index, stream, ...))``, 
 generation nor anything else changes a byte. The dataset is built in a hidden folder beside ``DIR`` and
 renamed onto it at the end, so a killed run never leaves a folder that looks complete.
 
+Order variant (``classes="order"``, off by default): ``ORDER_CLASSES``, two pairs of classes that are each other's
+time reversal (an arm raised or lowered; sitting down or standing up), one change between two holds. Every frame
+of one class looks like a frame of its pair, and so does the set of frames: only the order of the frames tells
+them apart (docs/experiments/order-classes.md).
+
 Multi-label variant (``multi_label`` > 0, off by default): that fraction of the movers (move_left, move_right)
 also does a second action (``COMBINED``: wave, jump or spin) over a stretch of its walk; on those frames the
 actor's one box is in both labels' tubes, as the ACT schema stores a person doing two actions at once.
@@ -26,7 +31,7 @@ actor's one box is in both labels' tubes, as the ACT schema stores a person doin
 Command line::
 
     python -m s3d_det.data.synthetic --out DIR --num-videos 90 --seed 0 [--size 320x240]
-        [--min-frames 32 --max-frames 64] [--test-fraction 1/3] [--multi-label 0.5] [--quiet]
+        [--min-frames 32 --max-frames 64] [--test-fraction 1/3] [--multi-label 0.5] [--classes order] [--quiet]
 """
 from __future__ import annotations
 
@@ -58,6 +63,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CLASSES",
+    "ORDER_CLASSES",
+    "CLASS_SETS",
     "COMBINED",
     "MOTIONS",
     "VERSION",
@@ -85,7 +92,25 @@ MOTIONS = {
     "spin": "turns about its vertical axis (the figure narrows to 40%, mirrors, widens), 12-20 degrees/frame",
     "crouch": "squats down and up (hip lowers, knees bend outward), 12-20 frames a squat",
     "idle": "before and after the action (not annotated): +-0.75 px and +-2 degree jitter about its rest pose",
+    "arm_up": "raises one arm from 61-80 degrees to its mirror angle 100-119 degrees (hand below the head top: the "
+              "box is the same before and after), a 4-8 frame smoothstep between two holds of 11 frames or more",
+    "arm_down": "the time reversal of arm_up: lowers one arm from 100-119 to 61-80 degrees",
+    "sit_down": "squats from a crouch of 0-0.2 to 0.8-1 (the box top moves down), a 4-8 frame smoothstep between "
+                "two holds of 11 frames or more",
+    "stand_up": "the time reversal of sit_down: rises from a crouch of 0.8-1 to 0-0.2",
+    "order_idle": "before and after the action (not annotated): the pose it starts from before, the pose it ends "
+                  "in after, with +-0.75 px and +-2 degree jitter",
 }
+# Classes told apart only by the order of their frames: each pair is one change and its time reversal, with the
+# same random numbers drawn in the same order for both, so a frame, or the set of a clip's frames, is distributed
+# alike in both classes of a pair. The arm pair keeps the actor's box constant outside the change (the raised hand
+# stays below the head top, and sin(180 - a) = sin a); sitting down moves the box top: a control for what the box
+# alone tells a detector.
+ORDER_CLASSES = ("arm_up", "arm_down", "sit_down", "stand_up")
+CLASS_SETS = {"default": CLASSES, "order": ORDER_CLASSES}
+ORDER_MARGIN = 4  # held frames annotated on each side of the change
+ORDER_HOLD = 11  # held frames at least before and after the change (the 4 annotated ones included)
+ORDER_RAMP = (4, 8)  # frames of the change, uniform over the whole numbers in this range
 # The actions a mover can do while it walks (multi_label > 0): each drives a part of the pose the walk leaves alone
 # (walk: x and the legs' swing; wave: one arm; jump: the height above the ground; spin: the turn about the vertical
 # axis), so both motions show whole. Crouch is left out: it bends the legs the walk swings.
@@ -122,7 +147,9 @@ class Motion:
     """An actor's action: frames ``start``..``end`` (1-based, inclusive) are annotated with ``label``.
     ``x`` (body axis) and ``ground`` (feet) place it, in pixels, before the action. ``speed``: px/frame
     (movers) or rad/frame (spin); ``amplitude``: px (jump) or rad (wave); ``period``: frames per cycle;
-    ``direction``: +-1; ``arm``: 0 left, 1 right (wave)."""
+    ``direction``: +-1; ``arm``: 0 left, 1 right (wave, arm_up/down). ``kind``: the class name (its set's
+    ``label``). Order classes (``ORDER_CLASSES``): the changing part of the pose (arm angle, rad, or crouch depth)
+    goes from ``pose`` to ``target`` over frames start + ``ORDER_MARGIN`` .. end - ``ORDER_MARGIN``."""
 
     label: int
     start: int
@@ -134,6 +161,9 @@ class Motion:
     period: float = 1.0
     direction: int = 1
     arm: int = 0
+    kind: str = ""
+    pose: float = 0.0
+    target: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,13 +238,16 @@ def _feet_range(app: Appearance, size) -> Tuple[float, float]:
     return top, lowest
 
 
-def _sample_motion(rng, label: int, app: Appearance, *, size, nframes: int, taken: list, room: float = 0.0):
-    """The action of one actor. ``taken`` holds (x per frame, half width) of the actors placed before: of 16
-    random places, the one overlapping them least (summed over frames) is taken, and appended. ``room``: px
-    to keep free above the figure (as far as the frame allows) for a second action's jump."""
+def _sample_motion(rng, label: int, app: Appearance, *, size, nframes: int, taken: list, room: float = 0.0,
+                   classes: Sequence[str] = CLASSES):
+    """The action of one actor, ``classes[label]``. ``taken`` holds (x per frame, half width) of the actors placed
+    before: of 16 random places, the one overlapping them least (summed over frames) is taken, and appended.
+    ``room``: px to keep free above the figure (as far as the frame allows) for a second action's jump."""
     h, w = size
     scale = h / 240
-    name = CLASSES[label]
+    name = classes[label]
+    if name in ORDER_CLASSES:
+        return _sample_order_motion(rng, label, name, app, size=size, nframes=nframes, taken=taken)
     length = int(np.clip(round(nframes * rng.uniform(0.5, 0.8)), 3, nframes - 2))
     half = _half_width(app)
     kw = {}
@@ -235,12 +268,7 @@ def _sample_motion(rng, label: int, app: Appearance, *, size, nframes: int, take
     start = int(rng.integers(2, nframes - length + 1))  # at least one idle frame before and after
 
     step = kw["speed"] * kw["direction"] if name in _MOVERS else 0.0
-    travel = step * length
-    xs = rng.uniform(half + max(0.0, -travel), w - half - max(0.0, travel), 16)
-    paths = xs[:, None] + step * np.clip(np.arange(1, nframes + 1) - start + 1, 0, length)  # (16, nframes)
-    overlap = sum(np.maximum(0.0, half + other_half - np.abs(paths - other)).sum(1) for other, other_half in taken)
-    best = int(np.argmin(overlap)) if taken else 0
-    taken.append((paths[best], half))
+    x = _place(rng, half, w=w, step=step, start=start, length=length, nframes=nframes, taken=taken)
     top, lowest = _feet_range(app, size)  # the feet's highest row standing, and lowest row
     if room:
         top += min(room, lowest - top)
@@ -248,7 +276,44 @@ def _sample_motion(rng, label: int, app: Appearance, *, size, nframes: int, take
         kw["amplitude"] = min(kw["amplitude"], lowest - top)
         top += kw["amplitude"]
     ground = rng.uniform(top, lowest)
-    return Motion(label=label, start=start, end=start + length - 1, x=float(xs[best]), ground=ground, **kw)
+    return Motion(label=label, start=start, end=start + length - 1, x=x, ground=ground, kind=name, **kw)
+
+
+def _place(rng, half: float, *, w: int, step: float, start: int, length: int, nframes: int, taken: list) -> float:
+    """The body axis x (px, before the action) of an actor ``2 half`` px wide moving ``step`` px a frame over frames
+    start..start + length - 1: of 16 random places the one overlapping the actors in ``taken`` least; its path
+    is appended to ``taken``."""
+    travel = step * length
+    xs = rng.uniform(half + max(0.0, -travel), w - half - max(0.0, travel), 16)
+    paths = xs[:, None] + step * np.clip(np.arange(1, nframes + 1) - start + 1, 0, length)  # (16, nframes)
+    overlap = sum(np.maximum(0.0, half + other_half - np.abs(paths - other)).sum(1) for other, other_half in taken)
+    best = int(np.argmin(overlap)) if taken else 0
+    taken.append((paths[best], half))
+    return float(xs[best])
+
+
+def _sample_order_motion(rng, label: int, name: str, app: Appearance, *, size, nframes: int, taken: list) -> Motion:
+    """An action of ``ORDER_CLASSES``: a change of ``d`` frames (``ORDER_RAMP``) starting at frame ``t0``, uniform
+    over the places that leave ``ORDER_HOLD`` held frames or more on each side (so the holds before and after have
+    one law), annotated with ``ORDER_MARGIN`` held frames on each side. Both classes of a pair draw the same
+    numbers in the same order; only ``pose`` and ``target`` swap."""
+    d = int(rng.integers(ORDER_RAMP[0], ORDER_RAMP[1] + 1))
+    t0 = int(rng.integers(ORDER_HOLD + 1, nframes - ORDER_HOLD - d + 2))
+    if name in ("arm_up", "arm_down"):
+        # the raised hand (angle 180 - a) stays below the head top: 0.4 h cos a + 0.6 head < neck + 2 head
+        lowest = math.degrees(math.acos((0.05 * app.height + 1.4 * app.head) / (0.4 * app.height))) + 2
+        low = math.radians(rng.uniform(lowest, lowest + 12))
+        ends = (low, math.pi - low)
+    else:  # sit_down, stand_up: crouch depth
+        ends = (rng.uniform(0.0, 0.2), rng.uniform(0.8, 1.0))
+    arm = int(rng.integers(2))
+    pose, target = ends if name in ("arm_up", "sit_down") else ends[::-1]
+    start, end = t0 - ORDER_MARGIN, t0 + d - 1 + ORDER_MARGIN
+    x = _place(rng, _half_width(app), w=size[1], step=0.0, start=start, length=end - start + 1, nframes=nframes,
+               taken=taken)
+    top, lowest_feet = _feet_range(app, size)
+    return Motion(label=label, start=start, end=end, x=x, ground=rng.uniform(top, lowest_feet), arm=arm, kind=name,
+                  pose=pose, target=target)
 
 
 def _sample_second(rng, label: int, app: Appearance, *, size, within: Motion) -> Motion:
@@ -270,7 +335,7 @@ def _sample_second(rng, label: int, app: Appearance, *, size, within: Motion) ->
         raise ValueError(f"{name!r} is not an action a mover can do while walking; expected one of {COMBINED}")
     if name != "spin":
         kw["period"] = length / max(1, round(length / kw["period"]))
-    return Motion(label=label, start=start, end=start + length - 1, x=within.x, ground=within.ground, **kw)
+    return Motion(label=label, start=start, end=start + length - 1, x=within.x, ground=within.ground, kind=name, **kw)
 
 
 def _background(rng, *, size, nframes: int):
@@ -311,20 +376,25 @@ def _occluder(rng, *, size, nframes: int):
 
 
 def plan_video(*, seed: int, index: int, size: Tuple[int, int] = (240, 320), min_frames: int = 32,
-               max_frames: int = 64, label: Optional[int] = None, multi_label: float = 0.0) -> VideoPlan:
+               max_frames: int = 64, label: Optional[int] = None, multi_label: float = 0.0,
+               classes: str = "default") -> VideoPlan:
     """Draws the random content of video ``index``: length, 1-2 actors, background, occluder.
 
-    ``label`` (default ``index % len(CLASSES)``) is the class of the first actor, which names the video.
+    ``classes``: the class set (``CLASS_SETS``: "default", the six of ``CLASSES``, or "order", ``ORDER_CLASSES``).
+    ``label`` (default ``index % len(classes)``) is the class of the first actor, which names the video.
     Appearances come from their own random streams, so ``label`` changes no actor's appearance.
     ``multi_label``: the chance of each mover to also do one of ``COMBINED`` (drawn from a stream of its own:
     at 0 the plan is that of the single-label set, and every actor looks and moves as there except for the
     second action it is given).
     """
-    label = index % len(CLASSES) if label is None else label
+    names = CLASS_SETS[classes]
+    if multi_label and classes != "default":
+        raise ValueError(f"multi_label needs the default classes (its movers); got classes {classes!r}")
+    label = index % len(names) if label is None else label
     layout = _rng(seed, index, 0)
     nframes = int(layout.integers(min_frames, max_frames + 1))
     count = int(layout.choice([1, 2], p=[0.6, 0.4]))
-    labels = [label] + layout.integers(0, len(CLASSES), count - 1).tolist()
+    labels = [label] + layout.integers(0, len(names), count - 1).tolist()
     occluded = layout.uniform() < 0.35
     scale = size[0] / 240
     actors, taken = [], []
@@ -337,15 +407,15 @@ def plan_video(*, seed: int, index: int, size: Tuple[int, int] = (240, 320), min
                 second_label = CLASSES.index(COMBINED[int(extra.integers(len(COMBINED)))])
                 room = 0.4 * app.height if CLASSES[second_label] == "jump" else 0.0
         motion = _sample_motion(_rng(seed, index, 2, k), actor_label, app, size=size, nframes=nframes, taken=taken,
-                                room=room)
+                                room=room, classes=names)
         if second_label is not None:
             second = _sample_second(extra, second_label, app, size=size, within=motion)
         jitter = _rng(seed, index, 3, k).uniform(-1, 1, (nframes, 4)) * _jitter_scale(scale)
         actors.append(Actor(appearance=app, motion=motion, jitter=jitter, second=second))
     background, offsets = _background(_rng(seed, index, 4), size=size, nframes=nframes)
     occluder = _occluder(_rng(seed, index, 5), size=size, nframes=nframes) if occluded else None
-    name = CLASSES[label]
-    return VideoPlan(name=f"{name}/{name}_{index // len(CLASSES):04d}", nframes=nframes, size=tuple(size),
+    name = names[label]
+    return VideoPlan(name=f"{name}/{name}_{index // len(names):04d}", nframes=nframes, size=tuple(size),
                      actors=tuple(actors), background=background, offsets=offsets, occluder=occluder)
 
 
@@ -361,8 +431,15 @@ def _skeleton(actor: Actor, t: int):
     for step in (m,) if actor.second is None else (m, actor.second):
         length = step.end - step.start + 1
         tau = min(max(t - step.start + 1, 0), length)
-        name = CLASSES[step.label]
-        if name in _MOVERS:
+        name = step.kind or CLASSES[step.label]
+        if name in ORDER_CLASSES:  # hold, smoothstep over the middle length - 2 margin frames, hold
+            r = min(max((tau - ORDER_MARGIN) / (length - 2 * ORDER_MARGIN + 1), 0.0), 1.0)
+            value = step.pose + (step.target - step.pose) * r * r * (3 - 2 * r)
+            if name in ("arm_up", "arm_down"):
+                arms[step.arm] = value + (ja0, ja1)[step.arm]
+            else:
+                crouch = value
+        elif name in _MOVERS:
             x += step.direction * step.speed * tau
             swing = _SWING * math.sin(2 * math.pi * tau / step.period + math.asin(a.swing / _SWING))
         elif name == "jump":
@@ -451,9 +528,11 @@ def render_frame(plan: VideoPlan, t: int, *, actors: Optional[Sequence[int]] = N
     return image, boxes
 
 
-def _check_params(num_videos, seed, size, min_frames, max_frames, test_fraction, multi_label=0.0) -> dict:
-    """The arguments, checked, as meta.json records them; ``multi_label`` only where it is not 0, so the params of
-    a single-label set are those recorded before the multi-label variant existed."""
+def _check_params(num_videos, seed, size, min_frames, max_frames, test_fraction, multi_label=0.0,
+                  classes="default") -> dict:
+    """The arguments, checked, as meta.json records them; ``multi_label`` only where it is not 0 and ``classes``
+    only where it is not "default", so the params of a default set are those recorded before the variants
+    existed."""
     def integer(value):
         return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
@@ -476,21 +555,34 @@ def _check_params(num_videos, seed, size, min_frames, max_frames, test_fraction,
     if not (number and 0 <= multi_label <= 1):
         raise ValueError(f"multi_label (the share of movers that also do a second action) must be a number in "
                          f"[0, 1], got {multi_label!r}")
+    if not isinstance(classes, str) or classes not in CLASS_SETS:
+        raise ValueError(f"classes must be one of {sorted(CLASS_SETS)}, got {classes!r}")
+    if classes != "default" and multi_label:
+        raise ValueError(f"multi_label needs the default classes (its movers walk while doing a second action); "
+                         f"got multi_label {multi_label!r} with classes {classes!r}")
+    shortest = 2 * ORDER_HOLD + ORDER_RAMP[1]
+    if classes == "order" and min_frames < shortest:
+        raise ValueError(f"the order classes need min_frames >= {shortest} ({ORDER_HOLD} held frames on each side "
+                         f"of a change of up to {ORDER_RAMP[1]}), got min_frames={min_frames!r}")
     params = {"num_videos": int(num_videos), "seed": int(seed), "size": [int(size[0]), int(size[1])],
               "min_frames": int(min_frames), "max_frames": int(max_frames), "test_fraction": float(test_fraction)}
     if multi_label:
         params["multi_label"] = float(multi_label)
+    if classes != "default":
+        params["classes"] = classes
     return params
 
 
 def _write_dataset(root: str, params: dict, progress: bool) -> None:
     """Writes frames, GT and (last) meta.json of the dataset ``params`` describe into ``root``."""
     size = tuple(params["size"])
+    classes = CLASS_SETS[params.get("classes", "default")]
     names, nframes, gttubes = [], {}, {}
     frames_total = 0
     for index in tqdm(range(params["num_videos"]), desc="synthetic videos", disable=not progress):
         plan = plan_video(seed=params["seed"], index=index, size=size, min_frames=params["min_frames"],
-                          max_frames=params["max_frames"], multi_label=params.get("multi_label", 0.0))
+                          max_frames=params["max_frames"], multi_label=params.get("multi_label", 0.0),
+                          classes=params.get("classes", "default"))
         folder = os.path.join(root, "Frames", plan.name)
         os.makedirs(folder)
         rows: List[list] = [[] for _ in plan.actors]
@@ -522,7 +614,7 @@ def _write_dataset(root: str, params: dict, progress: bool) -> None:
 
     num_test = min(len(names) - 1, max(1, round(len(names) * params["test_fraction"])))
     train, test = names[:len(names) - num_test], names[len(names) - num_test:]
-    gt = make_gt(labels=CLASSES, nframes=nframes, resolution={v: size for v in names}, gttubes=gttubes,
+    gt = make_gt(labels=classes, nframes=nframes, resolution={v: size for v in names}, gttubes=gttubes,
                  train_videos=[train], test_videos=[test])
     save_gt(gt, os.path.join(root, GT_NAME))
     write_json(os.path.join(root, META_NAME), {
@@ -530,8 +622,8 @@ def _write_dataset(root: str, params: dict, progress: bool) -> None:
         "version": VERSION,
         "params": params,
         "built_with": {"numpy": np.__version__, "opencv": cv2.__version__},
-        "classes": {name: MOTIONS[name] for name in CLASSES},
-        "idle": MOTIONS["idle"],
+        "classes": {name: MOTIONS[name] for name in classes},
+        "idle": MOTIONS["order_idle" if classes == ORDER_CLASSES else "idle"],
         **({"combined": f"{params['multi_label']:g} of the movers also do one of {', '.join(COMBINED)} over "
                         "50-100% of their walk; those frames' box is in both labels' tubes"}
            if "multi_label" in params else {}),
@@ -592,18 +684,20 @@ def _check_replaceable(out_dir: str) -> None:
 
 def generate_synthetic(out_dir: str, *, num_videos: int = 90, seed: int = 0, size: Tuple[int, int] = (240, 320),
                        min_frames: int = 32, max_frames: int = 64, test_fraction: float = 1 / 3,
-                       multi_label: float = 0.0, progress: bool = True) -> str:
+                       multi_label: float = 0.0, classes: str = "default", progress: bool = True) -> str:
     """Writes the synthetic dataset to ``out_dir`` (replacing a previous synthetic dataset there) and returns
     the path of its GT pickle.
 
-    num_videos: videos in all; video i has ``CLASSES[i % 6]`` as its first actor's class. The last
+    num_videos: videos in all; video i has ``CLASSES[i % 6]`` (or, classes "order", ``ORDER_CLASSES[i % 4]``) as
+    its first actor's class. The last
     ``round(num_videos * test_fraction)`` videos (at least one, at most num_videos - 1) are the test split.
     size: (height, width) of the frames, pixels. min_frames, max_frames: range of video lengths.
     multi_label: the share (in [0, 1]) of the movers that also do one of ``COMBINED`` while walking (default 0:
     the single-label set, byte for byte as before the option existed).
+    classes: "default" (``CLASSES``) or "order" (``ORDER_CLASSES``, min_frames >= 30, no multi_label).
     Raises ValueError for bad arguments, or when ``out_dir`` holds files the generator did not write.
     """
-    params = _check_params(num_videos, seed, size, min_frames, max_frames, test_fraction, multi_label)
+    params = _check_params(num_videos, seed, size, min_frames, max_frames, test_fraction, multi_label, classes)
     out_dir = os.path.abspath(out_dir)
     build_and_replace(out_dir, lambda build: _write_dataset(build, params, progress),
                       check=lambda: _check_replaceable(out_dir), complete=lambda: is_complete(out_dir, params=params))
@@ -651,7 +745,7 @@ def ensure_synthetic(out_dir: str, **kwargs) -> str:
     """
     progress = kwargs.pop("progress", True)
     defaults = dict(num_videos=90, seed=0, size=(240, 320), min_frames=32, max_frames=64, test_fraction=1 / 3,
-                    multi_label=0.0)
+                    multi_label=0.0, classes="default")
     unknown = sorted(set(kwargs) - set(defaults))
     if unknown:
         raise TypeError(f"ensure_synthetic() got unexpected arguments {unknown}")
@@ -673,7 +767,7 @@ def ensure_synthetic(out_dir: str, **kwargs) -> str:
             made = "a dataset without the generator's meta.json (not made by it, or edited)"
         else:
             theirs = meta["params"] if isinstance(meta["params"], dict) else {}
-            implicit = {"multi_label": 0.0}  # recorded only where it is not the default
+            implicit = {"multi_label": 0.0, "classes": "default"}  # recorded only where not the default
 
             def value(recorded, key):
                 return recorded.get(key, implicit.get(key))
@@ -745,13 +839,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="share of the videos in the test split (default 1/3)")
     parser.add_argument("--multi-label", type=_parse_fraction, default=0.0,
                         help="share of the movers that also wave, jump or spin while walking (default 0)")
+    parser.add_argument("--classes", choices=sorted(CLASS_SETS), default="default",
+                        help="class set: the six motions (default) or 'order', four told apart only by the order "
+                             "of their frames")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
         path = generate_synthetic(args.out, num_videos=args.num_videos, seed=args.seed, size=args.size,
                                   min_frames=args.min_frames, max_frames=args.max_frames,
                                   test_fraction=args.test_fraction, multi_label=args.multi_label,
-                                  progress=not args.quiet)
+                                  classes=args.classes, progress=not args.quiet)
     except ValueError as e:
         parser.error(str(e))
     print(path)

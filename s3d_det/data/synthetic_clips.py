@@ -9,6 +9,9 @@ detection set's people without an action): up to ``max_frames`` frames from the 
 to a square about the actor's box over those frames (``context`` times its longer side, as tall as the frame at
 most) and resized to ``crop`` pixels.
 Other actors and the occluder bar stay in the picture where they cross the crop, as in the detection set.
+With ``classes="order"`` (``ORDER_CLASSES``, told apart only by the order of their frames) an action clip is
+``ORDER_CLIP_FRAMES`` frames with the change at a random place that keeps it inside the first and the last 15
+frames (the two test views of 8 frames at stride 2, and every training window of that span).
 
 Layout (UCF101's, with frame folders; read by ``s3d_det.data.video_lists.read_ucf101``)::
 
@@ -30,11 +33,24 @@ import numpy as np
 from tqdm import tqdm
 
 from ..utils.io import write_json
-from .synthetic import CLASSES, JPEG_QUALITY, MOTIONS, build_and_replace, plan_video, read_meta, render_frame
+from .synthetic import (
+    CLASS_SETS,
+    CLASSES,
+    JPEG_QUALITY,
+    MOTIONS,
+    ORDER_CLASSES,
+    ORDER_MARGIN,
+    _rng,
+    build_and_replace,
+    plan_video,
+    read_meta,
+    render_frame,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VERSION", "CLIP_CLASSES", "generate_synthetic_clips", "ensure_synthetic_clips", "clip_params"]
+__all__ = ["VERSION", "CLIP_CLASSES", "clip_classes", "generate_synthetic_clips", "ensure_synthetic_clips",
+           "clip_params"]
 
 VERSION = 1  # bump whenever a change alters any written byte
 META_NAME = "meta.json"
@@ -44,11 +60,20 @@ CLIP_CLASSES = (*CLASSES, "idle")  # idle: an actor before or after its action (
 MIN_IDLE_FRAMES = 8
 IDLE_EVERY = 3  # an idle clip from one actor in three (video index + actor index divisible by it): as many as a class
 _SEED_OFFSET = 1_000_003  # the clip set's videos use seed + this: never the detection set's videos
+ORDER_CLIP_FRAMES = 20  # an order class's clip: the change and 5 or more held frames on each side
+ORDER_VIEW = 15  # the frames of one clip the change always lies in (8 frames at stride 2)
+
+
+def clip_classes(classes: str = "default") -> Tuple[str, ...]:
+    """The clip set's class names for the detection class set ``classes``: its classes and ``idle``."""
+    return (*CLASS_SETS[classes], "idle")
 
 
 def clip_params(*, num_videos: int = 300, seed: int = 0, test_fraction: float = 0.25, max_frames: int = 32,
-                crop: int = 80, context: float = 1.25, size: Tuple[int, int] = (240, 320)) -> dict:
-    """The checked arguments of the set, as meta.json records them (see ``generate_synthetic_clips``)."""
+                crop: int = 80, context: float = 1.25, size: Tuple[int, int] = (240, 320),
+                classes: str = "default") -> dict:
+    """The checked arguments of the set, as meta.json records them (see ``generate_synthetic_clips``); ``classes``
+    only where it is not "default", so that a default set's params are those recorded before it existed."""
     def integer(value) -> bool:
         return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
@@ -64,9 +89,17 @@ def clip_params(*, num_videos: int = 300, seed: int = 0, test_fraction: float = 
         raise ValueError(f"crop must be an integer >= 16 pixels, got {crop!r}")
     if not context >= 1:
         raise ValueError(f"context must be >= 1 (times the actor's box), got {context!r}")
-    return {"num_videos": int(num_videos), "seed": int(seed), "test_fraction": float(test_fraction),
-            "max_frames": int(max_frames), "crop": int(crop), "context": float(context),
-            "size": [int(size[0]), int(size[1])]}
+    if not isinstance(classes, str) or classes not in CLASS_SETS:
+        raise ValueError(f"classes must be one of {sorted(CLASS_SETS)}, got {classes!r}")
+    if classes == "order" and max_frames < ORDER_CLIP_FRAMES:
+        raise ValueError(f"the order classes' clips are {ORDER_CLIP_FRAMES} frames: max_frames must be >= "
+                         f"{ORDER_CLIP_FRAMES}, got {max_frames!r}")
+    params = {"num_videos": int(num_videos), "seed": int(seed), "test_fraction": float(test_fraction),
+              "max_frames": int(max_frames), "crop": int(crop), "context": float(context),
+              "size": [int(size[0]), int(size[1])]}
+    if classes != "default":
+        params["classes"] = classes
+    return params
 
 
 def _square(box: np.ndarray, *, context: float, size: Tuple[int, int]) -> Tuple[int, int, int]:
@@ -85,12 +118,18 @@ def _video_clips(index: int, params: dict) -> List[dict]:
     action, and for one actor in ``IDLE_EVERY`` its idle stretch (the longer of those before and after the action)
     where that has at least ``MIN_IDLE_FRAMES`` frames."""
     size = tuple(params["size"])
-    plan = plan_video(seed=params["seed"] + _SEED_OFFSET, index=index, size=size)
+    classes = params.get("classes", "default")
+    seed = params["seed"] + _SEED_OFFSET
+    plan = plan_video(seed=seed, index=index, size=size, classes=classes)
     frames = [render_frame(plan, t) for t in range(1, plan.nframes + 1)]
 
     def cut(k: int, first: int, last: int) -> List[np.ndarray]:
+        """Actor k's frames: the middle ``max_frames`` (or fewer) of first..last."""
         length = min(params["max_frames"], last - first + 1)
-        ts = range(first + (last - first + 1 - length) // 2, first + (last - first + 1 - length) // 2 + length)
+        skip = (last - first + 1 - length) // 2
+        return crop(k, range(first + skip, first + skip + length))
+
+    def crop(k: int, ts: range) -> List[np.ndarray]:
         boxes = np.stack([frames[t - 1][1][k] for t in ts])
         union = np.array([boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()])
         x0, y0, side = _square(union, context=params["context"], size=size)
@@ -100,23 +139,32 @@ def _video_clips(index: int, params: dict) -> List[dict]:
     clips = []
     for k, actor in enumerate(plan.actors):
         m = actor.motion
-        clips.append({"label": m.label, "name": f"c{k + 1:02d}", "frames": cut(k, m.start, m.end)})
+        if m.kind in ORDER_CLASSES:  # the change (its d frames) at clip frame r, r + d <= ORDER_VIEW, r >= 20 - 15
+            d = m.end - m.start + 1 - 2 * ORDER_MARGIN
+            r = int(_rng(seed, index, 7, k).integers(ORDER_CLIP_FRAMES - ORDER_VIEW, ORDER_VIEW - d + 1))
+            first = m.start + ORDER_MARGIN - r
+            frames_k = crop(k, range(first, first + ORDER_CLIP_FRAMES))
+        else:
+            frames_k = cut(k, m.start, m.end)
+        clips.append({"label": m.label, "name": f"c{k + 1:02d}", "frames": frames_k})
         before, after = (1, m.start - 1), (m.end + 1, plan.nframes)
         first, last = max(before, after, key=lambda span: span[1] - span[0])
         if (index + k) % IDLE_EVERY == 0 and last - first + 1 >= MIN_IDLE_FRAMES:
-            clips.append({"label": len(CLASSES), "name": f"c{k + 1:02d}_idle", "frames": cut(k, first, last)})
+            clips.append({"label": len(CLASS_SETS[classes]), "name": f"c{k + 1:02d}_idle",
+                          "frames": cut(k, first, last)})
     return clips
 
 
 def _write(root: str, params: dict, progress: bool) -> None:
     n = params["num_videos"]
+    names = clip_classes(params.get("classes", "default"))
     num_test = min(n - 1, max(1, round(n * params["test_fraction"])))
     lists: Dict[str, List[str]] = {"train": [], "test": []}
-    counts = {"train": [0] * len(CLIP_CLASSES), "test": [0] * len(CLIP_CLASSES)}
+    counts = {"train": [0] * len(names), "test": [0] * len(names)}
     for index in tqdm(range(n), desc="synthetic clips", disable=not progress):
         subset = "train" if index < n - num_test else "test"
         for clip in _video_clips(index, params):
-            name = CLIP_CLASSES[clip["label"]]
+            name = names[clip["label"]]
             video = f"{name}/v_{name}_g{index:04d}_{clip['name']}"
             folder = os.path.join(root, "Frames", video)
             os.makedirs(folder)
@@ -131,7 +179,7 @@ def _write(root: str, params: dict, progress: bool) -> None:
             counts[subset][clip["label"]] += 1
     os.makedirs(os.path.join(root, LIST_DIR))
     with open(os.path.join(root, LIST_DIR, "classInd.txt"), "w") as f:
-        f.writelines(f"{k + 1} {name}\n" for k, name in enumerate(CLIP_CLASSES))
+        f.writelines(f"{k + 1} {name}\n" for k, name in enumerate(names))
     for subset, lines in lists.items():
         with open(os.path.join(root, LIST_DIR, f"{subset}list01.txt"), "w") as f:
             f.writelines(line + "\n" for line in lines)
@@ -140,8 +188,9 @@ def _write(root: str, params: dict, progress: bool) -> None:
         "version": VERSION,
         "params": params,
         "built_with": {"numpy": np.__version__, "opencv": cv2.__version__},
-        "classes": {name: MOTIONS[name] for name in CLIP_CLASSES},
-        "clips": {subset: dict(zip(CLIP_CLASSES, c)) for subset, c in counts.items()},
+        "classes": {name: MOTIONS["order_idle" if name == "idle" and "classes" in params else name]
+                    for name in names},
+        "clips": {subset: dict(zip(names, c)) for subset, c in counts.items()},
         "videos": {"train": n - num_test, "test": num_test},
     })
 
@@ -189,10 +238,15 @@ def ensure_synthetic_clips(out_dir: str, *, progress: bool = True, **kwargs) -> 
         raise ValueError(f"{out_dir} holds {sorted(os.listdir(out_dir))[:5]}, not a synthetic clip set; refusing to "
                          "overwrite it: move it away, or set DATASETS.ROOT to another folder")
     theirs = meta.get("params") if isinstance(meta.get("params"), dict) else {}
-    differ = sorted(k for k in params if theirs.get(k) != params[k])
+    implicit = {"classes": "default"}  # recorded only where it is not the default
+
+    def value(recorded, key):
+        return recorded.get(key, implicit.get(key))
+
+    differ = sorted(k for k in set(params) | set(theirs) if value(theirs, k) != value(params, k))
     if differ and meta.get("version") == VERSION:
         raise ValueError(f"{out_dir} holds a synthetic clip set made with other arguments ("
-                         + ", ".join(f"{k} {theirs.get(k)!r}, asked {params[k]!r}" for k in differ)
+                         + ", ".join(f"{k} {value(theirs, k)!r}, asked {value(params, k)!r}" for k in differ)
                          + "): remove it to have it made again, or set DATASETS.ROOT to another folder")
     logger.info("%s: remaking the synthetic clip set (%s)", out_dir, "incomplete" if not differ else "older version")
     return generate_synthetic_clips(out_dir, progress=progress, **kwargs)

@@ -42,6 +42,7 @@ from .defaults import (
     load_model_weights,
     load_weights_3d,
     resolve_device,
+    synthetic_classes,
     write_config,
 )
 from .distributed import all_gather, get_rank, get_world_size, is_main_process, synchronize
@@ -71,7 +72,8 @@ def build_video_lists(cfg, *, make_synthetic: bool = True) -> Tuple[VideoList, V
             raise ConfigError(f"DATASETS.SYNTHETIC_TEST_VIDEOS must be in 1..SYNTHETIC_NUM_VIDEOS - 1 "
                               f"({num - 1}), got {test}")
         if make_synthetic:
-            ensure_synthetic_clips(root, num_videos=num, seed=cfg.DATASETS.SYNTHETIC_SEED, test_fraction=test / num)
+            ensure_synthetic_clips(root, num_videos=num, seed=cfg.DATASETS.SYNTHETIC_SEED, test_fraction=test / num,
+                                   classes=synthetic_classes(cfg))
         synchronize()
         lists = [read_ucf101(root, split=1, subset=subset) for subset in ("train", "test")]
         for videos in lists:

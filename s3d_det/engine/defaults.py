@@ -101,6 +101,31 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def synthetic_classes(cfg) -> str:
+    """``DATASETS.SYNTHETIC_CLASSES``, checked: the synthetic class set ("default" or "order")."""
+    from s3d_det.data.synthetic import CLASS_SETS
+
+    value = cfg.DATASETS.SYNTHETIC_CLASSES
+    if value not in CLASS_SETS:
+        raise ConfigError(f"DATASETS.SYNTHETIC_CLASSES must be one of {', '.join(sorted(CLASS_SETS))}, got {value!r}")
+    return value
+
+
+KNOWN_NUM_CLASSES = {"jhmdb": 21, "ucf24": 24, "ucf101": 101, "hmdb51": 51, "kinetics": 400, "ssv2": 174}
+
+
+def known_num_classes(cfg) -> Optional[int]:
+    """The number of classes of the dataset ``cfg`` names, known without reading its files (benchmarks build
+    models before any data exists): the synthetic sets' from ``DATASETS.SYNTHETIC_CLASSES`` (the clip set has
+    ``idle`` besides), the public datasets' as published (Kinetics: 400); None for others."""
+    from s3d_det.data.synthetic import CLASS_SETS
+
+    name = cfg.DATASETS.NAME
+    if name in ("synthetic", "synthetic_clips"):
+        return len(CLASS_SETS[synthetic_classes(cfg)]) + (name == "synthetic_clips")
+    return KNOWN_NUM_CLASSES.get(name)
+
+
 def data_root(cfg) -> str:
     """``DATASETS.ROOT``, under ``$S3D_DET_DATASETS`` (default ./datasets) when relative."""
     return cfg.DATASETS.ROOT if os.path.isabs(cfg.DATASETS.ROOT) else os.path.join(datasets_root(), cfg.DATASETS.ROOT)
@@ -122,7 +147,7 @@ def load_dataset_gt(cfg, *, make_synthetic: bool = True) -> Tuple[dict, str]:
             raise ConfigError(f"DATASETS.SYNTHETIC_MULTI_LABEL must be a number in [0, 1] (the share of movers that "
                               f"also do a second action), got {multi!r}")
         ensure_synthetic(root, num_videos=num, test_fraction=Fraction(test, num), seed=cfg.DATASETS.SYNTHETIC_SEED,
-                         multi_label=multi)
+                         multi_label=multi, classes=synthetic_classes(cfg))
     path = os.path.join(root, cfg.DATASETS.GT)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"ground truth not found: {path} (DATASETS.ROOT={cfg.DATASETS.ROOT!r} under "
