@@ -34,6 +34,8 @@ def test_shipped_configs_load(path):
         assert classifier.backbone.state_dict().keys() == model.backbone_3d.state_dict().keys()
         own = model.backbone_3d.state_dict()
         assert all(v.shape == own[k].shape for k, v in classifier.backbone.state_dict().items())
+        if pretrain.DATASETS.NAME == "synthetic_clips":  # pretrained on the clips of the same class set
+            assert pretrain.DATASETS.SYNTHETIC_CLASSES == cfg.DATASETS.SYNTHETIC_CLASSES
 
 
 @pytest.mark.parametrize("path", CLS_CONFIGS, ids=lambda p: os.path.relpath(p, ROOT))
