@@ -94,7 +94,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def prepare_classifier(cfg, *, args, device: torch.device, tmp: str) -> Dict:
     """The classifier's trainer (random weights) on one fixed batch of random clips at the config's size, warmed up."""
-    num_classes = (known_num_classes(cfg) or 400)  # the head's size; speed hardly depends on it
+    num_classes = known_num_classes(cfg) or 400  # the head's size; speed hardly depends on it
     torch.manual_seed(cfg.SEED)
     model = VideoClassifier.from_config(cfg, num_classes).to(device)
     optimizer = build_optimizer(model, name=cfg.SOLVER.OPTIMIZER, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM,

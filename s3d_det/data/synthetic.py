@@ -766,15 +766,9 @@ def ensure_synthetic(out_dir: str, **kwargs) -> str:
         if meta is None or "params" not in meta:
             made = "a dataset without the generator's meta.json (not made by it, or edited)"
         else:
-            theirs = meta["params"] if isinstance(meta["params"], dict) else {}
-            implicit = {"multi_label": 0.0, "classes": "default"}  # recorded only where not the default
-
-            def value(recorded, key):
-                return recorded.get(key, implicit.get(key))
-
-            differ = sorted(k for k in set(params) | set(theirs) if value(theirs, k) != value(params, k))
-            there = ", ".join(f"{k} {value(theirs, k)!r}" for k in differ)
-            asked = ", ".join(f"{k} {value(params, k)!r}" for k in differ)
+            differ = param_differences(params, meta["params"] if isinstance(meta["params"], dict) else {})
+            there = ", ".join(f"{k} {theirs!r}" for k, theirs, _ in differ)
+            asked = ", ".join(f"{k} {wanted!r}" for k, _, wanted in differ)
             made = (f"a synthetic set made with other arguments ({there}; the config asks for {asked})" if differ
                     else f"a synthetic set of generator version {meta.get('version')!r} (this is {VERSION})")
         logger.warning("%s holds %s: using it as it is, not replacing it; to use the configured set, %s",
@@ -782,6 +776,19 @@ def ensure_synthetic(out_dir: str, **kwargs) -> str:
         return gt_path
     raise ValueError(f"{out_dir} holds {sorted(os.listdir(out_dir))[:5]}, not the synthetic set of these arguments "
                      f"and not a complete dataset ({problem}); refusing to overwrite it: {how}")
+
+
+IMPLICIT_PARAMS = {"multi_label": 0.0, "classes": "default"}  # params meta.json records only where not these
+
+
+def param_differences(asked: dict, recorded: dict) -> List[Tuple[str, object, object]]:
+    """(key, recorded value, asked value) of every key where a set's recorded params and the asked ones differ, in
+    key order; a key missing from either reads as its ``IMPLICIT_PARAMS`` default (else None)."""
+    def value(params, key):
+        return params.get(key, IMPLICIT_PARAMS.get(key))
+
+    return [(k, value(recorded, k), value(asked, k)) for k in sorted(set(asked) | set(recorded))
+            if value(recorded, k) != value(asked, k)]
 
 
 def read_meta(out_dir: str) -> Optional[dict]:

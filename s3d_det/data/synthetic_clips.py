@@ -42,6 +42,7 @@ from .synthetic import (
     ORDER_MARGIN,
     _rng,
     build_and_replace,
+    param_differences,
     plan_video,
     read_meta,
     render_frame,
@@ -237,16 +238,10 @@ def ensure_synthetic_clips(out_dir: str, *, progress: bool = True, **kwargs) -> 
     if meta is None or meta.get("generator") != GENERATOR:
         raise ValueError(f"{out_dir} holds {sorted(os.listdir(out_dir))[:5]}, not a synthetic clip set; refusing to "
                          "overwrite it: move it away, or set DATASETS.ROOT to another folder")
-    theirs = meta.get("params") if isinstance(meta.get("params"), dict) else {}
-    implicit = {"classes": "default"}  # recorded only where it is not the default
-
-    def value(recorded, key):
-        return recorded.get(key, implicit.get(key))
-
-    differ = sorted(k for k in set(params) | set(theirs) if value(theirs, k) != value(params, k))
+    differ = param_differences(params, meta.get("params") if isinstance(meta.get("params"), dict) else {})
     if differ and meta.get("version") == VERSION:
         raise ValueError(f"{out_dir} holds a synthetic clip set made with other arguments ("
-                         + ", ".join(f"{k} {value(theirs, k)!r}, asked {value(params, k)!r}" for k in differ)
+                         + ", ".join(f"{k} {theirs!r}, asked {wanted!r}" for k, theirs, wanted in differ)
                          + "): remove it to have it made again, or set DATASETS.ROOT to another folder")
     logger.info("%s: remaking the synthetic clip set (%s)", out_dir, "incomplete" if not differ else "older version")
     return generate_synthetic_clips(out_dir, progress=progress, **kwargs)
