@@ -35,7 +35,6 @@ from tqdm import tqdm
 from ..utils.io import write_json
 from .synthetic import (
     CLASS_SETS,
-    CLASSES,
     JPEG_QUALITY,
     MOTIONS,
     ORDER_CLASSES,
@@ -57,7 +56,6 @@ VERSION = 1  # bump whenever a change alters any written byte
 META_NAME = "meta.json"
 GENERATOR = "s3d_det.data.synthetic_clips"
 LIST_DIR = "ucfTrainTestlist"
-CLIP_CLASSES = (*CLASSES, "idle")  # idle: an actor before or after its action (the detector's "no action" people)
 MIN_IDLE_FRAMES = 8
 IDLE_EVERY = 3  # an idle clip from one actor in three (video index + actor index divisible by it): as many as a class
 _SEED_OFFSET = 1_000_003  # the clip set's videos use seed + this: never the detection set's videos
@@ -66,8 +64,12 @@ ORDER_VIEW = 15  # the frames of one clip the change always lies in (8 frames at
 
 
 def clip_classes(classes: str = "default") -> Tuple[str, ...]:
-    """The clip set's class names for the detection class set ``classes``: its classes and ``idle``."""
+    """The clip set's class names for the detection class set ``classes``: its classes and ``idle`` (an actor
+    before or after its action: the detector's "no action" people)."""
     return (*CLASS_SETS[classes], "idle")
+
+
+CLIP_CLASSES = clip_classes("default")
 
 
 def clip_params(*, num_videos: int = 300, seed: int = 0, test_fraction: float = 0.25, max_frames: int = 32,

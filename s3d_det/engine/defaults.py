@@ -119,10 +119,13 @@ def known_num_classes(cfg) -> Optional[int]:
     models before any data exists): the synthetic sets' from ``DATASETS.SYNTHETIC_CLASSES`` (the clip set has
     ``idle`` besides), the public datasets' as published (Kinetics: 400); None for others."""
     from s3d_det.data.synthetic import CLASS_SETS
+    from s3d_det.data.synthetic_clips import clip_classes
 
     name = cfg.DATASETS.NAME
-    if name in ("synthetic", "synthetic_clips"):
-        return len(CLASS_SETS[synthetic_classes(cfg)]) + (name == "synthetic_clips")
+    if name == "synthetic":
+        return len(CLASS_SETS[synthetic_classes(cfg)])
+    if name == "synthetic_clips":
+        return len(clip_classes(synthetic_classes(cfg)))
     return KNOWN_NUM_CLASSES.get(name)
 
 

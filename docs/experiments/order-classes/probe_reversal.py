@@ -13,7 +13,7 @@ import torch
 from s3d_det.config import load_config
 from s3d_det.data.video_dataset import view_batches
 from s3d_det.engine.classification import build_classifier, build_cls_datasets, build_video_lists
-from s3d_det.evaluation.classification import aggregate_views
+from s3d_det.evaluation.classification import aggregate_views, classification_metrics
 
 
 def main(argv):
@@ -32,14 +32,11 @@ def main(argv):
                 logits.append(model(clips).numpy())
                 videos.append(np.repeat(batch["videos"].numpy(), batch["views_per_item"]))
         probs = aggregate_views(np.concatenate(logits), np.concatenate(videos), len(labels))
-        pred = probs.argmax(1)
-        k = len(test.classes)
-        confusion = np.zeros((k, k), int)
-        np.add.at(confusion, (labels, pred), 1)
-        print(f"{'reversed' if reverse else 'as is'}: top-1 {100 * (pred == labels).mean():.2f}% of {len(labels)}")
+        result = classification_metrics(probs, labels, test.classes)
+        print(f"{'reversed' if reverse else 'as is'}: top-1 {result.top1:.2f}% of {len(labels)}")
         width = max(map(len, test.classes))
         print(" " * width + " " + " ".join(f"{c[:8]:>8}" for c in test.classes))
-        for name, row in zip(test.classes, confusion):
+        for name, row in zip(test.classes, result.confusion):
             print(f"{name:>{width}} " + " ".join(f"{v:8d}" for v in row))
 
 
